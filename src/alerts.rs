@@ -1,0 +1,446 @@
+//! Alert state: what a notification does to the set of active problems, and the events that
+//! tell the rest of the app about it.
+//!
+//! Warning or Critical raises or updates an alert under its key; Clear removes it. An
+//! unreachable node is active until it is reachable again. A notification older than the one
+//! that set the current state (Netdata does not promise ordering) is kept in history but
+//! changes nothing. The functions here are pure; the store applies them inside the same
+//! transaction that records the notification.
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+use crate::payload::{Notification, Room, Status};
+
+/// What kind of problem an active entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A health alert on a node.
+    Alert,
+    /// A node's reachability.
+    Node,
+}
+
+/// The state of an alert or node after a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// The alert recovered.
+    Clear,
+    /// The node is reachable again.
+    Reachable,
+    /// The alert is at Warning.
+    Warning,
+    /// The alert is at Critical.
+    Critical,
+    /// The node cannot be reached.
+    Unreachable,
+}
+
+impl Level {
+    /// `true` for the levels that make an entry active.
+    pub fn is_active(self) -> bool {
+        matches!(self, Level::Warning | Level::Critical | Level::Unreachable)
+    }
+
+    /// How bad it is, for ordering (higher is worse); unreachable ranks with critical.
+    pub fn rank(self) -> u8 {
+        match self {
+            Level::Clear | Level::Reachable => 0,
+            Level::Warning => 1,
+            Level::Critical | Level::Unreachable => 2,
+        }
+    }
+
+    /// The word shown to users.
+    pub fn label(self) -> &'static str {
+        match self {
+            Level::Clear => "Clear",
+            Level::Reachable => "Reachable",
+            Level::Warning => "Warning",
+            Level::Critical => "Critical",
+            Level::Unreachable => "Unreachable",
+        }
+    }
+}
+
+/// An alert or node as the tray, the window and the notifier see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The stable key across transitions.
+    pub key: String,
+    /// Alert or node.
+    pub kind: AlertKind,
+    /// Its level now.
+    pub level: Level,
+    /// The node's hostname (or id, if no hostname was sent).
+    pub host: String,
+    /// The alert's name, or `reachability` for a node.
+    pub name: String,
+    /// The value as a display string.
+    pub value: Option<String>,
+    /// The rendered summary.
+    pub summary: Option<String>,
+    /// Netdata's message.
+    pub message: String,
+    /// Where to open it in Netdata Cloud.
+    pub url: Option<String>,
+    /// The node's rooms.
+    pub rooms: Vec<Room>,
+    /// The space's name.
+    pub space: Option<String>,
+    /// When it became active (Unix ms of the first raising delivery).
+    pub since_ms: i64,
+    /// When it last changed (Unix ms).
+    pub updated_ms: i64,
+    /// When Netdata says the transition happened, with the node's offset.
+    pub triggered_at: Option<DateTime<FixedOffset>>,
+    /// The stored notification that set this state.
+    pub notification_id: i64,
+    /// Whether the user acknowledged it (dropped when it escalates or is raised again).
+    #[serde(default)]
+    pub acknowledged: bool,
+}
+
+/// How an alert's state changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// It became active.
+    Raised,
+    /// It went from Warning to Critical.
+    Escalated,
+    /// It stayed active; its value, level (Critical to Warning) or message changed.
+    Updated,
+    /// It recovered (whether or not it was known to be active).
+    Cleared,
+    /// A node became unreachable.
+    Unreachable,
+    /// A node is reachable again.
+    Reachable,
+}
+
+/// What the core tells its subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// An alert or node changed state.
+    Alert {
+        /// How.
+        change: Change,
+        /// The alert after the change (for Cleared/Reachable: as the notification described it).
+        alert: Alert,
+        /// Its level before, if it was active.
+        previous: Option<Level>,
+    },
+    /// A Test notification arrived.
+    TestReceived {
+        /// Its verification token.
+        token: Option<String>,
+        /// When it arrived (Unix ms).
+        received_ms: i64,
+    },
+    /// A notification of no known shape arrived.
+    Unknown {
+        /// Its message or a summary of its keys.
+        message: String,
+        /// The stored notification.
+        notification_id: i64,
+    },
+    /// The receiver is listening.
+    Listening {
+        /// The bound address.
+        addr: String,
+        /// The server certificate's SHA-256 fingerprint.
+        fingerprint: String,
+    },
+    /// The receiver could not start or stopped with an error.
+    ReceiverFailed {
+        /// Why.
+        reason: String,
+    },
+    /// The user acknowledged alerts or the active set changed without a delivery.
+    StateChanged,
+}
+
+/// What a notification does to the active set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateUpdate {
+    /// Insert or replace this entry.
+    Upsert(Alert),
+    /// Remove the entry with this key.
+    Remove(String),
+    /// Leave the active set as it is.
+    Keep,
+}
+
+/// The state update and the event one notification causes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// What to do to the active set.
+    pub update: StateUpdate,
+    /// What to tell subscribers, if anything.
+    pub event: Option<Event>,
+}
+
+/// Computes what notification `n` (stored as `id`, received at `now_ms`) does, given the
+/// active entry under its key, if any.
+pub fn transition(prev: Option<&Alert>, n: &Notification, id: i64, now_ms: i64) -> Transition {
+    match n {
+        Notification::Alert(a) => {
+            let level = match a.status {
+                Status::Critical => Level::Critical,
+                Status::Warning => Level::Warning,
+                Status::Clear => Level::Clear,
+                // An unknown status word changes nothing; the notification is still stored.
+                Status::Other => return keep(),
+            };
+            if is_stale(prev, a.triggered_at) {
+                return keep();
+            }
+            let alert = Alert {
+                key: a.key.clone(),
+                kind: AlertKind::Alert,
+                level,
+                host: a.host.clone().or_else(|| a.node_id.clone()).unwrap_or_else(|| "unknown node".into()),
+                name: a.name.clone(),
+                value: a.value.clone(),
+                summary: a.summary.clone(),
+                message: a.message.clone(),
+                url: a.url.clone(),
+                rooms: a.rooms.clone(),
+                space: a.space.clone(),
+                since_ms: now_ms,
+                updated_ms: now_ms,
+                triggered_at: a.triggered_at,
+                notification_id: id,
+                acknowledged: false,
+            };
+            apply_level(prev, alert)
+        }
+        Notification::Reachability(r) => {
+            let level = if r.reachable { Level::Reachable } else { Level::Unreachable };
+            let alert = Alert {
+                key: r.key.clone(),
+                kind: AlertKind::Node,
+                level,
+                host: r.host.clone().or_else(|| r.node_id.clone()).unwrap_or_else(|| "unknown node".into()),
+                name: "reachability".into(),
+                value: None,
+                summary: None,
+                message: r.message.clone(),
+                url: r.url.clone(),
+                rooms: Vec::new(),
+                space: r.space.clone(),
+                since_ms: now_ms,
+                updated_ms: now_ms,
+                triggered_at: None,
+                notification_id: id,
+                acknowledged: false,
+            };
+            apply_level(prev, alert)
+        }
+        Notification::Test(t) => Transition {
+            update: StateUpdate::Keep,
+            event: Some(Event::TestReceived { token: t.token.clone(), received_ms: now_ms }),
+        },
+        Notification::Unknown(u) => Transition {
+            update: StateUpdate::Keep,
+            event: Some(Event::Unknown { message: u.message.clone(), notification_id: id }),
+        },
+    }
+}
+
+fn keep() -> Transition {
+    Transition { update: StateUpdate::Keep, event: None }
+}
+
+fn is_stale(prev: Option<&Alert>, at: Option<DateTime<FixedOffset>>) -> bool {
+    matches!((prev.and_then(|p| p.triggered_at), at), (Some(p), Some(n)) if n < p)
+}
+
+fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
+    let previous = prev.map(|p| p.level);
+    if !alert.level.is_active() {
+        let change = if alert.kind == AlertKind::Node { Change::Reachable } else { Change::Cleared };
+        if let Some(p) = prev {
+            alert.since_ms = p.since_ms;
+        }
+        return Transition {
+            update: StateUpdate::Remove(alert.key.clone()),
+            event: Some(Event::Alert { change, alert, previous }),
+        };
+    }
+    let change = match prev {
+        None => {
+            if alert.kind == AlertKind::Node {
+                Change::Unreachable
+            } else {
+                Change::Raised
+            }
+        }
+        Some(p) => {
+            alert.since_ms = p.since_ms;
+            if alert.level.rank() > p.level.rank() {
+                // Escalation drops an acknowledgement: the user must see it again.
+                Change::Escalated
+            } else {
+                alert.acknowledged = p.acknowledged;
+                if alert.level == p.level && alert.value == p.value && alert.message == p.message {
+                    // A repeat notification of the same state: refresh silently.
+                    return Transition { update: StateUpdate::Upsert(alert), event: None };
+                }
+                Change::Updated
+            }
+        }
+    };
+    Transition { update: StateUpdate::Upsert(alert.clone()), event: Some(Event::Alert { change, alert, previous }) }
+}
+
+/// Sorts active alerts for display: worst first, then unacknowledged, then newest.
+pub fn sort_for_display(alerts: &mut [Alert]) {
+    alerts.sort_by(|a, b| {
+        b.level
+            .rank()
+            .cmp(&a.level.rank())
+            .then(a.acknowledged.cmp(&b.acknowledged))
+            .then(b.updated_ms.cmp(&a.updated_ms))
+            .then(a.key.cmp(&b.key))
+    });
+}
+
+/// Counts for the tray and its tooltip.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Active critical alerts not acknowledged.
+    pub critical: usize,
+    /// Active warning alerts not acknowledged.
+    pub warning: usize,
+    /// Unreachable nodes not acknowledged.
+    pub unreachable: usize,
+    /// Active entries the user acknowledged.
+    pub acknowledged: usize,
+}
+
+impl Summary {
+    /// Counts a set of active alerts.
+    pub fn of(alerts: &[Alert]) -> Summary {
+        let mut s = Summary::default();
+        for a in alerts {
+            if a.acknowledged {
+                s.acknowledged += 1;
+                continue;
+            }
+            match a.level {
+                Level::Critical => s.critical += 1,
+                Level::Warning => s.warning += 1,
+                Level::Unreachable => s.unreachable += 1,
+                Level::Clear | Level::Reachable => {}
+            }
+        }
+        s
+    }
+
+    /// "2 critical, 3 warning, 1 unreachable", or "All clear".
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (n, word) in [(self.critical, "critical"), (self.warning, "warning"), (self.unreachable, "unreachable")] {
+            if n > 0 {
+                parts.push(format!("{n} {word}"));
+            }
+        }
+        if self.acknowledged > 0 {
+            parts.push(format!("{} acknowledged", self.acknowledged));
+        }
+        if parts.is_empty() {
+            "All clear".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::parse;
+    use serde_json::json;
+
+    fn alert_body(status: &str, at: &str, value: &str) -> Notification {
+        parse(
+            json!({
+                "message": format!("{status} x"),
+                "node": {"id": "n1", "hostname": "h1"},
+                "alert": {"name": "cpu", "chart": {"id": "system.cpu"}, "state": {"status": status, "value_str": value}, "triggered_at": at}
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn upserted(t: &Transition) -> Alert {
+        match &t.update {
+            StateUpdate::Upsert(a) => a.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn change(t: &Transition) -> Option<Change> {
+        match &t.event {
+            Some(Event::Alert { change, .. }) => Some(*change),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn raise_escalate_update_clear() {
+        let w = alert_body("Warning", "2026-01-01T00:00:00Z", "90%");
+        let t = transition(None, &w, 1, 1000);
+        assert_eq!(change(&t), Some(Change::Raised));
+        let mut a = upserted(&t);
+        a.acknowledged = true;
+
+        let c = alert_body("Critical", "2026-01-01T00:01:00Z", "99%");
+        let t = transition(Some(&a), &c, 2, 2000);
+        assert_eq!(change(&t), Some(Change::Escalated));
+        let a2 = upserted(&t);
+        assert!(!a2.acknowledged, "escalation drops the acknowledgement");
+        assert_eq!(a2.since_ms, 1000);
+
+        let mut acked = a2.clone();
+        acked.acknowledged = true;
+        let w2 = alert_body("Warning", "2026-01-01T00:02:00Z", "91%");
+        let t = transition(Some(&acked), &w2, 3, 3000);
+        assert_eq!(change(&t), Some(Change::Updated));
+        assert!(upserted(&t).acknowledged, "de-escalation keeps it");
+
+        let clear = alert_body("Clear", "2026-01-01T00:03:00Z", "10%");
+        let t = transition(Some(&a2), &clear, 4, 4000);
+        assert_eq!(t.update, StateUpdate::Remove(a2.key.clone()));
+        assert_eq!(change(&t), Some(Change::Cleared));
+    }
+
+    #[test]
+    fn stale_and_repeated_notifications_change_nothing_visible() {
+        let c = alert_body("Critical", "2026-01-01T00:05:00Z", "99%");
+        let a = upserted(&transition(None, &c, 1, 1000));
+        let old_clear = alert_body("Clear", "2026-01-01T00:04:00Z", "1%");
+        assert_eq!(transition(Some(&a), &old_clear, 2, 2000), keep());
+        let repeat = transition(Some(&a), &c, 3, 3000);
+        assert!(repeat.event.is_none());
+        assert!(matches!(repeat.update, StateUpdate::Upsert(_)));
+    }
+
+    #[test]
+    fn summary_counts_unacknowledged() {
+        let c = alert_body("Critical", "2026-01-01T00:05:00Z", "99%");
+        let a = upserted(&transition(None, &c, 1, 1000));
+        let mut b = a.clone();
+        b.acknowledged = true;
+        let s = Summary::of(&[a, b]);
+        assert_eq!(s.describe(), "1 critical, 1 acknowledged");
+        assert_eq!(Summary::default().describe(), "All clear");
+    }
+}

@@ -1,0 +1,292 @@
+//! Authentication of deliveries: the client certificate's names, the Authorization header
+//! (Basic or Bearer), the extra headers, and the throttle that makes guessing impractical.
+//!
+//! Secrets are compared in constant time: both sides are hashed with SHA-256 first, so the
+//! comparison takes the same time whatever the lengths, and the digests are compared with
+//! `subtle`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, HeaderMap, StatusCode};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{AuthConfig, AuthMethod, ClientCertMode};
+
+/// `true` when `given` equals `expected`, in time that does not depend on where they differ.
+pub fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
+    let a = Sha256::digest(given);
+    let b = Sha256::digest(expected);
+    a.ct_eq(&b).into()
+}
+
+/// Why a delivery was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// 401 for credentials, 403 for the client certificate.
+    pub status: StatusCode,
+    /// A short reason for the client and the log; never holds a secret.
+    pub reason: &'static str,
+    /// The `WWW-Authenticate` value to send with a 401.
+    pub www_authenticate: Option<&'static str>,
+}
+
+/// The TLS client certificate a connection presented, already verified against the roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// Its subject CN and DNS SANs, lowercased; empty when none was presented.
+    pub names: Vec<String>,
+}
+
+impl PeerCertificate {
+    /// `true` when a certificate was presented.
+    pub fn presented(&self) -> bool {
+        !self.names.is_empty()
+    }
+}
+
+/// Checks one request against the auth settings. On success, says how it authenticated
+/// (e.g. `mtls:app.netdata.cloud+bearer+headers`), for the store.
+pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> Result<String, AuthFailure> {
+    let mut how = Vec::new();
+    match cfg.client_certificate {
+        ClientCertMode::Off => {}
+        mode => {
+            if cert.presented() {
+                let Some(name) = cert.names.iter().find(|n| cfg.client_names.contains(n)) else {
+                    return Err(AuthFailure {
+                        status: StatusCode::FORBIDDEN,
+                        reason: "the client certificate's name is not in auth.client_names",
+                        www_authenticate: None,
+                    });
+                };
+                how.push(format!("mtls:{name}"));
+            } else if mode == ClientCertMode::Required {
+                return Err(AuthFailure {
+                    status: StatusCode::FORBIDDEN,
+                    reason: "a client certificate is required",
+                    www_authenticate: None,
+                });
+            }
+        }
+    }
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    match &cfg.method {
+        AuthMethod::None => {}
+        AuthMethod::Basic { username, password } => {
+            const CHALLENGE: Option<&str> = Some("Basic realm=\"alertray\", charset=\"UTF-8\"");
+            let Some(value) = authorization else {
+                return Err(unauthorized("Basic credentials are required", CHALLENGE));
+            };
+            let ok = scheme_param(value, "basic")
+                .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim_ascii()).ok())
+                .is_some_and(|decoded| {
+                    let (user, pass) = match decoded.iter().position(|b| *b == b':') {
+                        Some(i) => (&decoded[..i], &decoded[i + 1..]),
+                        None => (&decoded[..], &[][..]),
+                    };
+                    // Both compared, always, so timing does not tell which one was wrong.
+                    secret_eq(user, username.as_bytes()) & secret_eq(pass, password.expose().as_bytes())
+                });
+            if !ok {
+                return Err(unauthorized("the Basic credentials are wrong", CHALLENGE));
+            }
+            how.push("basic".into());
+        }
+        AuthMethod::Bearer { token } => {
+            const CHALLENGE: Option<&str> = Some("Bearer realm=\"alertray\"");
+            let Some(value) = authorization else {
+                return Err(unauthorized("a Bearer token is required", CHALLENGE));
+            };
+            let ok = scheme_param(value, "bearer").is_some_and(|t| secret_eq(t.trim_ascii(), token.expose().as_bytes()));
+            if !ok {
+                return Err(unauthorized("the Bearer token is wrong", CHALLENGE));
+            }
+            how.push("bearer".into());
+        }
+    }
+    if !cfg.headers.is_empty() {
+        let mut all = true;
+        for (name, expected) in &cfg.headers {
+            let given = headers.get(name).map(|v| v.as_bytes()).unwrap_or_default();
+            all &= headers.get_all(name).iter().count() <= 1 && secret_eq(given, expected.expose().as_bytes());
+        }
+        if !all {
+            return Err(unauthorized("a required header is missing or wrong", None));
+        }
+        how.push("headers".into());
+    }
+    if how.is_empty() {
+        how.push("none".into());
+    }
+    Ok(how.join("+"))
+}
+
+fn unauthorized(reason: &'static str, challenge: Option<&'static str>) -> AuthFailure {
+    AuthFailure { status: StatusCode::UNAUTHORIZED, reason, www_authenticate: challenge }
+}
+
+/// The parameter of an Authorization value whose scheme is `scheme` (any case).
+fn scheme_param<'a>(value: &'a [u8], scheme: &str) -> Option<&'a [u8]> {
+    let value = value.trim_ascii_start();
+    let n = scheme.len();
+    let (head, rest) = (value.get(..n)?, value.get(n..)?);
+    (head.eq_ignore_ascii_case(scheme.as_bytes()) && rest.first() == Some(&b' ')).then(|| &rest[1..])
+}
+
+/// Counts authentication failures per peer address and refuses a peer that exceeds its
+/// allowance until enough time has passed: a token bucket of `per_minute` failures that
+/// refills continuously. While a peer is refused, every request from it gets 429, whether its
+/// credentials are right or not, so that answers do not reveal a correct guess.
+#[derive(Debug)]
+pub struct FailureThrottle {
+    per_minute: u32,
+    peers: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The most peers tracked at once; beyond it, full buckets are forgotten first.
+const MAX_TRACKED_PEERS: usize = 10_000;
+
+impl FailureThrottle {
+    /// A throttle allowing `per_minute` failures a minute per peer (with that many in a burst).
+    pub fn new(per_minute: u32) -> FailureThrottle {
+        FailureThrottle { per_minute: per_minute.max(1), peers: Mutex::new(HashMap::new()) }
+    }
+
+    fn refill(&self, b: &mut Bucket, now: Instant) {
+        let rate = f64::from(self.per_minute) / 60.0;
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * rate).min(f64::from(self.per_minute));
+        b.at = now;
+    }
+
+    /// `Err(retry_after)` if `peer` is refused now.
+    pub fn check(&self, peer: IpAddr, now: Instant) -> Result<(), Duration> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(b) = peers.get_mut(&peer) else { return Ok(()) };
+        self.refill(b, now);
+        if b.tokens >= 1.0 {
+            Ok(())
+        } else {
+            let rate = f64::from(self.per_minute) / 60.0;
+            Err(Duration::from_secs_f64(((1.0 - b.tokens) / rate).max(1.0)).min(Duration::from_secs(3600)))
+        }
+    }
+
+    /// Records one failure from `peer`.
+    pub fn failed(&self, peer: IpAddr, now: Instant) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&peer) {
+            let full = f64::from(self.per_minute);
+            let rate = full / 60.0;
+            peers.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < full);
+        }
+        let per_minute = f64::from(self.per_minute);
+        let b = peers.entry(peer).or_insert(Bucket { tokens: per_minute, at: now });
+        self.refill(b, now);
+        b.tokens = (b.tokens - 1.0).max(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClientCa, Secret};
+    use axum::http::HeaderValue;
+
+    fn cfg(method: AuthMethod, mode: ClientCertMode) -> AuthConfig {
+        AuthConfig {
+            client_certificate: mode,
+            client_ca: ClientCa::Netdata,
+            client_names: vec!["app.netdata.cloud".into()],
+            method,
+            challenge_secret: None,
+            headers: vec![],
+            max_failures_per_minute: 10,
+        }
+    }
+
+    fn with_auth(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer() {
+        let c = cfg(AuthMethod::Bearer { token: Secret::new("tok") }, ClientCertMode::Off);
+        let none = PeerCertificate::default();
+        assert_eq!(check(&c, &none, &with_auth("Bearer tok")).unwrap(), "bearer");
+        assert_eq!(check(&c, &none, &with_auth("bearer tok")).unwrap(), "bearer");
+        assert_eq!(check(&c, &none, &with_auth("Bearer tok2")).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        assert_eq!(check(&c, &none, &with_auth("Bearertok")).unwrap_err().reason, "the Bearer token is wrong");
+        let e = check(&c, &none, &HeaderMap::new()).unwrap_err();
+        assert!(e.www_authenticate.unwrap().starts_with("Bearer"));
+    }
+
+    #[test]
+    fn basic() {
+        let c = cfg(AuthMethod::Basic { username: "u".into(), password: Secret::new("p:w") }, ClientCertMode::Off);
+        let none = PeerCertificate::default();
+        let ok = base64::engine::general_purpose::STANDARD.encode("u:p:w");
+        assert_eq!(check(&c, &none, &with_auth(&format!("Basic {ok}"))).unwrap(), "basic");
+        let bad = base64::engine::general_purpose::STANDARD.encode("u:p");
+        assert!(check(&c, &none, &with_auth(&format!("Basic {bad}"))).is_err());
+        assert!(check(&c, &none, &with_auth("Basic !!!")).is_err());
+        assert!(check(&c, &none, &with_auth(&format!("Bearer {ok}"))).is_err());
+    }
+
+    #[test]
+    fn client_certificate_names() {
+        let c = cfg(AuthMethod::None, ClientCertMode::Required);
+        let good = PeerCertificate { names: vec!["x".into(), "app.netdata.cloud".into()] };
+        assert_eq!(check(&c, &good, &HeaderMap::new()).unwrap(), "mtls:app.netdata.cloud");
+        let wrong = PeerCertificate { names: vec!["evil.example".into()] };
+        assert_eq!(check(&c, &wrong, &HeaderMap::new()).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(check(&c, &PeerCertificate::default(), &HeaderMap::new()).unwrap_err().status, StatusCode::FORBIDDEN);
+        let opt = cfg(AuthMethod::Bearer { token: Secret::new("t") }, ClientCertMode::Optional);
+        assert_eq!(check(&opt, &PeerCertificate::default(), &with_auth("Bearer t")).unwrap(), "bearer");
+        assert!(check(&opt, &wrong, &with_auth("Bearer t")).is_err());
+    }
+
+    #[test]
+    fn extra_headers() {
+        let mut c = cfg(AuthMethod::None, ClientCertMode::Off);
+        c.headers = vec![("x-api-key".parse().unwrap(), Secret::new("k1"))];
+        let none = PeerCertificate::default();
+        let mut h = HeaderMap::new();
+        assert!(check(&c, &none, &h).is_err());
+        h.insert("x-api-key", HeaderValue::from_static("k2"));
+        assert!(check(&c, &none, &h).is_err());
+        h.insert("X-Api-Key", HeaderValue::from_static("k1"));
+        assert_eq!(check(&c, &none, &h).unwrap(), "headers");
+        h.append("x-api-key", HeaderValue::from_static("k1"));
+        assert!(check(&c, &none, &h).is_err(), "a repeated header is refused");
+    }
+
+    #[test]
+    fn throttle_refuses_after_the_allowance_and_refills() {
+        let t = FailureThrottle::new(5);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(t.check(ip, t0).is_ok());
+            t.failed(ip, t0);
+        }
+        let retry = t.check(ip, t0).unwrap_err();
+        assert!(retry >= Duration::from_secs(1) && retry <= Duration::from_secs(13), "{retry:?}");
+        assert!(t.check(other, t0).is_ok());
+        assert!(t.check(ip, t0 + Duration::from_secs(12)).is_ok());
+    }
+}

@@ -1,0 +1,682 @@
+//! Configuration: a TOML file read in two stages, raw (every key optional, unknown keys
+//! refused) and validated ([`Config`]), so that every mistake is reported with the key, the
+//! bad value and what is accepted.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use axum::http::{HeaderName, HeaderValue, Uri};
+use base64::Engine as _;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A secret from the config: compared in constant time elsewhere, never printed.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The secret's value: call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A fresh random secret: 32 random bytes, URL-safe base64 (43 characters).
+pub fn generate_secret() -> Secret {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    Secret(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// What went wrong reading the config.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has an unknown key or a value of the wrong type.
+    #[error("config file {path} is not valid: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("{key} = {value} is not accepted: {accepted}")]
+    Invalid {
+        /// The dotted key (`auth.method`).
+        key: String,
+        /// The bad value as written, or `(hidden)` for secrets.
+        value: String,
+        /// What would be accepted.
+        accepted: String,
+    },
+    /// The file could not be written.
+    #[error("cannot write config file {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, value: impl fmt::Display, accepted: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.into(),
+            value: value.to_string(),
+            accepted: accepted.into(),
+        }
+    }
+
+    /// The dotted key this error is about, when it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// The config file as written: every key optional, unknown keys refused.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[tls]`
+    #[serde(default)]
+    pub tls: RawTls,
+    /// `[auth]`
+    #[serde(default)]
+    pub auth: RawAuth,
+    /// `[notifications]`
+    #[serde(default)]
+    pub notifications: RawNotifications,
+    /// `[store]`
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+/// `[server]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub path: Option<String>,
+    pub public_url: Option<String>,
+    pub max_connections: Option<i64>,
+    pub request_timeout_secs: Option<i64>,
+}
+
+/// `[tls]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// `[auth]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub client_certificate: Option<String>,
+    pub client_ca: Option<String>,
+    pub client_names: Option<Vec<String>>,
+    pub method: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub token: Option<Secret>,
+    pub challenge_secret: Option<Secret>,
+    pub allow_unauthenticated: Option<bool>,
+    pub max_failures_per_minute: Option<i64>,
+    pub headers: Option<BTreeMap<String, Secret>>,
+}
+
+/// `[notifications]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotifications {
+    pub enabled: Option<bool>,
+    pub max_popups_per_minute: Option<i64>,
+}
+
+/// `[store]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub retention_days: Option<i64>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the receiver listens and what it serves.
+    pub server: ServerConfig,
+    /// The receiver's certificate.
+    pub tls: TlsConfig,
+    /// How deliveries authenticate.
+    pub auth: AuthConfig,
+    /// Desktop popups.
+    pub notifications: NotificationsConfig,
+    /// The store.
+    pub store: StoreConfig,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The socket address to listen on.
+    pub listen: SocketAddr,
+    /// The webhook's path, starting with `/`.
+    pub path: String,
+    /// The public URL Netdata posts to (through the user's tunnel), if set.
+    pub public_url: Option<Uri>,
+    /// At most this many connections at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time allowed for a TLS handshake, the request headers, or the request body.
+    pub request_timeout: std::time::Duration,
+}
+
+impl ServerConfig {
+    /// The URL to paste into Netdata Cloud: `public_url` joined with `path`.
+    pub fn webhook_url(&self) -> Option<String> {
+        let base = self.public_url.as_ref()?;
+        let authority = base.authority()?;
+        let prefix = base.path().trim_end_matches('/');
+        Some(format!("https://{authority}{prefix}{}", self.path))
+    }
+}
+
+/// `[tls]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsConfig {
+    /// Generate a self-signed certificate once and keep it in the data dir.
+    SelfSigned,
+    /// Use these PEM files, reloading them when they change.
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
+}
+
+/// Whether a client certificate is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertMode {
+    /// Every POST must present an accepted certificate.
+    Required,
+    /// A certificate is asked for; if presented it must be accepted.
+    Optional,
+    /// No certificate is asked for (tunnels that end TLS at their edge).
+    Off,
+}
+
+/// Which roots a client certificate must chain to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCa {
+    /// The Netdata Root CA built into Alertray.
+    Netdata,
+    /// A PEM bundle.
+    File(PathBuf),
+}
+
+/// How the Authorization header is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// No Authorization header is checked.
+    None,
+    /// `Authorization: Basic base64(username:password)`.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: Secret,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token.
+        token: Secret,
+    },
+}
+
+impl AuthMethod {
+    /// The method's name as written in the config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::Basic { .. } => "basic",
+            AuthMethod::Bearer { .. } => "bearer",
+        }
+    }
+}
+
+/// `[auth]`, validated.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Whether a client certificate is asked for.
+    pub client_certificate: ClientCertMode,
+    /// Which roots it must chain to.
+    pub client_ca: ClientCa,
+    /// The names (subject CN or DNS SAN) a client certificate may carry.
+    pub client_names: Vec<String>,
+    /// The Authorization check.
+    pub method: AuthMethod,
+    /// The challenge secret, if set.
+    pub challenge_secret: Option<Secret>,
+    /// Headers every POST must carry, with their values.
+    pub headers: Vec<(HeaderName, Secret)>,
+    /// Authentication failures allowed per peer address per minute before it is throttled.
+    pub max_failures_per_minute: u32,
+}
+
+impl AuthConfig {
+    /// `true` when some check stands between the internet and the store.
+    pub fn has_authentication(&self) -> bool {
+        self.client_certificate == ClientCertMode::Required
+            || self.method != AuthMethod::None
+            || !self.headers.is_empty()
+    }
+}
+
+/// `[notifications]`, validated.
+#[derive(Debug, Clone)]
+pub struct NotificationsConfig {
+    /// Whether desktop popups are shown at all.
+    pub enabled: bool,
+    /// Popups beyond this many a minute fold into one summary popup.
+    pub max_popups_per_minute: u32,
+}
+
+/// `[store]`, validated.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Notifications older than this are pruned (0 keeps them forever).
+    pub retention_days: u32,
+}
+
+/// The names Netdata's client certificate has been documented with.
+pub const DEFAULT_CLIENT_NAMES: [&str; 2] = ["app.netdata.cloud", "api.netdata.cloud"];
+
+fn int_in(key: &str, v: Option<i64>, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        Some(v) => Err(ConfigError::invalid(
+            key,
+            v,
+            format!("a whole number from {min} to {max}"),
+        )),
+    }
+}
+
+fn required_secret(key: &str, v: Option<Secret>, method: &str) -> Result<Secret, ConfigError> {
+    match v {
+        Some(s) if !s.expose().trim().is_empty() => Ok(s),
+        Some(_) => Err(ConfigError::invalid(key, "\"\"", format!("a non-empty secret when auth.method = \"{method}\""))),
+        None => Err(ConfigError::invalid(key, "(missing)", format!("a non-empty secret when auth.method = \"{method}\""))),
+    }
+}
+
+impl RawConfig {
+    /// Parses TOML text.
+    pub fn from_toml(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })
+    }
+
+    /// Validates every setting; relative paths are taken from `base_dir`.
+    pub fn validate(self, base_dir: &Path) -> Result<Config, ConfigError> {
+        let resolve = |p: PathBuf| if p.is_relative() { base_dir.join(p) } else { p };
+        let s = self.server;
+        let listen_text = s.listen.unwrap_or_else(|| "127.0.0.1:8443".into());
+        let listen: SocketAddr = listen_text.trim().parse().map_err(|_| {
+            ConfigError::invalid(
+                "server.listen",
+                format!("{listen_text:?}"),
+                "an IP address and port, like \"127.0.0.1:8443\" or \"[::1]:8443\"",
+            )
+        })?;
+        let path = s.path.unwrap_or_else(|| "/".into());
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.contains("//") {
+            return Err(ConfigError::invalid(
+                "server.path",
+                format!("{path:?}"),
+                "a URL path starting with \"/\", without ?, # or spaces, like \"/\" or \"/netdata\"",
+            ));
+        }
+        let public_url = match s.public_url.filter(|u| !u.trim().is_empty()) {
+            None => None,
+            Some(u) => {
+                let bad = || {
+                    ConfigError::invalid(
+                        "server.public_url",
+                        format!("{u:?}"),
+                        "an https:// URL with a host, like \"https://name.ngrok.app/\" (Netdata only posts to HTTPS)",
+                    )
+                };
+                let uri: Uri = u.trim().parse().map_err(|_| bad())?;
+                if uri.scheme_str() != Some("https") || uri.host().is_none_or(str::is_empty) || uri.query().is_some() {
+                    return Err(bad());
+                }
+                Some(uri)
+            }
+        };
+        let server = ServerConfig {
+            listen,
+            path,
+            public_url,
+            max_connections: int_in("server.max_connections", s.max_connections, 256, 1, 100_000)? as usize,
+            request_timeout: std::time::Duration::from_secs(
+                int_in("server.request_timeout_secs", s.request_timeout_secs, 10, 1, 300)? as u64,
+            ),
+        };
+
+        let tls = match (self.tls.cert, self.tls.key) {
+            (None, None) => TlsConfig::SelfSigned,
+            (Some(cert), Some(key)) => TlsConfig::Files { cert: resolve(cert), key: resolve(key) },
+            (Some(_), None) => {
+                return Err(ConfigError::invalid("tls.key", "(missing)", "a PEM private key path, since tls.cert is set (or neither, for a self-signed certificate)"))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid("tls.cert", "(missing)", "a PEM certificate chain path, since tls.key is set (or neither, for a self-signed certificate)"))
+            }
+        };
+
+        let a = self.auth;
+        let client_certificate = match a.client_certificate.as_deref().map(str::trim) {
+            None => ClientCertMode::Optional,
+            Some(w) => match w.to_ascii_lowercase().as_str() {
+                "required" => ClientCertMode::Required,
+                "optional" => ClientCertMode::Optional,
+                "off" => ClientCertMode::Off,
+                _ => return Err(ConfigError::invalid("auth.client_certificate", format!("{w:?}"), "\"required\", \"optional\" or \"off\"")),
+            },
+        };
+        let client_ca = match a.client_ca.as_deref().map(str::trim) {
+            None | Some("netdata") => ClientCa::Netdata,
+            Some("") => return Err(ConfigError::invalid("auth.client_ca", "\"\"", "\"netdata\" (the built-in Netdata Root CA) or the path of a PEM bundle")),
+            Some(p) => ClientCa::File(resolve(PathBuf::from(p))),
+        };
+        let client_names: Vec<String> = a
+            .client_names
+            .unwrap_or_else(|| DEFAULT_CLIENT_NAMES.iter().map(|s| s.to_string()).collect())
+            .into_iter()
+            .map(|n| n.trim().to_ascii_lowercase())
+            .collect();
+        if client_certificate != ClientCertMode::Off && (client_names.is_empty() || client_names.iter().any(String::is_empty)) {
+            return Err(ConfigError::invalid(
+                "auth.client_names",
+                format!("{client_names:?}"),
+                "a list of non-empty names, like [\"app.netdata.cloud\", \"api.netdata.cloud\"]",
+            ));
+        }
+        let method_word = a.method.as_deref().map(str::trim).unwrap_or("none").to_ascii_lowercase();
+        let method = match method_word.as_str() {
+            "none" => AuthMethod::None,
+            "basic" => {
+                let username = a.username.filter(|u| !u.is_empty()).ok_or_else(|| {
+                    ConfigError::invalid("auth.username", "(missing)", "a user name when auth.method = \"basic\"")
+                })?;
+                if username.contains(':') {
+                    return Err(ConfigError::invalid("auth.username", format!("{username:?}"), "a user name without \":\" (Basic auth cannot carry one)"));
+                }
+                AuthMethod::Basic { username, password: required_secret("auth.password", a.password, "basic")? }
+            }
+            "bearer" => AuthMethod::Bearer { token: required_secret("auth.token", a.token, "bearer")? },
+            other => return Err(ConfigError::invalid("auth.method", format!("{other:?}"), "\"none\", \"basic\" or \"bearer\"")),
+        };
+        let mut headers = Vec::new();
+        for (name, value) in a.headers.unwrap_or_default() {
+            let key = format!("auth.headers.{name}");
+            let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+                ConfigError::invalid(&key, format!("{name:?}"), "a valid HTTP header name (letters, digits, - and _)")
+            })?;
+            if matches!(header.as_str(), "authorization" | "host" | "content-length" | "content-type" | "transfer-encoding") {
+                return Err(ConfigError::invalid(&key, format!("{name:?}"), "a header other than Authorization, Host, Content-Length, Content-Type or Transfer-Encoding"));
+            }
+            if value.expose().is_empty() || HeaderValue::from_str(value.expose()).is_err() {
+                return Err(ConfigError::invalid(&key, "(hidden)", "a non-empty value of visible ASCII characters"));
+            }
+            headers.push((header, value));
+        }
+        let challenge_secret = a.challenge_secret.filter(|s| !s.expose().is_empty());
+        let auth = AuthConfig {
+            client_certificate,
+            client_ca,
+            client_names,
+            method,
+            challenge_secret,
+            headers,
+            max_failures_per_minute: int_in("auth.max_failures_per_minute", a.max_failures_per_minute, 10, 1, 10_000)? as u32,
+        };
+        if !auth.has_authentication() && !a.allow_unauthenticated.unwrap_or(false) {
+            return Err(ConfigError::invalid(
+                "auth",
+                "(no authentication)",
+                "at least one of: auth.client_certificate = \"required\", auth.method = \"basic\" or \"bearer\", or an [auth.headers] entry. \
+                 The receiver faces the internet; set auth.allow_unauthenticated = true only if something else protects it",
+            ));
+        }
+
+        let n = self.notifications;
+        let notifications = NotificationsConfig {
+            enabled: n.enabled.unwrap_or(true),
+            max_popups_per_minute: int_in("notifications.max_popups_per_minute", n.max_popups_per_minute, 10, 1, 1000)? as u32,
+        };
+        let store = StoreConfig {
+            retention_days: int_in("store.retention_days", self.store.retention_days, 90, 0, 36_500)? as u32,
+        };
+        Ok(Config { server, tls, auth, notifications, store })
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        RawConfig::from_toml(&text, path)?.validate(base)
+    }
+
+    /// Parses and validates TOML text (relative paths are taken from the current directory).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        RawConfig::from_toml(text, Path::new("(text)"))?.validate(Path::new("."))
+    }
+}
+
+/// The commented config `alertray config init` writes, with fresh secrets.
+pub fn template(token: &Secret, challenge_secret: &Secret) -> String {
+    format!(
+        r#"# Alertray configuration. Every key is optional; the values shown are the defaults
+# unless said otherwise. `alertray config check` validates this file.
+
+[server]
+# Where the HTTPS receiver listens. Expose this port through your tunnel.
+listen = "127.0.0.1:8443"
+# The webhook's path; every other path answers 404.
+path = "/"
+# The public HTTPS URL your tunnel gives you (shown in the connect guide).
+# public_url = "https://example.ngrok.app/"
+# At most this many connections at once.
+max_connections = 256
+# Seconds allowed for a TLS handshake, the request headers, or the body.
+request_timeout_secs = 10
+
+[tls]
+# PEM certificate chain and key. Leave both out for a self-signed certificate,
+# generated once and kept in the data dir. Renewed files are picked up without a restart.
+# cert = "/path/fullchain.pem"
+# key = "/path/privkey.pem"
+
+[auth]
+# Mutual TLS with Netdata's client certificate: "required", "optional" or "off".
+# "optional" checks a certificate when one is presented. Use "off" behind tunnels that
+# end TLS at their edge (cloudflared, ngrok http).
+client_certificate = "optional"
+# "netdata" (the built-in Netdata Root CA) or the path of a PEM bundle.
+client_ca = "netdata"
+# Names (subject CN or DNS SAN) the client certificate may carry.
+client_names = ["app.netdata.cloud", "api.netdata.cloud"]
+# "none", "basic" (username + password) or "bearer" (token).
+method = "bearer"
+# username = "netdata"
+# password = ""
+token = "{token}"
+# Paste this into Netdata Cloud's "Challenge secret" field.
+challenge_secret = "{challenge}"
+# Start even with no authentication at all (not recommended).
+allow_unauthenticated = false
+# Wrong credentials allowed per peer address per minute before it gets 429.
+max_failures_per_minute = 10
+
+# Headers every POST must carry, as set in Netdata's "Extra headers".
+[auth.headers]
+# X-Api-Key = "..."
+
+[notifications]
+# Desktop popups on or off (alerts are stored and listed either way).
+enabled = true
+# Beyond this many popups a minute the rest fold into one summary popup.
+max_popups_per_minute = 10
+
+[store]
+# Days of history to keep (0 keeps everything).
+retention_days = 90
+"#,
+        token = token.expose(),
+        challenge = challenge_secret.expose()
+    )
+}
+
+/// Writes a file readable by its owner only (0600 on Unix), refusing to overwrite.
+pub fn write_private_new(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+/// Writes a commented config with fresh secrets to `path` (mode 0600).
+pub fn init(path: &Path) -> Result<(), ConfigError> {
+    let text = template(&generate_secret(), &generate_secret());
+    write_private_new(path, &text).map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        Config::from_toml(text).unwrap_err()
+    }
+
+    #[test]
+    fn template_is_valid_and_uses_its_secrets() {
+        let t = Secret::new("tok");
+        let c = Secret::new("chal");
+        let cfg = Config::from_toml(&template(&t, &c)).unwrap();
+        assert_eq!(cfg.auth.method, AuthMethod::Bearer { token: t });
+        assert_eq!(cfg.auth.challenge_secret, Some(c));
+        assert_eq!(cfg.server.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(cfg.auth.client_certificate, ClientCertMode::Optional);
+        assert_eq!(cfg.tls, TlsConfig::SelfSigned);
+    }
+
+    #[test]
+    fn no_authentication_is_refused_unless_allowed() {
+        let e = err("");
+        assert_eq!(e.key(), Some("auth"));
+        assert!(e.to_string().contains("allow_unauthenticated"), "{e}");
+        Config::from_toml("[auth]\nallow_unauthenticated = true").unwrap();
+        Config::from_toml("[auth]\nclient_certificate = \"required\"").unwrap();
+        Config::from_toml("[auth.headers]\nX-Key = \"v\"").unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_accepted() {
+        let e = err("[auth]\nmethod = \"digest\"");
+        assert_eq!(
+            e.to_string(),
+            "auth.method = \"digest\" is not accepted: \"none\", \"basic\" or \"bearer\""
+        );
+        let e = err("[server]\nlisten = \"localhost\"\n[auth]\nallow_unauthenticated = true");
+        assert_eq!(e.key(), Some("server.listen"));
+        assert!(e.to_string().contains("\"localhost\""));
+        let e = err("[server]\npublic_url = \"http://x\"\n[auth]\nallow_unauthenticated = true");
+        assert_eq!(e.key(), Some("server.public_url"));
+        let e = err("[auth]\nmethod = \"bearer\"");
+        assert_eq!(e.key(), Some("auth.token"));
+        let e = err("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[notifications]\nmax_popups_per_minute = 0");
+        assert!(e.to_string().contains("from 1 to 1000"), "{e}");
+        let e = err("[auth]\nclient_certificate = \"maybe\"");
+        assert_eq!(e.key(), Some("auth.client_certificate"));
+    }
+
+    #[test]
+    fn secrets_are_never_echoed() {
+        let e = err("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[auth.headers]\nX-Key = \"bad\nvalue\"");
+        let _ = e; // a TOML syntax error; the next one is a validation error
+        let e = err("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[auth.headers]\nX-Key = \"s3cr\\u0007t\"");
+        assert!(!e.to_string().contains("s3cr"), "{e}");
+        let cfg = Config::from_toml("[auth]\nmethod = \"bearer\"\ntoken = \"hunter2\"").unwrap();
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let e = err("[auth]\nmethd = \"bearer\"");
+        assert!(e.to_string().contains("methd"), "{e}");
+    }
+
+    #[test]
+    fn webhook_url_joins_public_url_and_path() {
+        let cfg = Config::from_toml(
+            "[server]\npublic_url = \"https://a.example/base/\"\npath = \"/hook\"\n[auth]\nallow_unauthenticated = true",
+        )
+        .unwrap();
+        assert_eq!(cfg.server.webhook_url().as_deref(), Some("https://a.example/base/hook"));
+    }
+}

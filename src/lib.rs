@@ -1,0 +1,35 @@
+//! Alertray's core: receives Netdata Cloud alert webhooks over HTTPS, verifies and understands
+//! them, keeps them, and tells subscribers (the desktop shell, the CLI, the notifier) what
+//! changed. It has no GUI dependency and runs headless as `alertray serve`.
+//!
+//! # Layout
+//!
+//! Data flows one way, one module per step:
+//!
+//! ```text
+//! TCP accept -> tls -> server (HTTP) -> auth -> payload -> store (committed before the 2xx)
+//!   -> alerts (active state, events) -> notify (desktop popups) / tray / UI
+//! ```
+//!
+//! - [`config`]: the TOML config, read raw then validated, with errors naming the key.
+//! - [`tls`]: the server certificate (self-signed or reloaded PEM files) and the client
+//!   certificate verifier against the Netdata Root CA.
+//! - [`server`]: the HTTPS receiver (axum over hyper over rustls) and its limits.
+//! - [`auth`]: client certificate names, Basic, Bearer, extra headers, failure throttling.
+//! - [`challenge`]: the `crc_token` HMAC answer.
+//! - [`payload`]: any body to one [`payload::Notification`].
+//! - [`store`]: SQLite, group-committed by one writer thread; history and token queries.
+//! - [`alerts`]: what a notification does to the active set; the [`alerts::Event`]s.
+//! - [`notify`]: the [`notify::Notifier`] port, notify-rust popups, storm folding.
+//! - [`app`]: paths and start-up wiring shared by the CLI and the desktop shell.
+
+pub mod alerts;
+pub mod app;
+pub mod auth;
+pub mod challenge;
+pub mod config;
+pub mod notify;
+pub mod payload;
+pub mod server;
+pub mod store;
+pub mod tls;

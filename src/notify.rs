@@ -1,0 +1,435 @@
+//! Desktop notifications: the [`Notifier`] port, its notify-rust implementation, what each
+//! event looks like as a popup, and storm folding.
+//!
+//! A notifier that fails logs and carries on: popups are a convenience on top of the store,
+//! never a reason to refuse a delivery.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::{Alert, Change, Event, Level};
+
+/// How urgent a popup is (the freedesktop urgency levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Urgency {
+    /// Recoveries, reachable again.
+    Low,
+    /// Warnings, tests.
+    Normal,
+    /// Critical alerts, unreachable nodes.
+    Critical,
+}
+
+/// One popup to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Popup {
+    /// Popups with the same tag replace each other (one alert, one popup).
+    pub tag: String,
+    /// The title line.
+    pub summary: String,
+    /// The body text.
+    pub body: String,
+    /// How urgent.
+    pub urgency: Urgency,
+    /// What a click opens, if anything.
+    pub url: Option<String>,
+}
+
+/// Why a popup could not be shown.
+#[derive(Debug, Error)]
+#[error("desktop notification failed: {0}")]
+pub struct NotifyError(pub String);
+
+/// Shows popups. Implementations may block (D-Bus round trips); callers run them off the
+/// async threads.
+pub trait Notifier: Send + Sync + 'static {
+    /// Shows a popup, replacing the earlier one with the same tag where the platform allows.
+    fn show(&self, popup: &Popup) -> Result<(), NotifyError>;
+}
+
+/// What an event looks like as a popup, if it gets one.
+pub fn popup_for(event: &Event) -> Option<Popup> {
+    match event {
+        Event::Alert { change, alert, .. } => Some(alert_popup(*change, alert)),
+        Event::TestReceived { token, .. } => Some(Popup {
+            tag: "test".into(),
+            summary: "Netdata test notification received".into(),
+            body: match token {
+                Some(t) => format!("Verification token: {t}\nPaste it into Netdata Cloud's webhook form."),
+                None => "The webhook is connected.".into(),
+            },
+            urgency: Urgency::Normal,
+            url: None,
+        }),
+        Event::Unknown { message, notification_id } => Some(Popup {
+            tag: format!("unknown-{notification_id}"),
+            summary: "Netdata notification".into(),
+            body: message.clone(),
+            urgency: Urgency::Normal,
+            url: None,
+        }),
+        Event::Listening { .. } | Event::ReceiverFailed { .. } | Event::StateChanged => None,
+    }
+}
+
+fn alert_popup(change: Change, a: &Alert) -> Popup {
+    let (summary, urgency) = match (change, a.level) {
+        (Change::Unreachable, _) => (format!("{} is unreachable", a.host), Urgency::Critical),
+        (Change::Reachable, _) => (format!("{} is reachable again", a.host), Urgency::Low),
+        (Change::Cleared, _) => (format!("{}: {} recovered", a.host, a.name), Urgency::Low),
+        (_, Level::Critical) => (format!("{}: {} is Critical", a.host, a.name), Urgency::Critical),
+        (_, level) => (format!("{}: {} is {}", a.host, a.name, level.label()), Urgency::Normal),
+    };
+    let mut body = Vec::new();
+    if let Some(v) = &a.value {
+        body.push(format!("Value: {v}"));
+    }
+    match &a.summary {
+        Some(s) => body.push(s.clone()),
+        None if !a.message.is_empty() => body.push(a.message.clone()),
+        None => {}
+    }
+    if !a.rooms.is_empty() {
+        let names: Vec<&str> = a.rooms.iter().map(|r| r.name.as_str()).collect();
+        body.push(format!("Rooms: {}", names.join(", ")));
+    }
+    Popup { tag: a.key.clone(), summary, body: body.join("\n"), urgency, url: a.url.clone() }
+}
+
+/// Limits popups to `limit` a minute; the rest are counted into one summary popup
+/// ("12 more alerts: 3 critical, 9 warning") that is replaced in place as more arrive.
+#[derive(Debug)]
+pub struct StormGate {
+    limit: usize,
+    shown: VecDeque<Instant>,
+    folded: FoldCounts,
+}
+
+/// What was folded during the current storm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FoldCounts {
+    /// Critical alerts and unreachable nodes.
+    pub critical: usize,
+    /// Warnings.
+    pub warning: usize,
+    /// Recoveries and everything else.
+    pub other: usize,
+}
+
+impl FoldCounts {
+    /// How many in all.
+    pub fn total(&self) -> usize {
+        self.critical + self.warning + self.other
+    }
+}
+
+/// What to do with one popup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateDecision {
+    /// Show it.
+    Show,
+    /// It was folded into the storm summary, which should be refreshed.
+    Folded,
+}
+
+const STORM_WINDOW: Duration = Duration::from_secs(60);
+
+impl StormGate {
+    /// A gate allowing `limit` popups a minute.
+    pub fn new(limit: u32) -> StormGate {
+        StormGate { limit: limit.max(1) as usize, shown: VecDeque::new(), folded: FoldCounts::default() }
+    }
+
+    /// Decides on a popup of `urgency` at `now`.
+    pub fn admit(&mut self, urgency: Urgency, now: Instant) -> GateDecision {
+        while self.shown.front().is_some_and(|t| now.saturating_duration_since(*t) >= STORM_WINDOW) {
+            self.shown.pop_front();
+        }
+        if self.shown.is_empty() {
+            // A full quiet minute ends the storm; the next summary starts from zero.
+            self.folded = FoldCounts::default();
+        }
+        if self.shown.len() < self.limit && self.folded.total() == 0 {
+            self.shown.push_back(now);
+            return GateDecision::Show;
+        }
+        self.fold(urgency);
+        GateDecision::Folded
+    }
+
+    /// Counts `n` popups of `urgency` into the summary without showing them.
+    pub fn fold(&mut self, urgency: Urgency) {
+        match urgency {
+            Urgency::Critical => self.folded.critical += 1,
+            Urgency::Normal => self.folded.warning += 1,
+            Urgency::Low => self.folded.other += 1,
+        }
+    }
+
+    /// The counts folded so far in this storm.
+    pub fn folded(&self) -> FoldCounts {
+        self.folded
+    }
+
+    /// The summary popup for what has been folded, if anything.
+    pub fn summary_popup(&self) -> Option<Popup> {
+        let f = self.folded;
+        if f.total() == 0 {
+            return None;
+        }
+        let mut parts = Vec::new();
+        for (n, word) in [(f.critical, "critical"), (f.warning, "warning"), (f.other, "other")] {
+            if n > 0 {
+                parts.push(format!("{n} {word}"));
+            }
+        }
+        let noun = if f.total() == 1 { "alert" } else { "alerts" };
+        Some(Popup {
+            tag: "storm".into(),
+            summary: format!("{} more {noun}: {}", f.total(), parts.join(", ")),
+            body: "Too many notifications at once; all are stored and listed in Alertray.".into(),
+            urgency: if f.critical > 0 { Urgency::Critical } else { Urgency::Normal },
+            url: None,
+        })
+    }
+}
+
+/// Decides whether a popup is held back (snoozed, quiet hours, below the minimum severity).
+/// Held-back alerts are still stored, listed and counted.
+pub trait PopupFilter: Send + Sync + 'static {
+    /// `true` to show the popup for `event`.
+    fn allows(&self, event: &Event) -> bool;
+}
+
+/// A filter that holds nothing back.
+pub struct AllowAll;
+
+impl PopupFilter for AllowAll {
+    fn allows(&self, _event: &Event) -> bool {
+        true
+    }
+}
+
+/// Turns events into popups until `shutdown`: filtered, gated against storms, shown one at
+/// a time on a blocking thread. A lagging subscriber counts what it missed into the storm
+/// summary.
+pub async fn run_popups(
+    mut events: broadcast::Receiver<Event>,
+    notifier: Arc<dyn Notifier>,
+    filter: Arc<dyn PopupFilter>,
+    max_per_minute: u32,
+    shutdown: CancellationToken,
+) {
+    let mut gate = StormGate::new(max_per_minute);
+    let mut summary_dirty = false;
+    let mut last_error: Option<Instant> = None;
+    // Refreshing the summary at most once a second keeps a storm from becoming a D-Bus storm.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let popup = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                if summary_dirty {
+                    summary_dirty = false;
+                    gate.summary_popup()
+                } else {
+                    None
+                }
+            }
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    let Some(p) = popup_for(&ev).filter(|_| filter.allows(&ev)) else { continue };
+                    match gate.admit(p.urgency, Instant::now()) {
+                        GateDecision::Show => Some(p),
+                        GateDecision::Folded => {
+                            summary_dirty = true;
+                            None
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("popups fell {n} events behind; counting them into the summary");
+                    for _ in 0..n {
+                        gate.fold(Urgency::Normal);
+                    }
+                    summary_dirty = true;
+                    None
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        };
+        let Some(popup) = popup else { continue };
+        let n = notifier.clone();
+        let result = tokio::task::spawn_blocking(move || n.show(&popup)).await;
+        let err = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("the notifier panicked: {e}")),
+        };
+        if let Some(e) = err {
+            // One line a minute is enough to say that no notification server is there.
+            if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                tracing::warn!("{e} (alerts are still stored and listed)");
+                last_error = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// Desktop popups through notify-rust (D-Bus on Linux and BSD, native elsewhere).
+pub struct DesktopNotifier {
+    app_name: String,
+    icon: Option<String>,
+    ids: Mutex<HashMap<String, u32>>,
+    listeners: Arc<AtomicUsize>,
+    opener: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// The most threads waiting at once for a click on a popup.
+const MAX_ACTION_LISTENERS: usize = 16;
+
+impl DesktopNotifier {
+    /// A notifier showing popups as `app_name`, with `icon` (a path or icon name).
+    pub fn new(app_name: &str, icon: Option<String>) -> DesktopNotifier {
+        DesktopNotifier {
+            app_name: app_name.into(),
+            icon,
+            ids: Mutex::new(HashMap::new()),
+            listeners: Arc::new(AtomicUsize::new(0)),
+            opener: Arc::new(|url: &str| {
+                if let Err(e) = open::that_detached(url) {
+                    tracing::warn!("could not open {url} in the browser: {e}");
+                }
+            }),
+        }
+    }
+}
+
+impl Notifier for DesktopNotifier {
+    fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
+        let mut n = notify_rust::Notification::new();
+        n.appname(&self.app_name).summary(&popup.summary).body(&popup.body);
+        if let Some(icon) = &self.icon {
+            n.icon(icon);
+        }
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            n.urgency(match popup.urgency {
+                Urgency::Low => notify_rust::Urgency::Low,
+                Urgency::Normal => notify_rust::Urgency::Normal,
+                Urgency::Critical => notify_rust::Urgency::Critical,
+            });
+            if let Some(id) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&popup.tag) {
+                n.id(*id);
+            }
+            if popup.url.is_some() {
+                n.action("default", "Open").action("open", "Open in Netdata");
+            }
+        }
+        let handle = n.show().map_err(|e| NotifyError(e.to_string()))?;
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(popup.tag.clone(), handle.id());
+            if let Some(url) = popup.url.clone() {
+                if self.listeners.fetch_add(1, Ordering::SeqCst) < MAX_ACTION_LISTENERS {
+                    let listeners = self.listeners.clone();
+                    let opener = self.opener.clone();
+                    // wait_for_action blocks until the popup is clicked or closed.
+                    let spawned = std::thread::Builder::new().name("alertray-popup".into()).spawn(move || {
+                        handle.wait_for_action(|action| {
+                            if action == "default" || action == "open" {
+                                opener(&url);
+                            }
+                        });
+                        listeners.fetch_sub(1, Ordering::SeqCst);
+                    });
+                    if spawned.is_err() {
+                        self.listeners.fetch_sub(1, Ordering::SeqCst);
+                    }
+                } else {
+                    self.listeners.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        let _ = (handle, &self.ids, &self.listeners, &self.opener);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::AlertKind;
+    use crate::payload::Room;
+
+    fn alert(level: Level) -> Alert {
+        Alert {
+            key: "k".into(),
+            kind: AlertKind::Alert,
+            level,
+            host: "web1".into(),
+            name: "cpu".into(),
+            value: Some("99%".into()),
+            summary: Some("CPU utilization".into()),
+            message: "m".into(),
+            url: Some("https://u".into()),
+            rooms: vec![Room { name: "All nodes".into(), url: None }],
+            space: None,
+            since_ms: 0,
+            updated_ms: 0,
+            triggered_at: None,
+            notification_id: 1,
+            acknowledged: false,
+        }
+    }
+
+    #[test]
+    fn popups_have_the_right_words_and_urgency() {
+        let ev = |change, level| Event::Alert { change, alert: alert(level), previous: None };
+        let p = popup_for(&ev(Change::Raised, Level::Critical)).unwrap();
+        assert_eq!(p.summary, "web1: cpu is Critical");
+        assert_eq!(p.urgency, Urgency::Critical);
+        assert_eq!(p.body, "Value: 99%\nCPU utilization\nRooms: All nodes");
+        assert_eq!(p.url.as_deref(), Some("https://u"));
+        let p = popup_for(&ev(Change::Raised, Level::Warning)).unwrap();
+        assert_eq!((p.summary.as_str(), p.urgency), ("web1: cpu is Warning", Urgency::Normal));
+        let p = popup_for(&ev(Change::Cleared, Level::Clear)).unwrap();
+        assert_eq!((p.summary.as_str(), p.urgency), ("web1: cpu recovered", Urgency::Low));
+        let p = popup_for(&ev(Change::Unreachable, Level::Unreachable)).unwrap();
+        assert_eq!((p.summary.as_str(), p.urgency), ("web1 is unreachable", Urgency::Critical));
+        let p = popup_for(&ev(Change::Reachable, Level::Reachable)).unwrap();
+        assert_eq!(p.urgency, Urgency::Low);
+        assert!(popup_for(&Event::StateChanged).is_none());
+    }
+
+    #[test]
+    fn storm_folds_beyond_the_limit_and_resets_after_a_quiet_minute() {
+        let mut g = StormGate::new(10);
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(g.admit(Urgency::Normal, t0), GateDecision::Show);
+        }
+        for _ in 0..3 {
+            assert_eq!(g.admit(Urgency::Critical, t0), GateDecision::Folded);
+        }
+        for _ in 0..9 {
+            assert_eq!(g.admit(Urgency::Normal, t0), GateDecision::Folded);
+        }
+        let s = g.summary_popup().unwrap();
+        assert_eq!(s.summary, "12 more alerts: 3 critical, 9 warning");
+        assert_eq!(s.urgency, Urgency::Critical);
+        // Still within the minute: folded.
+        assert_eq!(g.admit(Urgency::Low, t0 + Duration::from_secs(59)), GateDecision::Folded);
+        // A minute after the last shown popup, the storm is over.
+        assert_eq!(g.admit(Urgency::Low, t0 + Duration::from_secs(61)), GateDecision::Show);
+        assert!(g.summary_popup().is_none());
+    }
+}

@@ -1,0 +1,859 @@
+//! Turns any webhook body into one [`Notification`].
+//!
+//! Netdata has sent at least two alert shapes (the flat one of its 2023 doc, with keys renamed
+//! over time, and the nested one really sent in 2026) and two reachability shapes. The parser
+//! reads a body as a loose JSON tree and picks fields from whichever shape is present: unknown
+//! keys are ignored, known keys may be missing, numbers may stand where strings were documented
+//! and the reverse, and status words come in any case. A JSON object that matches no known
+//! shape is kept as [`Notification::Unknown`], never dropped.
+//!
+//! This module knows nothing of HTTP or storage.
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// How deep a body may nest before it is refused (serde_json itself stops at 128).
+pub const MAX_DEPTH: usize = 64;
+
+/// Why a body could not be read as a notification at all.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PayloadError {
+    /// The body is empty.
+    #[error("the body is empty; a JSON object was expected")]
+    Empty,
+    /// The body is not JSON.
+    #[error("the body is not valid JSON: {0}")]
+    NotJson(String),
+    /// The body is JSON but not an object.
+    #[error("the body is JSON {0}, but a JSON object was expected")]
+    NotObject(&'static str),
+    /// The body nests deeper than [`MAX_DEPTH`].
+    #[error("the body nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// The severity of an alert as Netdata reported it, normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The alert recovered.
+    Clear,
+    /// A status word we do not know (e.g. `undefined`, `removed`); it changes no state.
+    Other,
+    /// Raised to or still at Warning.
+    Warning,
+    /// Raised to or still at Critical.
+    Critical,
+}
+
+impl Status {
+    /// Reads a status word in any case; `None` for an empty word.
+    pub fn from_word(word: &str) -> Option<Status> {
+        let w = word.trim();
+        if w.is_empty() {
+            return None;
+        }
+        Some(match w.to_ascii_lowercase().as_str() {
+            "critical" | "crit" => Status::Critical,
+            "warning" | "warn" => Status::Warning,
+            "clear" | "cleared" | "recovered" | "ok" | "normal" => Status::Clear,
+            _ => Status::Other,
+        })
+    }
+
+    /// Reads the status from a message such as "Raised to Critical, ..." or "Recovered, ...".
+    fn from_message(message: &str) -> Option<Status> {
+        let m = message.trim_start().to_ascii_lowercase();
+        if m.starts_with("raised to critical") || m.starts_with("escalated to critical") {
+            Some(Status::Critical)
+        } else if m.starts_with("raised to warning")
+            || m.starts_with("escalated to warning")
+            || m.starts_with("de-escalated to warning")
+        {
+            Some(Status::Warning)
+        } else if m.starts_with("recovered") || m.starts_with("cleared") {
+            Some(Status::Clear)
+        } else {
+            None
+        }
+    }
+
+    /// The lowercase word for this status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Clear => "clear",
+            Status::Other => "other",
+            Status::Warning => "warning",
+            Status::Critical => "critical",
+        }
+    }
+
+    /// `true` for Warning and Critical: states that make an alert active.
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Warning | Status::Critical)
+    }
+}
+
+/// A room the node belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    /// The room's name.
+    pub name: String,
+    /// The room's URL in Netdata Cloud, if given.
+    pub url: Option<String>,
+}
+
+/// One other active alert on the same node, from the nested shape's `log.entries`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtherAlert {
+    /// The alert's name.
+    pub name: String,
+    /// Its status word as sent.
+    pub status: String,
+    /// When it was triggered, as sent.
+    pub triggered_at: Option<String>,
+}
+
+/// An alert transition, normalised from either shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertNotification {
+    /// The key that identifies this alert across transitions.
+    pub key: String,
+    /// The normalised status.
+    pub status: Status,
+    /// The status word exactly as sent (empty if none was sent).
+    pub raw_status: String,
+    /// The status before this transition, if sent.
+    pub prev_status: Option<Status>,
+    /// The alert's name (`used_swap`).
+    pub name: String,
+    /// The human message Netdata wrote.
+    pub message: String,
+    /// The rendered summary (or the flat `info`).
+    pub summary: Option<String>,
+    /// The rendered info.
+    pub info: Option<String>,
+    /// The value as a display string (`100%`).
+    pub value: Option<String>,
+    /// The chart id (`mem.swap`).
+    pub chart: Option<String>,
+    /// The chart context.
+    pub context: Option<String>,
+    /// The node's hostname.
+    pub host: Option<String>,
+    /// The node's id.
+    pub node_id: Option<String>,
+    /// The space's name.
+    pub space: Option<String>,
+    /// The rooms the node belongs to.
+    pub rooms: Vec<Room>,
+    /// The alert's URL in Netdata Cloud.
+    pub url: Option<String>,
+    /// The transition id, which identifies one delivery of one transition.
+    pub transition_id: Option<String>,
+    /// When the transition happened, with the node's offset.
+    pub triggered_at: Option<DateTime<FixedOffset>>,
+    /// How long the alert has been in its state, for display.
+    pub duration: Option<String>,
+    /// The duration in seconds, when sent as a number.
+    pub duration_secs: Option<i64>,
+    /// The alert's classification (`Utilization`, `Error`...).
+    pub classification: Option<String>,
+    /// How many other critical alerts are active on the node.
+    pub other_critical: Option<i64>,
+    /// How many other warning alerts are active on the node.
+    pub other_warning: Option<i64>,
+    /// The other active alerts on the node, where listed.
+    pub other_alerts: Vec<OtherAlert>,
+}
+
+/// A node became unreachable or reachable again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReachabilityNotification {
+    /// The key that identifies this node's reachability across notifications.
+    pub key: String,
+    /// `true` when the node is reachable again.
+    pub reachable: bool,
+    /// The human message Netdata wrote.
+    pub message: String,
+    /// The node's hostname.
+    pub host: Option<String>,
+    /// The node's id.
+    pub node_id: Option<String>,
+    /// The space's name.
+    pub space: Option<String>,
+    /// The node's URL in Netdata Cloud.
+    pub url: Option<String>,
+    /// The severity word as sent (`critical`, `info`).
+    pub severity: Option<String>,
+}
+
+/// The notification Netdata sends when the user presses Test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestNotification {
+    /// The message.
+    pub message: String,
+    /// The verification token the user must paste back into Netdata Cloud.
+    pub token: Option<String>,
+}
+
+/// A JSON object that matches no known shape: kept and shown by its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownNotification {
+    /// The `message` field, or a summary of the object's keys.
+    pub message: String,
+}
+
+/// Any notification Netdata can send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notification {
+    /// An alert transition.
+    Alert(AlertNotification),
+    /// A node reachability change.
+    Reachability(ReachabilityNotification),
+    /// A test notification, with its verification token.
+    Test(TestNotification),
+    /// A JSON object of no known shape.
+    Unknown(UnknownNotification),
+}
+
+impl Notification {
+    /// The kind as a short word (`alert`, `reachability`, `test`, `unknown`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Notification::Alert(_) => "alert",
+            Notification::Reachability(_) => "reachability",
+            Notification::Test(_) => "test",
+            Notification::Unknown(_) => "unknown",
+        }
+    }
+
+    /// The human message.
+    pub fn message(&self) -> &str {
+        match self {
+            Notification::Alert(a) => &a.message,
+            Notification::Reachability(r) => &r.message,
+            Notification::Test(t) => &t.message,
+            Notification::Unknown(u) => &u.message,
+        }
+    }
+
+    /// The transition id, for alerts that carry one.
+    pub fn transition_id(&self) -> Option<&str> {
+        match self {
+            Notification::Alert(a) => a.transition_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a webhook body.
+pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(PayloadError::Empty);
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        if e.to_string().contains("recursion limit") {
+            PayloadError::TooDeep
+        } else {
+            PayloadError::NotJson(e.to_string())
+        }
+    })?;
+    if depth(&value) > MAX_DEPTH {
+        return Err(PayloadError::TooDeep);
+    }
+    match value {
+        Value::Object(map) => Ok(from_object(&map)),
+        Value::Array(_) => Err(PayloadError::NotObject("an array")),
+        Value::String(_) => Err(PayloadError::NotObject("a string")),
+        Value::Number(_) => Err(PayloadError::NotObject("a number")),
+        Value::Bool(_) => Err(PayloadError::NotObject("a boolean")),
+        Value::Null => Err(PayloadError::NotObject("null")),
+    }
+}
+
+fn depth(v: &Value) -> usize {
+    // Iterative so that a hostile body cannot overflow the stack here either.
+    let mut max = 0;
+    let mut stack = vec![(v, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        max = max.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Reads a notification from an already-decoded JSON object.
+pub fn from_object(obj: &Map<String, Value>) -> Notification {
+    if let Some(alert) = obj.get("alert").and_then(Value::as_object) {
+        return Notification::Alert(nested_alert(obj, alert));
+    }
+    if is_reachability(obj) {
+        return Notification::Reachability(reachability(obj));
+    }
+    if is_flat_alert(obj) {
+        return Notification::Alert(flat_alert(obj));
+    }
+    if is_test(obj) {
+        return Notification::Test(TestNotification {
+            message: text(obj.get("message")).unwrap_or_else(|| "Test Notification".into()),
+            token: text(obj.get("token")),
+        });
+    }
+    Notification::Unknown(UnknownNotification {
+        message: text(obj.get("message"))
+            .or_else(|| text(obj.get("title")))
+            .unwrap_or_else(|| summarise_keys(obj)),
+    })
+}
+
+fn summarise_keys(obj: &Map<String, Value>) -> String {
+    if obj.is_empty() {
+        return "an empty JSON object".into();
+    }
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).take(8).collect();
+    keys.sort_unstable();
+    let more = obj.len().saturating_sub(keys.len());
+    let mut s = format!("a JSON object with keys: {}", keys.join(", "));
+    if more > 0 {
+        s.push_str(&format!(" and {more} more"));
+    }
+    s
+}
+
+/// A string from a JSON value, accepting numbers and booleans where strings were documented.
+/// Empty strings count as missing.
+fn text(v: Option<&Value>) -> Option<String> {
+    let s = match v? {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    (!s.is_empty()).then_some(s)
+}
+
+/// An integer from a JSON value, accepting strings that hold one (and floats, truncated).
+fn integer(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().map(|f| f as i64))
+        }
+        _ => None,
+    }
+}
+
+/// A boolean from a JSON value, accepting `"true"`/`"false"` and 0/1.
+fn boolean(v: Option<&Value>) -> Option<bool> {
+    match v? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Some(true),
+            "false" | "no" | "0" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_i64().map(|i| i != 0),
+        _ => None,
+    }
+}
+
+/// Looks up a key without regard to case, preferring the exact spelling.
+fn get_ci<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+fn first<'a>(obj: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a Value> {
+    keys.iter()
+        .filter_map(|k| get_ci(obj, k))
+        .find(|v| !v.is_null())
+}
+
+/// The space's name from either a string or a `{name, slug}` object.
+fn space_name(obj: &Map<String, Value>) -> Option<String> {
+    match get_ci(obj, "space")? {
+        Value::Object(s) => text(s.get("name")).or_else(|| text(s.get("slug"))),
+        other => text(Some(other)),
+    }
+}
+
+fn space_id(obj: &Map<String, Value>) -> Option<String> {
+    match get_ci(obj, "space")? {
+        Value::Object(s) => text(s.get("id")).or_else(|| text(s.get("slug"))),
+        _ => None,
+    }
+}
+
+/// Rooms as a list of `{name, url}` objects, a map of name -> url, or a list of names.
+fn rooms(v: Option<&Value>) -> Vec<Room> {
+    match v {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| match item {
+                Value::Object(o) => Some(Room {
+                    name: text(o.get("name"))
+                        .or_else(|| text(o.get("slug")))
+                        .or_else(|| text(o.get("id")))?,
+                    url: text(o.get("url")),
+                }),
+                other => text(Some(other)).map(|name| Room { name, url: None }),
+            })
+            .collect(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(name, url)| match url {
+                // A map of one room's fields rather than name -> url.
+                Value::Object(o) => Room {
+                    name: text(o.get("name")).unwrap_or_else(|| name.clone()),
+                    url: text(o.get("url")),
+                },
+                other => Room {
+                    name: name.clone(),
+                    url: text(Some(other)),
+                },
+            })
+            .collect(),
+        Some(other) => text(Some(other))
+            .map(|name| vec![Room { name, url: None }])
+            .unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
+/// Parses a timestamp: RFC 3339 (keeping its offset), ISO 8601 without offset (taken as
+/// UTC), or Unix seconds.
+pub fn timestamp(v: Option<&Value>) -> Option<DateTime<FixedOffset>> {
+    match v? {
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|secs| Utc.timestamp_opt(secs, 0).single())
+            .map(|t| t.fixed_offset()),
+        Value::String(s) => {
+            let s = s.trim();
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .or_else(|| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z").ok())
+                .or_else(|| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%z").ok())
+                .or_else(|| {
+                    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                        .iter()
+                        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+                        .map(|n| n.and_utc().fixed_offset())
+                })
+                .or_else(|| {
+                    s.parse::<i64>()
+                        .ok()
+                        .and_then(|secs| Utc.timestamp_opt(secs, 0).single())
+                        .map(|t| t.fixed_offset())
+                })
+        }
+        _ => None,
+    }
+}
+
+/// The host named at the end of a message such as "..., on web1.example.com".
+fn host_from_message(message: &str) -> Option<String> {
+    let (_, tail) = message.rsplit_once(" on ")?;
+    let host = tail.trim().trim_end_matches('.');
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| host.to_string())
+}
+
+/// The node id in an alert URL of the form `.../alerts/<context>.<alert>:::<node id>?...`.
+fn node_id_from_url(url: &str) -> Option<String> {
+    let (_, tail) = url.split_once(":::")?;
+    let id: String = tail
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    (!id.is_empty()).then_some(id)
+}
+
+/// Joins the parts of an alert key. Parts are lowercased where Netdata's own spelling is
+/// not stable (hostnames), and missing parts are left empty so keys stay comparable.
+fn alert_key(space: Option<&str>, node: Option<&str>, chart: Option<&str>, name: &str) -> String {
+    format!(
+        "alert|{}|{}|{}|{}",
+        space.unwrap_or_default(),
+        node.unwrap_or_default().to_ascii_lowercase(),
+        chart.unwrap_or_default(),
+        name
+    )
+}
+
+fn nested_alert(obj: &Map<String, Value>, alert: &Map<String, Value>) -> AlertNotification {
+    let message = text(obj.get("message")).unwrap_or_default();
+    let node = obj.get("node").and_then(Value::as_object);
+    let state = alert.get("state").and_then(Value::as_object);
+    let prev = alert.get("prev_state").and_then(Value::as_object);
+    let raw_status = state
+        .and_then(|s| text(s.get("status")))
+        .unwrap_or_default();
+    let status = Status::from_word(&raw_status)
+        .or_else(|| Status::from_message(&message))
+        .unwrap_or(Status::Other);
+    let name = text(alert.get("name"))
+        .or_else(|| text(obj.get("alarm")))
+        .unwrap_or_else(|| "unnamed alert".into());
+    let chart = match alert.get("chart") {
+        Some(Value::Object(c)) => text(c.get("id")).or_else(|| text(c.get("name"))),
+        other => text(other),
+    };
+    let context = text(alert.get("context"));
+    let host = node
+        .and_then(|n| text(n.get("hostname")))
+        .or_else(|| host_from_message(&message));
+    let node_id = node.and_then(|n| text(n.get("id")));
+    let space = space_name(obj);
+    let url = text(alert.get("url")).or_else(|| text(first(obj, &["alert_url", "alarm_url"])));
+    let rendered = alert.get("rendered").and_then(Value::as_object);
+    let duration = alert.get("duration");
+    let (duration_str, duration_secs) = match duration {
+        Some(Value::Object(d)) => (text(d.get("value_str")), integer(d.get("value"))),
+        other => (text(other), integer(other)),
+    };
+    let config = alert.get("config").and_then(Value::as_object);
+    let log = alert.get("log").and_then(Value::as_object);
+    let totals = log.and_then(|l| l.get("total")).and_then(Value::as_object);
+    let other_alerts = log
+        .and_then(|l| l.get("entries"))
+        .and_then(Value::as_array)
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(Value::as_object)
+                .filter_map(|e| {
+                    Some(OtherAlert {
+                        name: text(e.get("name"))?,
+                        status: text(e.get("status")).unwrap_or_default(),
+                        triggered_at: text(e.get("triggered_at")),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let node_part = node_id.as_deref().or(host.as_deref());
+    let chart_part = chart.as_deref().or(context.as_deref());
+    let space_part = space_id(obj).or_else(|| space.clone());
+    AlertNotification {
+        key: alert_key(space_part.as_deref(), node_part, chart_part, &name),
+        status,
+        raw_status,
+        prev_status: prev.and_then(|p| text(p.get("status"))).and_then(|s| Status::from_word(&s)),
+        name,
+        summary: rendered
+            .and_then(|r| text(r.get("summary")))
+            .or_else(|| text(obj.get("info"))),
+        info: rendered.and_then(|r| text(r.get("info"))),
+        value: state.and_then(|s| text(s.get("value_str")).or_else(|| text(s.get("value")))),
+        chart,
+        context,
+        host,
+        node_id: node_id.or_else(|| url.as_deref().and_then(node_id_from_url)),
+        space,
+        rooms: rooms(node.and_then(|n| n.get("rooms")).or_else(|| first(obj, &["rooms"]))),
+        url,
+        transition_id: text(alert.get("transition_id")),
+        triggered_at: timestamp(alert.get("triggered_at")).or_else(|| timestamp(obj.get("date"))),
+        duration: duration_str,
+        duration_secs,
+        classification: config
+            .and_then(|c| text(c.get("classification")))
+            .or_else(|| text(first(obj, &["class", "classification"]))),
+        other_critical: totals.and_then(|t| integer(t.get("critical"))),
+        other_warning: totals.and_then(|t| integer(t.get("warning"))),
+        other_alerts,
+        message,
+    }
+}
+
+const FLAT_ALERT_NAMES: &[&str] = &["alert", "alarm", "alert_name", "alarm_name"];
+
+fn is_flat_alert(obj: &Map<String, Value>) -> bool {
+    let named = FLAT_ALERT_NAMES
+        .iter()
+        .any(|k| get_ci(obj, k).is_some_and(|v| text(Some(v)).is_some()));
+    let severity = text(get_ci(obj, "severity"))
+        .and_then(|s| Status::from_word(&s))
+        .is_some_and(|s| s != Status::Other);
+    named
+        || (severity
+            && (first(obj, &["chart", "context", "alert_url", "alarm_url"]).is_some()
+                || text(obj.get("message"))
+                    .and_then(|m| Status::from_message(&m))
+                    .is_some()))
+}
+
+fn flat_alert(obj: &Map<String, Value>) -> AlertNotification {
+    let message = text(obj.get("message")).unwrap_or_default();
+    let raw_status = text(first(obj, &["severity", "status"])).unwrap_or_default();
+    let status = Status::from_word(&raw_status)
+        .filter(|s| *s != Status::Other)
+        .or_else(|| Status::from_message(&message))
+        .or_else(|| Status::from_word(&raw_status))
+        .unwrap_or(Status::Other);
+    let name = text(first(obj, FLAT_ALERT_NAMES)).unwrap_or_else(|| "unnamed alert".into());
+    let chart = text(first(obj, &["chart"]));
+    let context = text(first(obj, &["context"]));
+    let url = text(first(obj, &["alert_url", "alarm_url", "url"]));
+    let host = text(first(obj, &["host", "hostname", "node"])).or_else(|| host_from_message(&message));
+    let node_id = text(first(obj, &["node_id"])).or_else(|| url.as_deref().and_then(node_id_from_url));
+    let space = space_name(obj);
+    let duration = first(obj, &["duration"]);
+    let node_part = node_id.as_deref().or(host.as_deref());
+    let chart_part = chart.as_deref().or(context.as_deref());
+    let space_part = space_id(obj).or_else(|| space.clone());
+    AlertNotification {
+        key: alert_key(space_part.as_deref(), node_part, chart_part, &name),
+        status,
+        raw_status,
+        prev_status: None,
+        name,
+        summary: text(first(obj, &["summary", "info"])),
+        info: text(first(obj, &["info"])),
+        value: text(first(obj, &["value", "value_string", "value_str"])),
+        chart,
+        context,
+        host,
+        node_id,
+        space,
+        rooms: rooms(first(obj, &["rooms"])),
+        url,
+        transition_id: text(first(obj, &["transition_id"])),
+        triggered_at: timestamp(first(obj, &["date", "triggered_at", "when"])),
+        duration: text(duration),
+        duration_secs: integer(duration),
+        classification: text(first(obj, &["class", "classification"])),
+        other_critical: integer(first(
+            obj,
+            &["additional_active_critical_alerts", "critical_count"],
+        )),
+        other_warning: integer(first(
+            obj,
+            &["additional_active_warning_alerts", "warning_count"],
+        )),
+        other_alerts: Vec::new(),
+        message,
+    }
+}
+
+fn is_reachability(obj: &Map<String, Value>) -> bool {
+    if boolean(get_ci(obj, "reachable")).is_some() {
+        return true;
+    }
+    match get_ci(obj, "status") {
+        Some(Value::Object(s)) => boolean(get_ci(s, "reachable")).is_some(),
+        Some(Value::String(s)) => {
+            matches!(s.trim().to_ascii_lowercase().as_str(), "reachable" | "unreachable")
+        }
+        _ => false,
+    }
+}
+
+fn reachability(obj: &Map<String, Value>) -> ReachabilityNotification {
+    let message = text(obj.get("message")).unwrap_or_default();
+    let status = get_ci(obj, "status");
+    let reachable = boolean(get_ci(obj, "reachable"))
+        .or_else(|| match status {
+            Some(Value::Object(s)) => boolean(get_ci(s, "reachable")),
+            Some(Value::String(s)) => Some(s.trim().eq_ignore_ascii_case("reachable")),
+            _ => None,
+        })
+        .unwrap_or(false);
+    let node = obj
+        .get("nodes")
+        .and_then(Value::as_array)
+        .and_then(|n| n.first())
+        .and_then(Value::as_object)
+        .or_else(|| obj.get("node").and_then(Value::as_object));
+    let url = text(obj.get("url"));
+    let node_id = node
+        .and_then(|n| text(n.get("id")))
+        .or_else(|| url.as_deref().and_then(|u| u.rsplit_once("/nodes/")).map(|(_, id)| id.to_string()));
+    let host = node
+        .and_then(|n| text(n.get("hostname")))
+        .or_else(|| text(first(obj, &["host", "hostname"])))
+        .or_else(|| host_from_reachability_message(&message));
+    let space = space_name(obj);
+    let space_part = space_id(obj).or_else(|| space.clone());
+    let node_part = node_id.clone().or_else(|| host.clone()).unwrap_or_default();
+    ReachabilityNotification {
+        key: format!(
+            "node|{}|{}",
+            space_part.unwrap_or_default(),
+            node_part.to_ascii_lowercase()
+        ),
+        reachable,
+        message,
+        host,
+        node_id,
+        space,
+        url,
+        severity: text(get_ci(obj, "severity")),
+    }
+}
+
+/// "Space/host is unreachable" -> host.
+fn host_from_reachability_message(message: &str) -> Option<String> {
+    let subject = message.split(" is ").next()?.trim();
+    let host = subject.rsplit('/').next()?.trim();
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| host.to_string())
+}
+
+fn is_test(obj: &Map<String, Value>) -> bool {
+    let says_test = |k: &str| {
+        text(obj.get(k)).is_some_and(|s| s.to_ascii_lowercase().contains("test notification"))
+    };
+    obj.get("token").is_some_and(|t| text(Some(t)).is_some()) || says_test("title") || says_test("message")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse_value(v: Value) -> Notification {
+        parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn status_words_in_any_case() {
+        for (w, s) in [
+            ("Critical", Status::Critical),
+            ("CRITICAL", Status::Critical),
+            ("warning", Status::Warning),
+            ("WaRnInG", Status::Warning),
+            ("clear", Status::Clear),
+            ("Clear", Status::Clear),
+            ("undefined", Status::Other),
+        ] {
+            assert_eq!(Status::from_word(w), Some(s), "{w}");
+        }
+        assert_eq!(Status::from_word("  "), None);
+    }
+
+    #[test]
+    fn refuses_non_objects_with_a_reason() {
+        assert_eq!(parse(b""), Err(PayloadError::Empty));
+        assert_eq!(parse(b"  \n"), Err(PayloadError::Empty));
+        assert_eq!(parse(b"[1,2]"), Err(PayloadError::NotObject("an array")));
+        assert_eq!(parse(b"\"x\""), Err(PayloadError::NotObject("a string")));
+        assert_eq!(parse(b"null"), Err(PayloadError::NotObject("null")));
+        assert!(matches!(parse(b"{nope"), Err(PayloadError::NotJson(_))));
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(parse(deep.as_bytes()), Err(PayloadError::TooDeep));
+        let very_deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        assert_eq!(parse(very_deep.as_bytes()), Err(PayloadError::TooDeep));
+    }
+
+    #[test]
+    fn flat_documented_alert() {
+        let n = parse_value(json!({
+            "message": "Raised to Warning, disk space = 91%, on web1",
+            "alarm": "disk_space_usage",
+            "info": "Disk space utilization",
+            "chart": "disk_space._",
+            "context": "disk.space",
+            "space": "My Space",
+            "rooms": {"All nodes": "https://app.netdata.cloud/spaces/x/rooms/all-nodes"},
+            "family": "/",
+            "class": "Utilization",
+            "severity": "warning",
+            "date": "2023-03-01T10:20:30Z",
+            "duration": "10 minutes",
+            "additional_active_critical_alerts": 1,
+            "additional_active_warning_alerts": "2",
+            "alarm_url": "https://app.netdata.cloud/alerts/disk.space.disk_space_usage:::abc-123?x=1"
+        }));
+        let Notification::Alert(a) = n else { panic!("{n:?}") };
+        assert_eq!(a.status, Status::Warning);
+        assert_eq!(a.name, "disk_space_usage");
+        assert_eq!(a.host.as_deref(), Some("web1"));
+        assert_eq!(a.node_id.as_deref(), Some("abc-123"));
+        assert_eq!(a.other_warning, Some(2));
+        assert_eq!(a.other_critical, Some(1));
+        assert_eq!(a.rooms[0].name, "All nodes");
+        assert_eq!(a.classification.as_deref(), Some("Utilization"));
+        assert_eq!(a.triggered_at.unwrap().timestamp(), 1_677_666_030);
+        assert_eq!(a.key, "alert|My Space|abc-123|disk_space._|disk_space_usage");
+    }
+
+    #[test]
+    fn flat_renamed_keys() {
+        let n = parse_value(json!({
+            "message": "Recovered, load = 1, on db2",
+            "alert": "load_15",
+            "Rooms": [{"name": "Prod", "url": "https://r"}],
+            "severity": "CLEAR",
+            "alert_url": "https://u",
+            "critical_count": 0,
+            "warning_count": 3
+        }));
+        let Notification::Alert(a) = n else { panic!("{n:?}") };
+        assert_eq!(a.status, Status::Clear);
+        assert_eq!(a.raw_status, "CLEAR");
+        assert_eq!(a.name, "load_15");
+        assert_eq!(a.url.as_deref(), Some("https://u"));
+        assert_eq!(a.rooms, vec![Room { name: "Prod".into(), url: Some("https://r".into()) }]);
+        assert_eq!(a.other_warning, Some(3));
+    }
+
+    #[test]
+    fn nested_alert_keeps_the_nodes_offset() {
+        let n = parse_value(json!({
+            "message": "Raised to Critical, x, on h",
+            "node": {"id": "n1", "hostname": "H1"},
+            "alert": {"name": "a", "state": {"status": "critical", "value": 5}, "triggered_at": "2026-04-10T22:11:48-05:00"}
+        }));
+        let Notification::Alert(a) = n else { panic!() };
+        assert_eq!(a.status, Status::Critical);
+        assert_eq!(a.value.as_deref(), Some("5"));
+        assert_eq!(a.triggered_at.unwrap().offset().local_minus_utc(), -5 * 3600);
+    }
+
+    #[test]
+    fn status_from_message_when_the_word_is_missing() {
+        let n = parse_value(json!({"message": "Recovered, x, on h", "alert": {"name": "a"}}));
+        let Notification::Alert(a) = n else { panic!() };
+        assert_eq!(a.status, Status::Clear);
+    }
+
+    #[test]
+    fn documented_reachability() {
+        let n = parse_value(json!({
+            "message": "node web1 is unreachable", "url": "https://u/nodes/n9", "host": "web1",
+            "severity": "critical", "status": {"reachable": false, "text": "unreachable"}
+        }));
+        let Notification::Reachability(r) = n else { panic!("{n:?}") };
+        assert!(!r.reachable);
+        assert_eq!(r.host.as_deref(), Some("web1"));
+        assert_eq!(r.node_id.as_deref(), Some("n9"));
+    }
+
+    #[test]
+    fn test_notification_and_unknown() {
+        let n = parse_value(json!({"message": "hi", "title": "Test Notification", "token": "t-1"}));
+        assert_eq!(
+            n,
+            Notification::Test(TestNotification { message: "hi".into(), token: Some("t-1".into()) })
+        );
+        let n = parse_value(json!({"message": "something new"}));
+        assert_eq!(n.kind(), "unknown");
+        assert_eq!(n.message(), "something new");
+        let n = parse_value(json!({"b": 1, "a": 2}));
+        assert_eq!(n.message(), "a JSON object with keys: a, b");
+    }
+}

@@ -1,0 +1,322 @@
+//! The HTTPS receiver: accepts TCP, completes TLS (with the client certificate check), serves
+//! HTTP/1.1 and HTTP/2, and routes the webhook path to the challenge (GET) and to delivery
+//! (POST). Everything else is 404 or 405. Every refusal is a short JSON reason and a log line
+//! naming the peer, never a secret.
+//!
+//! Limits: bodies over [`MAX_BODY_BYTES`] get 413; headers are bounded in size and must
+//! arrive within the request timeout, as must the TLS handshake and the body; idle
+//! keep-alive connections close after the same timeout; at most `server.max_connections` are
+//! served at once, the rest wait in the kernel's backlog.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+
+use crate::auth::{self, FailureThrottle, PeerCertificate};
+use crate::config::Config;
+use crate::payload;
+use crate::store::{Delivery, Store};
+use crate::{challenge, store};
+
+/// The largest body accepted; Netdata's are a few KiB.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The most header bytes an HTTP/1.1 request or HTTP/2 header list may have.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// A connection is asked to close after this long, so none is held forever.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+
+/// What the request handlers share.
+#[derive(Clone)]
+pub struct ReceiverState {
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// Where deliveries are recorded.
+    pub store: Store,
+    /// The authentication-failure throttle.
+    pub throttle: Arc<FailureThrottle>,
+}
+
+impl ReceiverState {
+    /// State for `config` writing to `store`.
+    pub fn new(config: Arc<Config>, store: Store) -> ReceiverState {
+        let throttle = Arc::new(FailureThrottle::new(config.auth.max_failures_per_minute));
+        ReceiverState { config, store, throttle }
+    }
+}
+
+/// What the TLS layer learned about a connection, handed to each request on it.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The verified client certificate, if one was presented.
+    pub cert: PeerCertificate,
+}
+
+/// A refusal: a status and a short reason, sent as `{"error": reason}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    reason: Cow<'static, str>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> ApiError {
+        ApiError { status, reason: reason.into(), headers: Vec::new() }
+    }
+
+    fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(json!({ "error": self.reason }))).into_response();
+        for (k, v) in self.headers {
+            resp.headers_mut().insert(k, v);
+        }
+        resp
+    }
+}
+
+/// The receiver's routes: GET (challenge) and POST (delivery) on `server.path`.
+pub fn router(state: ReceiverState) -> Router {
+    let path = state.config.server.path.clone();
+    Router::new()
+        .route(&path, get(challenge_handler).post(delivery_handler))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such path") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "only GET (challenge) and POST (notifications) are served")
+                .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"))
+        })
+        .with_state(state)
+}
+
+fn peer_of(info: &Option<Extension<ConnectionInfo>>) -> String {
+    info.as_ref().map(|i| i.peer.to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+async fn challenge_handler(
+    State(state): State<ReceiverState>,
+    info: Option<Extension<ConnectionInfo>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let peer = peer_of(&info);
+    let token = match challenge::crc_token_from_query(req.uri().query()) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            tracing::info!(%peer, "challenge refused: no crc_token in the query");
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "missing crc_token query parameter"));
+        }
+        Err(reason) => {
+            tracing::info!(%peer, "challenge refused: {reason}");
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, reason));
+        }
+    };
+    let Some(secret) = &state.config.auth.challenge_secret else {
+        tracing::warn!(%peer, "challenge received but auth.challenge_secret is not set; Netdata will not accept this endpoint until it is");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no challenge secret is configured on this receiver (auth.challenge_secret)",
+        ));
+    };
+    tracing::info!(%peer, "answered a crc_token challenge");
+    Ok(Json(json!({ "response_token": challenge::response_token(secret.expose().as_bytes(), &token) })).into_response())
+}
+
+async fn delivery_handler(
+    State(state): State<ReceiverState>,
+    info: Option<Extension<ConnectionInfo>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let peer = peer_of(&info);
+    let ip: IpAddr = info.as_ref().map(|i| i.peer.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let cert = info.as_ref().map(|i| i.cert.clone()).unwrap_or_default();
+    if let Err(retry) = state.throttle.check(ip, Instant::now()) {
+        tracing::warn!(%peer, "refused: too many authentication failures, retry in {}s", retry.as_secs());
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many authentication failures from this address")
+            .with_header(header::RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1))));
+    }
+    let how = match auth::check(&state.config.auth, &cert, req.headers()) {
+        Ok(how) => how,
+        Err(f) => {
+            state.throttle.failed(ip, Instant::now());
+            tracing::warn!(%peer, status = f.status.as_u16(), "refused: {}", f.reason);
+            let mut e = ApiError::new(f.status, f.reason);
+            if let Some(w) = f.www_authenticate {
+                e = e.with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static(w));
+            }
+            return Err(e);
+        }
+    };
+    let timeout = state.config.server.request_timeout;
+    let body = match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)).await {
+        Err(_) => {
+            tracing::warn!(%peer, "refused: the body did not arrive within {}s", timeout.as_secs());
+            return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time"));
+        }
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                tracing::warn!(%peer, "refused: body larger than {MAX_BODY_BYTES} bytes");
+                return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {MAX_BODY_BYTES} bytes")));
+            }
+            tracing::warn!(%peer, "refused: the body could not be read: {e}");
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "the body could not be read"));
+        }
+        Ok(Ok(b)) => b,
+    };
+    let notification = payload::parse(&body).map_err(|e| {
+        tracing::warn!(%peer, "refused: {e}");
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    })?;
+    let kind = notification.kind();
+    let delivery = Delivery { body: body.to_vec(), notification, received_ms: store::now_ms(), peer: peer.clone(), auth: how };
+    match state.store.record(delivery).await {
+        Ok(rec) => {
+            tracing::info!(%peer, id = rec.id, kind, duplicate = rec.duplicate, "notification recorded");
+            Ok((StatusCode::OK, Json(json!({ "status": "stored", "id": rec.id, "duplicate": rec.duplicate }))).into_response())
+        }
+        Err(e) => {
+            tracing::error!(%peer, "could not store a notification, answering 503 so Netdata retries: {e}");
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the notification could not be stored; retry later")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("30")))
+        }
+    }
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown`, then lets requests in flight
+/// finish (up to the request timeout) before returning.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+) {
+    let limit = Arc::new(Semaphore::new(config.server.max_connections));
+    let tracker = TaskTracker::new();
+    let timeout = config.server.request_timeout;
+    loop {
+        // Take a slot before accepting: beyond the cap, connections wait in the backlog
+        // instead of costing memory here.
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            serve_connection(tcp, peer, acceptor, router, timeout, shutdown).await;
+            drop(permit);
+        });
+    }
+    tracker.close();
+    let _ = tokio::time::timeout(timeout + Duration::from_secs(1), tracker.wait()).await;
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    router: Router,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let _ = tcp.set_nodelay(true);
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake did not finish within {}s", timeout.as_secs());
+            return;
+        }
+    };
+    let cert = PeerCertificate {
+        names: tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| crate::tls::client_cert_names(c))
+            .unwrap_or_default(),
+    };
+    let info = ConnectionInfo { peer, cert };
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(info.clone());
+        let router = router.clone();
+        async move { router.oneshot(req.map(Body::new)).await }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192) * 2)
+        .max_headers(100);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(64)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(timeout);
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let age = tokio::time::sleep(MAX_CONNECTION_AGE);
+    tokio::pin!(age);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                break;
+            }
+            _ = shutdown.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = &mut age, if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! TLS for the receiver: the server certificate (self-signed once, or PEM files reloaded when
+//! they change), the client-certificate verifier against the Netdata Root CA, and the rustls
+//! `ServerConfig` built from them. TLS 1.2 and 1.3 only, with the ring provider's suites,
+//! which are all AEAD with forward secrecy.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::config::{ClientCa, ClientCertMode, Config, TlsConfig};
+
+/// The Netdata Root CA, which issues the client certificate Netdata Cloud presents.
+pub const NETDATA_ROOT_CA_PEM: &str = include_str!("../assets/netdata-root-ca.pem");
+
+/// How often, at most, the certificate files are checked for a renewal.
+const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What went wrong setting up TLS.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What the file is.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A PEM file held nothing usable.
+    #[error("{setting} = {path}: {reason}")]
+    Pem {
+        /// The setting that names the file.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls or rcgen refused something.
+    #[error("TLS setup failed: {0}")]
+    Setup(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The server certificate in use, with what the user needs to know about it.
+#[derive(Debug, Clone)]
+pub struct ServerCertInfo {
+    /// The certificate file.
+    pub cert_path: PathBuf,
+    /// SHA-256 of the leaf certificate, as colon-separated hex.
+    pub fingerprint: String,
+    /// Whether Alertray generated it.
+    pub self_signed: bool,
+}
+
+/// SHA-256 of a DER certificate as `AB:CD:...`.
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn read_chain(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Io { what: "cannot read certificate", path: path.into(), source })?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem { setting, path: path.into(), reason: format!("not a PEM certificate file ({e})") })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem { setting, path: path.into(), reason: "holds no CERTIFICATE block".into() });
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Io { what: "cannot read private key", path: path.into(), source })?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::Pem {
+        setting: "tls.key",
+        path: path.into(),
+        reason: format!("holds no usable PEM private key ({e})"),
+    })
+}
+
+fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = read_chain("tls.cert", cert)?;
+    let key = read_key(key)?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::Pem { setting: "tls.key", path: PathBuf::new(), reason: format!("unsupported private key: {e}") })?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match().map_err(|e| TlsError::Setup(format!("tls.cert and tls.key do not belong together: {e}")))?;
+    Ok(Arc::new(ck))
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Serves the certificate from two PEM files and swaps in a renewed pair when the files
+/// change, without a restart. A renewed pair that does not load is logged and the old one
+/// is kept.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    state: Mutex<ReloadState>,
+}
+
+#[derive(Debug)]
+struct ReloadState {
+    key: Arc<CertifiedKey>,
+    stamps: (Option<SystemTime>, Option<SystemTime>),
+    checked: Instant,
+}
+
+impl ReloadingCert {
+    /// Loads the pair now; fails if it does not load.
+    pub fn new(cert: &Path, key: &Path) -> Result<ReloadingCert, TlsError> {
+        let ck = certified_key(cert, key)?;
+        Ok(ReloadingCert {
+            cert_path: cert.into(),
+            key_path: key.into(),
+            state: Mutex::new(ReloadState { key: ck, stamps: (mtime(cert), mtime(key)), checked: Instant::now() }),
+        })
+    }
+
+    /// The certificate in use now, reloading it first if the files changed.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        // A poisoned lock only means a panic elsewhere mid-update; the data is still whole.
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
+            st.checked = Instant::now();
+            let stamps = (mtime(&self.cert_path), mtime(&self.key_path));
+            if stamps != st.stamps {
+                match certified_key(&self.cert_path, &self.key_path) {
+                    Ok(k) => {
+                        tracing::info!(cert = %self.cert_path.display(), fingerprint = %fingerprint(&k.cert[0]), "reloaded renewed TLS certificate");
+                        st.key = k;
+                        st.stamps = stamps;
+                    }
+                    // Half-written renewals are common (cert written before key): retry later.
+                    Err(e) => tracing::warn!("renewed TLS certificate not loaded yet, keeping the old one: {e}"),
+                }
+            }
+        }
+        st.key.clone()
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// The names the self-signed certificate must cover.
+fn self_signed_names(public_host: Option<&str>) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if let Some(h) = public_host {
+        let h = h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        if !names.contains(&h) {
+            names.push(h);
+        }
+    }
+    names
+}
+
+/// The DNS and IP names in a certificate's SAN extension, as strings.
+fn san_names(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return Vec::new() };
+    let Ok(Some(san)) = cert.subject_alternative_name() else { return Vec::new() };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
+                4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).ok()?).to_string()),
+                16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).ok()?).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// Loads the self-signed certificate from `dir`, or generates one (key mode 0600) when it is
+/// missing or does not cover `public_host`.
+pub fn ensure_self_signed(dir: &Path, public_host: Option<&str>) -> Result<(PathBuf, PathBuf), TlsError> {
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    let wanted = self_signed_names(public_host);
+    if cert_path.exists() && key_path.exists() {
+        let chain = read_chain("tls.cert", &cert_path)?;
+        let have = san_names(&chain[0]);
+        if wanted.iter().all(|n| have.contains(n)) {
+            return Ok((cert_path, key_path));
+        }
+        tracing::info!(names = ?wanted, "the self-signed certificate does not cover the public host; generating a new one");
+    }
+    let key = rcgen::KeyPair::generate().map_err(|e| TlsError::Setup(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(wanted).map_err(|e| TlsError::Setup(e.to_string()))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "Alertray receiver");
+    let now = time_now();
+    params.not_before = now - rcgen_days(1);
+    params.not_after = now + rcgen_days(5 * 365);
+    let cert = params.self_signed(&key).map_err(|e| TlsError::Setup(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { what: "cannot create", path: dir.into(), source })?;
+    // Write to temporary names then rename, so a crash never leaves a half pair.
+    let tmp_key = dir.join("key.pem.tmp");
+    let tmp_cert = dir.join("cert.pem.tmp");
+    let _ = std::fs::remove_file(&tmp_key);
+    let _ = std::fs::remove_file(&tmp_cert);
+    crate::config::write_private_new(&tmp_key, &key.serialize_pem())
+        .map_err(|source| TlsError::Io { what: "cannot write", path: tmp_key.clone(), source })?;
+    crate::config::write_private_new(&tmp_cert, &cert.pem())
+        .map_err(|source| TlsError::Io { what: "cannot write", path: tmp_cert.clone(), source })?;
+    std::fs::rename(&tmp_key, &key_path).map_err(|source| TlsError::Io { what: "cannot write", path: key_path.clone(), source })?;
+    std::fs::rename(&tmp_cert, &cert_path).map_err(|source| TlsError::Io { what: "cannot write", path: cert_path.clone(), source })?;
+    Ok((cert_path, key_path))
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+fn rcgen_days(d: i64) -> time::Duration {
+    time::Duration::days(d)
+}
+
+/// The trusted roots for client certificates.
+pub fn client_roots(ca: &ClientCa) -> Result<RootCertStore, TlsError> {
+    let certs = match ca {
+        ClientCa::Netdata => CertificateDer::pem_slice_iter(NETDATA_ROOT_CA_PEM.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Setup(format!("built-in Netdata Root CA: {e}")))?,
+        ClientCa::File(p) => read_chain("auth.client_ca", p)?,
+    };
+    let mut roots = RootCertStore::empty();
+    for c in certs {
+        roots.add(c).map_err(|e| TlsError::Setup(format!("auth.client_ca: a certificate is not a usable root: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// The receiver's TLS setup.
+pub struct ReceiverTls {
+    /// The rustls config to accept connections with.
+    pub config: Arc<ServerConfig>,
+    /// What certificate is served.
+    pub cert: ServerCertInfo,
+}
+
+/// Builds the rustls config for `cfg`, generating the self-signed certificate under
+/// `data_dir/tls` when no files are configured.
+pub fn receiver_tls(cfg: &Config, data_dir: &Path) -> Result<ReceiverTls, TlsError> {
+    let (cert_path, key_path, self_signed) = match &cfg.tls {
+        TlsConfig::Files { cert, key } => (cert.clone(), key.clone(), false),
+        TlsConfig::SelfSigned => {
+            let host = cfg.server.public_url.as_ref().and_then(|u| u.host());
+            let (c, k) = ensure_self_signed(&data_dir.join("tls"), host)?;
+            (c, k, true)
+        }
+    };
+    let resolver = ReloadingCert::new(&cert_path, &key_path)?;
+    let fp = fingerprint(&resolver.current().cert[0]);
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    let builder = match cfg.auth.client_certificate {
+        ClientCertMode::Off => builder.with_no_client_auth(),
+        // Even with "required", a handshake without a certificate is let through so that the
+        // HTTP layer can answer the challenge GET and refuse a POST with a readable 403.
+        // A certificate that is presented must chain to the roots, or the handshake fails.
+        ClientCertMode::Required | ClientCertMode::Optional => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots(&cfg.auth.client_ca)?), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Setup(format!("client certificate verifier: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(ReceiverTls {
+        config: Arc::new(config),
+        cert: ServerCertInfo { cert_path, fingerprint: fp, self_signed },
+    })
+}
+
+/// The names a verified client certificate carries: its subject CN and DNS SANs, lowercased.
+pub fn client_cert_names(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return Vec::new() };
+    let mut names: Vec<String> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                names.push(d.to_ascii_lowercase());
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_netdata_ca_loads() {
+        let roots = client_roots(&ClientCa::Netdata).unwrap();
+        assert_eq!(roots.len(), 1);
+        let der = CertificateDer::pem_slice_iter(NETDATA_ROOT_CA_PEM.as_bytes()).next().unwrap().unwrap();
+        assert!(fingerprint(&der).starts_with("61:E5:D8:D0"), "{}", fingerprint(&der));
+        assert!(fingerprint(&der).ends_with("6D:61"));
+    }
+
+    #[test]
+    fn self_signed_is_generated_once_and_covers_the_public_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = ensure_self_signed(dir.path(), None).unwrap();
+        let first = std::fs::read(&c).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        ensure_self_signed(dir.path(), None).unwrap();
+        assert_eq!(std::fs::read(&c).unwrap(), first, "reused, not regenerated");
+        ensure_self_signed(dir.path(), Some("x.example.net")).unwrap();
+        let der = read_chain("tls.cert", &c).unwrap();
+        let names = san_names(&der[0]);
+        for n in ["localhost", "127.0.0.1", "::1", "x.example.net"] {
+            assert!(names.contains(&n.to_string()), "{names:?}");
+        }
+    }
+
+    #[test]
+    fn bad_pem_names_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.pem");
+        std::fs::write(&p, "not pem").unwrap();
+        let e = ReloadingCert::new(&p, &p).unwrap_err().to_string();
+        assert!(e.starts_with("tls.cert = "), "{e}");
+    }
+}
