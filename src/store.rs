@@ -205,7 +205,7 @@ impl Store {
     /// pruned at start and hourly.
     pub fn open(path: &Path, events: broadcast::Sender<Event>, retention_days: u32) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
+            create_private_dir(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
         }
         let conn = Connection::open(path).map_err(sqlite(path))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
@@ -248,6 +248,21 @@ impl Store {
             TrySendError::Disconnected(_) => StoreError::Unavailable("the writer stopped"),
         })
     }
+}
+
+/// Creates a folder readable by its owner only (0700 on Unix) if it does not exist yet.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        b.mode(0o700);
+    }
+    b.create(dir)
 }
 
 /// Makes the database readable by its owner only: it holds whatever Netdata sent.
