@@ -335,6 +335,12 @@ impl Writer {
         match result {
             Ok(outcomes) => {
                 for (job, (outcome, events)) in batch.into_iter().zip(outcomes) {
+                    // Events go out before the caller hears back, so that anyone told "stored"
+                    // can already see what it caused.
+                    for e in events {
+                        // No subscriber is fine: the state is on disk either way.
+                        let _ = self.events.send(e);
+                    }
                     match job {
                         Job::Record(_, reply) => {
                             let _ = reply.send(Ok(outcome.expect("record never yields Err(())")));
@@ -342,10 +348,6 @@ impl Writer {
                         Job::Acknowledge(_, _, reply) => {
                             let _ = reply.send(Ok(outcome.is_ok()));
                         }
-                    }
-                    for e in events {
-                        // No subscriber is fine: the state is on disk either way.
-                        let _ = self.events.send(e);
                     }
                 }
             }

@@ -1,0 +1,7 @@
+//! Integration tests of the receiver over real sockets, real TLS and real SQLite files.
+
+mod auth;
+mod challenge;
+mod limits;
+mod payloads;
+mod support;
