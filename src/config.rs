@@ -351,9 +351,17 @@ fn required_secret(key: &str, v: Option<Secret>, method: &str) -> Result<Secret,
 impl RawConfig {
     /// Parses TOML text.
     pub fn from_toml(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: e.to_string().trim().replace('\n', " "),
+        toml::from_str(text).map_err(|e| {
+            // "line 5: max_connections = \"lots\": invalid type: string \"lots\", expected i64"
+            let message = match e.span() {
+                Some(span) => {
+                    let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+                    format!("line {line_no}: {line}: {}", e.message().trim())
+                }
+                None => e.message().trim().to_string(),
+            };
+            ConfigError::Syntax { path: path.to_path_buf(), message }
         })
     }
 

@@ -1,0 +1,143 @@
+//! The `alertray` command line, run as a user would run it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn config_init_writes_a_private_valid_file_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sub/config.toml");
+    let cfg_s = cfg.to_str().unwrap();
+    let (code, out, err) = run(&["config", "init", "--config", cfg_s], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let token = text.lines().find(|l| l.starts_with("token = ")).unwrap().to_string();
+    assert!(token.len() > 40, "a fresh secret: {token}");
+    let (code, out, _) = run(&["--config", cfg_s, "config", "check"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("is valid"));
+    let (code, _, err) = run(&["config", "init", "--config", cfg_s], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), text, "not overwritten");
+    // Two inits make two different secrets.
+    let other = dir.path().join("other.toml");
+    run(&["config", "init", "--config", other.to_str().unwrap()], &[]);
+    let other_token = std::fs::read_to_string(&other).unwrap().lines().find(|l| l.starts_with("token = ")).unwrap().to_string();
+    assert_ne!(other_token, token);
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_key_value_and_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[auth]\nmethod = \"oauth\"", "auth.method = \"oauth\"", "\"none\", \"basic\" or \"bearer\""),
+        ("[server]\nlisten = \"8443\"\n[auth]\nallow_unauthenticated = true", "server.listen = \"8443\"", "IP address and port"),
+        ("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[store]\nretention_days = -1", "store.retention_days = -1", "from 0 to 36500"),
+        ("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[server]\nmax_connections = \"lots\"", "line 5: max_connections = \"lots\"", "expected i64"),
+        ("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\nflavour = 1", "line 4: flavour = 1", "unknown field `flavour`"),
+        ("[auth]\nclient_certificate = \"optional\"", "allow_unauthenticated", "auth.method"),
+    ];
+    for (i, (toml, key, accepted)) in cases.iter().enumerate() {
+        let p = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&p, toml).unwrap();
+        let (code, out, err) = run(&["config", "check", p.to_str().unwrap()], &[]);
+        assert_eq!(code, 2, "{toml}: {out}{err}");
+        assert!(err.contains(key) && err.contains(accepted), "{toml}: {err}");
+        // serve refuses the same config the same way, before binding anything.
+        let (code, _, err) = run(&["serve", "--config", p.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()], &[]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(key), "{err}");
+    }
+}
+
+#[test]
+fn serve_then_read_the_store_from_other_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = write_config(dir.path(), "");
+    let data = dir.path().join("data");
+    let serve = Serve::start(&cfg, &data, port, &[], &["--no-popups"]);
+    for name in ["netdata-alert-critical.json", "netdata-alert-warning.json", "netdata-token.json"] {
+        assert_eq!(serve.post(captured(name)), 200);
+    }
+    let d = data.to_str().unwrap();
+    let c = cfg.to_str().unwrap();
+    // Global options before or after the subcommand.
+    let (code, out, err) = run(&["--data-dir", d, "alerts", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let active: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(active.as_array().unwrap().len(), 2);
+    assert_eq!(active[0]["level"], "critical");
+    let (_, out, _) = run(&["alerts", "--data-dir", d], &[]);
+    assert!(out.contains("1 critical, 1 warning") && out.contains("used_swap"), "{out}");
+    let (_, out, _) = run(&["alerts", "--history", "--limit", "1", "--json", "--data-dir", d], &[]);
+    let hist: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(hist.as_array().unwrap().len(), 1);
+    assert_eq!(hist[0]["kind"], "test", "newest first");
+    let (_, out, _) = run(&["alerts", "--history", "--status", "critical", "--json", "--data-dir", d], &[]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().len(), 1);
+    let (_, out, _) = run(&["alerts", "--history", "--search", "gn4", "--since", "1h", "--data-dir", d], &[]);
+    assert!(out.contains("gn4") && !out.contains("la1"), "{out}");
+    let (code, _, err) = run(&["alerts", "--history", "--since", "yesterday", "--data-dir", d], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--since"), "{err}");
+    let (_, out, _) = run(&["token", "--data-dir", d], &[]);
+    assert!(out.starts_with("2b633082-34ec-4ec3-946c-5e81076c39af"), "{out}");
+    let (_, out, _) = run(&["token", "--json", "--data-dir", d], &[]);
+    assert!(out.contains("\"received_ms\""));
+    let (_, out, _) = run(&["guide", "--config", c], &[]);
+    assert!(out.contains("Bearer") && out.contains("test-token") && out.contains("Challenge secret:   secret"), "{out}");
+    assert_eq!(serve.terminate(), Some(0), "SIGTERM shuts down cleanly");
+}
+
+#[test]
+fn first_run_creates_a_config_with_working_defaults() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg_home = home.path().join("config");
+    let data_home = home.path().join("data");
+    let mut child = std::process::Command::new(BIN)
+        .arg("serve")
+        .arg("--no-popups")
+        .env_remove("ALERTRAY_CONFIG")
+        .env_remove("ALERTRAY_DATA_DIR")
+        .env("XDG_CONFIG_HOME", &cfg_home)
+        .env("XDG_DATA_HOME", &data_home)
+        .env("HOME", home.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cfg = cfg_home.join("alertray/config.toml");
+    for _ in 0..100 {
+        if cfg.exists() && data_home.join("alertray/tls/cert.pem").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(cfg.exists(), "{err}");
+    assert!(err.contains("First run"), "{err}");
+    let (code, out, err) = run(&["config", "check", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[auth]\nmethod = \"bearer\"\ntoken = \"t\"")).unwrap();
+    let (code, _, err) = run(&["serve", "--no-popups", "--config", p.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port} (server.listen)")), "{err}");
+}

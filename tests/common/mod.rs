@@ -1,0 +1,151 @@
+//! Helpers for tests that run the real `alertray` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_alertray");
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for a test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs `alertray` with `args` and returns (exit code, stdout, stderr).
+pub fn run(args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
+    let mut c = Command::new(BIN);
+    c.args(args).env_remove("ALERTRAY_CONFIG").env_remove("ALERTRAY_DATA_DIR");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running `alertray serve`, killed when dropped.
+pub struct Serve {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+}
+
+/// Writes a config listening on a free port with bearer `test-token` plus `extra` TOML.
+pub fn write_config(dir: &Path, extra: &str) -> (PathBuf, u16) {
+    let port = free_port();
+    let p = dir.join("config.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[auth]\nclient_certificate = \"off\"\nmethod = \"bearer\"\ntoken = \"test-token\"\nchallenge_secret = \"secret\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    (p, port)
+}
+
+impl Serve {
+    /// Starts `alertray serve` with `config` and `data_dir` and waits until it listens.
+    pub fn start(config: &Path, data_dir: &Path, port: u16, env: &[(&str, &str)], extra_args: &[&str]) -> Serve {
+        let mut c = Command::new(BIN);
+        c.arg("serve")
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra_args)
+            .env("ALERTRAY_LOG", "alertray=debug,warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let s = Serve { child, lines: rx, port, data_dir: data_dir.into(), config: config.into() };
+        s.wait_for_line("Listening on", Duration::from_secs(30));
+        s
+    }
+
+    /// Waits for a stderr line containing `needle`; panics with everything seen if none.
+    pub fn wait_for_line(&self, needle: &str, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(l) => seen.push(l),
+                Err(_) => break,
+            }
+        }
+        panic!("no line containing {needle:?}; stderr so far:\n{}", seen.join("\n"));
+    }
+
+    /// An HTTPS client trusting this receiver's self-signed certificate.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        let pem = std::fs::read(self.data_dir.join("tls/cert.pem")).unwrap();
+        reqwest::blocking::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}/", self.port)
+    }
+
+    /// POSTs a body with the test token; returns the status.
+    pub fn post(&self, body: impl Into<Vec<u8>>) -> u16 {
+        self.client()
+            .post(self.url())
+            .bearer_auth("test-token")
+            .body(body.into())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        for _ in 0..100 {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A captured body from the contract's folder.
+pub fn captured(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captured").join(name)).unwrap()
+}
