@@ -1,0 +1,289 @@
+//! Desktop notifications received by a real notification server (dunst) on a private D-Bus
+//! session bus, from the real `alertray serve` binary.
+//!
+//! Needs `dbus-daemon`, `dunst`, `dunstctl` and an X display (Xvfb in CI). Without them the
+//! tests say so and pass, unless `ALERTRAY_REQUIRE_DESKTOP=1` (set by `.ci/run`), where a
+//! missing piece fails them.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// A private session bus with dunst on it, both stopped when dropped.
+struct Desktop {
+    bus: String,
+    dbus: Child,
+    dunst: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn desktop(with_server: bool) -> Option<Desktop> {
+    let missing: Vec<&str> = ["dbus-daemon", "dunst", "dunstctl"].into_iter().filter(|c| !have(c)).collect();
+    let no_display = std::env::var_os("DISPLAY").is_none();
+    if !missing.is_empty() || no_display {
+        let why = format!("missing {missing:?}{}", if no_display { " and DISPLAY" } else { "" });
+        if std::env::var("ALERTRAY_REQUIRE_DESKTOP").as_deref() == Ok("1") {
+            panic!("desktop test environment incomplete: {why}");
+        }
+        eprintln!("SKIPPED: desktop notification test needs {why}");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A bus of our own with no service activation, so only the server we start answers.
+    let conf = dir.path().join("bus.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" \
+             \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\
+             <busconfig><type>session</type><listen>unix:dir={}</listen><auth>EXTERNAL</auth>\
+             <policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/>\
+             <allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut dbus = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", conf.display()))
+        .arg("--nofork")
+        .arg("--print-address=1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut bus = String::new();
+    BufReader::new(dbus.stdout.take().unwrap()).read_line(&mut bus).unwrap();
+    let bus = bus.trim().to_string();
+    assert!(bus.starts_with("unix:"), "{bus}");
+    let mut d = Desktop { bus, dbus, dunst: None, dir };
+    if with_server {
+        // Rules tag each popup with its urgency as dunst understood it, so the history shows it.
+        let rc = d.dir.path().join("dunstrc");
+        std::fs::write(
+            &rc,
+            "[global]\n    history_length = 200\n\
+             [urgency_low]\n    timeout = 0\n[urgency_normal]\n    timeout = 0\n[urgency_critical]\n    timeout = 0\n\
+             [tag_low]\n    msg_urgency = low\n    set_category = urgency-low\n\
+             [tag_normal]\n    msg_urgency = normal\n    set_category = urgency-normal\n\
+             [tag_critical]\n    msg_urgency = critical\n    set_category = urgency-critical\n",
+        )
+        .unwrap();
+        d.dunst = Some(
+            Command::new("dunst")
+                .arg("-config")
+                .arg(&rc)
+                .env("DBUS_SESSION_BUS_ADDRESS", &d.bus)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !d.dunstctl(&["is-paused"]).0 {
+            assert!(Instant::now() < deadline, "dunst did not come up on the private bus");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Some(d)
+}
+
+/// One popup as dunst keeps it in its history.
+#[derive(Debug, Clone)]
+struct Shown {
+    id: i64,
+    summary: String,
+    body: String,
+    urgency: String,
+}
+
+impl Desktop {
+    fn dunstctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("dunstctl").args(args).env("DBUS_SESSION_BUS_ADDRESS", &self.bus).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Closes what is displayed (moving it to history) and returns the whole history.
+    fn history(&self) -> Vec<Shown> {
+        self.dunstctl(&["close-all"]);
+        let (_, out) = self.dunstctl(&["history"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let s = |n: &Value, k: &str| n[k]["data"].as_str().unwrap_or_default().to_string();
+        let mut shown: Vec<Shown> = v["data"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| Shown {
+                id: n["id"]["data"].as_i64().unwrap(),
+                summary: s(n, "summary"),
+                body: s(n, "body"),
+                urgency: s(n, "category").trim_start_matches("urgency-").to_string(),
+            })
+            .collect();
+        shown.sort_by_key(|n| n.id);
+        shown
+    }
+
+    /// Polls the history until `pred` holds.
+    fn wait_for(&self, what: &str, pred: impl Fn(&[Shown]) -> bool) -> Vec<Shown> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let h = self.history();
+            if pred(&h) {
+                return h;
+            }
+            assert!(Instant::now() < deadline, "never saw {what}; dunst history: {h:#?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn displayed(&self) -> usize {
+        self.dunstctl(&["count", "displayed"]).1.trim().parse().unwrap_or(0)
+    }
+
+    fn serve(&self, extra_config: &str, path_prefix: Option<&Path>) -> Serve {
+        let (cfg, port) = write_config(self.dir.path(), extra_config);
+        let path = match path_prefix {
+            Some(p) => format!("{}:{}", p.display(), std::env::var("PATH").unwrap_or_default()),
+            None => std::env::var("PATH").unwrap_or_default(),
+        };
+        Serve::start(&cfg, &self.dir.path().join("data"), port, &[("DBUS_SESSION_BUS_ADDRESS", &self.bus), ("PATH", &path)], &[])
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        if let Some(d) = &mut self.dunst {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        let _ = self.dbus.kill();
+        let _ = self.dbus.wait();
+    }
+}
+
+fn with_status(name: &str, status: &str, transition: &str, message: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&captured(name)).unwrap();
+    v["alert"]["state"]["status"] = status.into();
+    v["alert"]["transition_id"] = transition.into();
+    v["message"] = message.into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// A stand-in for the browser: xdg-open that writes the URL it was given to a file. (No
+/// browser can run here; the click itself goes through the real notification server.)
+fn fake_browser(dir: &Path) -> (PathBuf, PathBuf) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = dir.join("opened.txt");
+    let script = bin.join("xdg-open");
+    std::fs::write(&script, format!("#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n", opened.display())).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    (bin, opened)
+}
+
+#[test]
+fn popups_have_the_right_summary_urgency_and_click_action() {
+    let Some(d) = desktop(true) else { return };
+    let (bin, opened) = fake_browser(d.dir.path());
+    let serve = d.serve("", Some(&bin));
+
+    assert_eq!(serve.post(captured("netdata-alert-critical.json")), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while d.displayed() == 0 {
+        assert!(Instant::now() < deadline, "no popup displayed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Click it (dunst's default action on the first popup): the alert opens in the browser.
+    d.dunstctl(&["action", "0"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&opened).unwrap_or_default();
+        if text.contains("https://app.netdata.cloud/spaces/slvn-co/rooms/all-nodes/alerts/mem.swap.used_swap") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the click did not open the alert URL; opened: {text:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let h = d.wait_for("the critical popup", |h| h.iter().any(|n| n.summary == "la1.node.garland.slvn.co: used_swap is Critical"));
+    let crit = h.iter().find(|n| n.summary.contains("used_swap is Critical")).unwrap();
+    assert_eq!(crit.urgency, "critical");
+    assert_eq!(crit.body, "Value: 100%\nSystem swap memory utilization\nRooms: All nodes");
+
+    // Warning, then Critical for the same alert while the first popup is up: replaced in place.
+    assert_eq!(serve.post(captured("netdata-alert-warning.json")), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while d.displayed() == 0 {
+        assert!(Instant::now() < deadline, "no warning popup displayed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let escalated = with_status("netdata-alert-warning.json", "Critical", "escalation-1", "Raised to Critical, ram, on gn4");
+    assert_eq!(serve.post(escalated), 200);
+    let h = d.wait_for("the escalated popup", |h| h.iter().any(|n| n.summary == "gn4.node.garland.slvn.co: ram_in_use is Critical"));
+    assert!(
+        !h.iter().any(|n| n.summary == "gn4.node.garland.slvn.co: ram_in_use is Warning"),
+        "the warning popup was replaced, not stacked: {h:#?}"
+    );
+
+    // Recovery and reachability: low urgency; unreachable: critical.
+    let clear = with_status("netdata-alert-warning.json", "Clear", "recovery-1", "Recovered, ram, on gn4");
+    assert_eq!(serve.post(clear), 200);
+    assert_eq!(serve.post(captured("netdata-reachability-unreachable.json")), 200);
+    // Reachable replaces the unreachable popup of the same node, so see that one first.
+    d.wait_for("the unreachable popup", |h| h.iter().any(|n| n.summary.contains("is unreachable")));
+    assert_eq!(serve.post(captured("netdata-reachability-reachable.json")), 200);
+    assert_eq!(serve.post(captured("netdata-token.json")), 200);
+    let h = d.wait_for("recovery, reachability and test popups", |h| {
+        ["ram_in_use recovered", "is unreachable", "is reachable again", "test notification"]
+            .iter()
+            .all(|s| h.iter().any(|n| n.summary.contains(s)))
+    });
+    let urgency = |s: &str| h.iter().rev().find(|n| n.summary.contains(s)).unwrap().urgency.clone();
+    assert_eq!(urgency("ram_in_use recovered"), "low");
+    assert_eq!(urgency("sa1.node.garland.slvn.co is unreachable"), "critical");
+    assert_eq!(urgency("sa1.node.garland.slvn.co is reachable again"), "low");
+    let test = h.iter().find(|n| n.summary.contains("test notification")).unwrap();
+    assert!(test.body.contains("2b633082-34ec-4ec3-946c-5e81076c39af"), "{test:?}");
+}
+
+#[test]
+fn a_storm_folds_into_one_summary_popup() {
+    let Some(d) = desktop(true) else { return };
+    let serve = d.serve("[notifications]\nmax_popups_per_minute = 3\n", None);
+    for i in 0..9 {
+        let body = serde_json::json!({
+            "message": format!("Raised to Warning, load, on storm-{i}"),
+            "node": {"id": format!("storm-{i}"), "hostname": format!("storm-{i}")},
+            "alert": {"name": "load", "state": {"status": "Warning", "value_str": "9"}, "transition_id": format!("storm-t{i}")}
+        });
+        assert_eq!(serve.post(body.to_string()), 200);
+    }
+    let h = d.wait_for("the storm summary", |h| h.iter().any(|n| n.summary == "6 more alerts: 6 warning"));
+    let individual = h.iter().filter(|n| n.summary.starts_with("storm-")).count();
+    assert_eq!(individual, 3, "{h:#?}");
+    let conn = alertray::store::open_reader(&alertray::store::db_path(&serve.data_dir)).unwrap();
+    assert_eq!(alertray::store::active(&conn).unwrap().len(), 9, "everything is still stored and active");
+}
+
+#[test]
+fn no_notification_server_is_a_log_line_not_a_failure() {
+    let Some(d) = desktop(false) else { return };
+    let serve = d.serve("", None);
+    assert_eq!(serve.post(captured("netdata-alert-critical.json")), 200);
+    serve.wait_for_line("desktop notification failed", Duration::from_secs(20));
+    assert_eq!(serve.post(captured("netdata-alert-warning.json")), 200);
+    let conn = alertray::store::open_reader(&alertray::store::db_path(&serve.data_dir)).unwrap();
+    assert_eq!(alertray::store::active(&conn).unwrap().len(), 2);
+}
