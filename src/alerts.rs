@@ -122,6 +122,8 @@ pub enum Change {
 }
 
 /// What the core tells its subscribers.
+// One value per notification, moved a few times: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -165,6 +167,8 @@ pub enum Event {
 }
 
 /// What a notification does to the active set.
+// One value per notification, moved a few times: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateUpdate {
     /// Insert or replace this entry.
@@ -184,76 +188,108 @@ pub struct Transition {
     pub event: Option<Event>,
 }
 
-/// Computes what notification `n` (stored as `id`, received at `now_ms`) does, given the
-/// active entry under its key, if any.
-pub fn transition(prev: Option<&Alert>, n: &Notification, id: i64, now_ms: i64) -> Transition {
-    match n {
+/// The alert or node a notification describes, as if it had just become its state; `None`
+/// for tests, unknown notifications, and alerts with a status word we do not know.
+pub fn describe(n: &Notification, id: i64, now_ms: i64) -> Option<Alert> {
+    let (key, kind, level, host, name) = match n {
         Notification::Alert(a) => {
             let level = match a.status {
                 Status::Critical => Level::Critical,
                 Status::Warning => Level::Warning,
                 Status::Clear => Level::Clear,
-                // An unknown status word changes nothing; the notification is still stored.
-                Status::Other => return keep(),
+                Status::Other => return None,
             };
-            if is_stale(prev, a.triggered_at) {
-                return keep();
-            }
-            let alert = Alert {
-                key: a.key.clone(),
-                kind: AlertKind::Alert,
+            (
+                &a.key,
+                AlertKind::Alert,
                 level,
-                host: a.host.clone().or_else(|| a.node_id.clone()).unwrap_or_else(|| "unknown node".into()),
-                name: a.name.clone(),
-                value: a.value.clone(),
-                summary: a.summary.clone(),
-                message: a.message.clone(),
-                url: a.url.clone(),
-                rooms: a.rooms.clone(),
-                space: a.space.clone(),
-                since_ms: now_ms,
-                updated_ms: now_ms,
-                triggered_at: a.triggered_at,
-                notification_id: id,
-                acknowledged: false,
-            };
-            apply_level(prev, alert)
+                a.host.as_ref().or(a.node_id.as_ref()),
+                a.name.clone(),
+            )
         }
         Notification::Reachability(r) => {
-            let level = if r.reachable { Level::Reachable } else { Level::Unreachable };
-            let alert = Alert {
-                key: r.key.clone(),
-                kind: AlertKind::Node,
-                level,
-                host: r.host.clone().or_else(|| r.node_id.clone()).unwrap_or_else(|| "unknown node".into()),
-                name: "reachability".into(),
-                value: None,
-                summary: None,
-                message: r.message.clone(),
-                url: r.url.clone(),
-                rooms: Vec::new(),
-                space: r.space.clone(),
-                since_ms: now_ms,
-                updated_ms: now_ms,
-                triggered_at: None,
-                notification_id: id,
-                acknowledged: false,
+            let level = if r.reachable {
+                Level::Reachable
+            } else {
+                Level::Unreachable
             };
-            apply_level(prev, alert)
+            (
+                &r.key,
+                AlertKind::Node,
+                level,
+                r.host.as_ref().or(r.node_id.as_ref()),
+                "reachability".to_string(),
+            )
         }
+        Notification::Test(_) | Notification::Unknown(_) => return None,
+    };
+    let mut alert = Alert {
+        key: key.clone(),
+        kind,
+        level,
+        host: host.cloned().unwrap_or_else(|| "unknown node".into()),
+        name,
+        value: None,
+        summary: None,
+        message: n.message().to_string(),
+        url: None,
+        rooms: Vec::new(),
+        space: None,
+        since_ms: now_ms,
+        updated_ms: now_ms,
+        triggered_at: None,
+        notification_id: id,
+        acknowledged: false,
+    };
+    match n {
+        Notification::Alert(a) => {
+            alert.value = a.value.clone();
+            alert.summary = a.summary.clone();
+            alert.url = a.url.clone();
+            alert.rooms = a.rooms.clone();
+            alert.space = a.space.clone();
+            alert.triggered_at = a.triggered_at;
+        }
+        Notification::Reachability(r) => {
+            alert.url = r.url.clone();
+            alert.space = r.space.clone();
+        }
+        _ => {}
+    }
+    Some(alert)
+}
+
+/// Computes what notification `n` (stored as `id`, received at `now_ms`) does, given the
+/// active entry under its key, if any.
+pub fn transition(prev: Option<&Alert>, n: &Notification, id: i64, now_ms: i64) -> Transition {
+    match n {
         Notification::Test(t) => Transition {
             update: StateUpdate::Keep,
-            event: Some(Event::TestReceived { token: t.token.clone(), received_ms: now_ms }),
+            event: Some(Event::TestReceived {
+                token: t.token.clone(),
+                received_ms: now_ms,
+            }),
         },
         Notification::Unknown(u) => Transition {
             update: StateUpdate::Keep,
-            event: Some(Event::Unknown { message: u.message.clone(), notification_id: id }),
+            event: Some(Event::Unknown {
+                message: u.message.clone(),
+                notification_id: id,
+            }),
+        },
+        // An unknown status word changes nothing; the notification is still stored.
+        _ => match describe(n, id, now_ms) {
+            Some(alert) if !is_stale(prev, alert.triggered_at) => apply_level(prev, alert),
+            _ => keep(),
         },
     }
 }
 
 fn keep() -> Transition {
-    Transition { update: StateUpdate::Keep, event: None }
+    Transition {
+        update: StateUpdate::Keep,
+        event: None,
+    }
 }
 
 fn is_stale(prev: Option<&Alert>, at: Option<DateTime<FixedOffset>>) -> bool {
@@ -263,13 +299,21 @@ fn is_stale(prev: Option<&Alert>, at: Option<DateTime<FixedOffset>>) -> bool {
 fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
     let previous = prev.map(|p| p.level);
     if !alert.level.is_active() {
-        let change = if alert.kind == AlertKind::Node { Change::Reachable } else { Change::Cleared };
+        let change = if alert.kind == AlertKind::Node {
+            Change::Reachable
+        } else {
+            Change::Cleared
+        };
         if let Some(p) = prev {
             alert.since_ms = p.since_ms;
         }
         return Transition {
             update: StateUpdate::Remove(alert.key.clone()),
-            event: Some(Event::Alert { change, alert, previous }),
+            event: Some(Event::Alert {
+                change,
+                alert,
+                previous,
+            }),
         };
     }
     let change = match prev {
@@ -289,13 +333,23 @@ fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
                 alert.acknowledged = p.acknowledged;
                 if alert.level == p.level && alert.value == p.value && alert.message == p.message {
                     // A repeat notification of the same state: refresh silently.
-                    return Transition { update: StateUpdate::Upsert(alert), event: None };
+                    return Transition {
+                        update: StateUpdate::Upsert(alert),
+                        event: None,
+                    };
                 }
                 Change::Updated
             }
         }
     };
-    Transition { update: StateUpdate::Upsert(alert.clone()), event: Some(Event::Alert { change, alert, previous }) }
+    Transition {
+        update: StateUpdate::Upsert(alert.clone()),
+        event: Some(Event::Alert {
+            change,
+            alert,
+            previous,
+        }),
+    }
 }
 
 /// Sorts active alerts for display: worst first, then unacknowledged, then newest.
@@ -345,7 +399,11 @@ impl Summary {
     /// "2 critical, 3 warning, 1 unreachable", or "All clear".
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
-        for (n, word) in [(self.critical, "critical"), (self.warning, "warning"), (self.unreachable, "unreachable")] {
+        for (n, word) in [
+            (self.critical, "critical"),
+            (self.warning, "warning"),
+            (self.unreachable, "unreachable"),
+        ] {
             if n > 0 {
                 parts.push(format!("{n} {word}"));
             }

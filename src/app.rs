@@ -42,7 +42,10 @@ impl Paths {
             Some(d) => d.data_dir().to_path_buf(),
             None => PathBuf::from("alertray-data"),
         });
-        Paths { config_file, data_dir }
+        Paths {
+            config_file,
+            data_dir,
+        }
     }
 
     /// The store's database file.
@@ -99,15 +102,33 @@ pub async fn start(
     events: broadcast::Sender<Event>,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
-    let store = Store::open(&store::db_path(data_dir), events.clone(), config.store.retention_days)?;
+    let store = Store::open(
+        &store::db_path(data_dir),
+        events.clone(),
+        config.store.retention_days,
+    )?;
     let tls = tls::receiver_tls(&config, data_dir)?;
     let listener = TcpListener::bind(config.server.listen)
         .await
-        .map_err(|source| StartError::Bind { addr: config.server.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.server.listen, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
     let router = server::router(ReceiverState::new(config.clone(), store.clone()));
     let acceptor = TlsAcceptor::from(tls.config.clone());
     let task = tokio::spawn(server::serve(listener, acceptor, router, config, shutdown));
-    let _ = events.send(Event::Listening { addr: addr.to_string(), fingerprint: tls.cert.fingerprint.clone() });
-    Ok(Running { addr, cert: tls.cert, store, task })
+    let _ = events.send(Event::Listening {
+        addr: addr.to_string(),
+        fingerprint: tls.cert.fingerprint.clone(),
+    });
+    Ok(Running {
+        addr,
+        cert: tls.cert,
+        store,
+        task,
+    })
 }

@@ -35,7 +35,8 @@ pub fn crc_token_from_query(query: Option<&str>) -> Result<Option<String>, &'sta
         if value.len() > MAX_TOKEN_LEN * 3 {
             return Err("crc_token is too long");
         }
-        let decoded = percent_decode(value).ok_or("crc_token is not valid percent-encoded UTF-8")?;
+        let decoded =
+            percent_decode(value).ok_or("crc_token is not valid percent-encoded UTF-8")?;
         if decoded.is_empty() {
             return Err("crc_token is empty");
         }
@@ -88,12 +89,21 @@ mod tests {
     fn query_parsing() {
         assert_eq!(crc_token_from_query(None), Ok(None));
         assert_eq!(crc_token_from_query(Some("a=b")), Ok(None));
-        assert_eq!(crc_token_from_query(Some("a=b&crc_token=x%2By+z")), Ok(Some("x+y z".into())));
-        assert_eq!(crc_token_from_query(Some("crc_token=")), Err("crc_token is empty"));
+        assert_eq!(
+            crc_token_from_query(Some("a=b&crc_token=x%2By+z")),
+            Ok(Some("x+y z".into()))
+        );
+        assert_eq!(
+            crc_token_from_query(Some("crc_token=")),
+            Err("crc_token is empty")
+        );
         assert!(crc_token_from_query(Some("crc_token=%zz")).is_err());
         assert!(crc_token_from_query(Some("crc_token=%ff")).is_err());
         assert!(crc_token_from_query(Some("crc_token=%4")).is_err());
         let long = "a".repeat(MAX_TOKEN_LEN + 1);
-        assert_eq!(crc_token_from_query(Some(&format!("crc_token={long}"))), Err("crc_token is too long"));
+        assert_eq!(
+            crc_token_from_query(Some(&format!("crc_token={long}"))),
+            Err("crc_token is too long")
+        );
     }
 }

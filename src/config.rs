@@ -343,8 +343,16 @@ fn int_in(key: &str, v: Option<i64>, default: i64, min: i64, max: i64) -> Result
 fn required_secret(key: &str, v: Option<Secret>, method: &str) -> Result<Secret, ConfigError> {
     match v {
         Some(s) if !s.expose().trim().is_empty() => Ok(s),
-        Some(_) => Err(ConfigError::invalid(key, "\"\"", format!("a non-empty secret when auth.method = \"{method}\""))),
-        None => Err(ConfigError::invalid(key, "(missing)", format!("a non-empty secret when auth.method = \"{method}\""))),
+        Some(_) => Err(ConfigError::invalid(
+            key,
+            "\"\"",
+            format!("a non-empty secret when auth.method = \"{method}\""),
+        )),
+        None => Err(ConfigError::invalid(
+            key,
+            "(missing)",
+            format!("a non-empty secret when auth.method = \"{method}\""),
+        )),
     }
 }
 
@@ -361,7 +369,10 @@ impl RawConfig {
                 }
                 None => e.message().trim().to_string(),
             };
-            ConfigError::Syntax { path: path.to_path_buf(), message }
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message,
+            }
         })
     }
 
@@ -396,7 +407,10 @@ impl RawConfig {
                     )
                 };
                 let uri: Uri = u.trim().parse().map_err(|_| bad())?;
-                if uri.scheme_str() != Some("https") || uri.host().is_none_or(str::is_empty) || uri.query().is_some() {
+                if uri.scheme_str() != Some("https")
+                    || uri.host().is_none_or(str::is_empty)
+                    || uri.query().is_some()
+                {
                     return Err(bad());
                 }
                 Some(uri)
@@ -406,10 +420,15 @@ impl RawConfig {
             listen,
             path,
             public_url,
-            max_connections: int_in("server.max_connections", s.max_connections, 256, 1, 100_000)? as usize,
-            request_timeout: std::time::Duration::from_secs(
-                int_in("server.request_timeout_secs", s.request_timeout_secs, 10, 1, 300)? as u64,
-            ),
+            max_connections: int_in("server.max_connections", s.max_connections, 256, 1, 100_000)?
+                as usize,
+            request_timeout: std::time::Duration::from_secs(int_in(
+                "server.request_timeout_secs",
+                s.request_timeout_secs,
+                10,
+                1,
+                300,
+            )? as u64),
         };
 
         let tls = match (self.tls.cert, self.tls.key) {
@@ -430,12 +449,24 @@ impl RawConfig {
                 "required" => ClientCertMode::Required,
                 "optional" => ClientCertMode::Optional,
                 "off" => ClientCertMode::Off,
-                _ => return Err(ConfigError::invalid("auth.client_certificate", format!("{w:?}"), "\"required\", \"optional\" or \"off\"")),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "auth.client_certificate",
+                        format!("{w:?}"),
+                        "\"required\", \"optional\" or \"off\"",
+                    ))
+                }
             },
         };
         let client_ca = match a.client_ca.as_deref().map(str::trim) {
             None | Some("netdata") => ClientCa::Netdata,
-            Some("") => return Err(ConfigError::invalid("auth.client_ca", "\"\"", "\"netdata\" (the built-in Netdata Root CA) or the path of a PEM bundle")),
+            Some("") => {
+                return Err(ConfigError::invalid(
+                    "auth.client_ca",
+                    "\"\"",
+                    "\"netdata\" (the built-in Netdata Root CA) or the path of a PEM bundle",
+                ))
+            }
             Some(p) => ClientCa::File(resolve(PathBuf::from(p))),
         };
         let client_names: Vec<String> = a
@@ -444,39 +475,76 @@ impl RawConfig {
             .into_iter()
             .map(|n| n.trim().to_ascii_lowercase())
             .collect();
-        if client_certificate != ClientCertMode::Off && (client_names.is_empty() || client_names.iter().any(String::is_empty)) {
+        if client_certificate != ClientCertMode::Off
+            && (client_names.is_empty() || client_names.iter().any(String::is_empty))
+        {
             return Err(ConfigError::invalid(
                 "auth.client_names",
                 format!("{client_names:?}"),
                 "a list of non-empty names, like [\"app.netdata.cloud\", \"api.netdata.cloud\"]",
             ));
         }
-        let method_word = a.method.as_deref().map(str::trim).unwrap_or("none").to_ascii_lowercase();
+        let method_word = a
+            .method
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or("none")
+            .to_ascii_lowercase();
         let method = match method_word.as_str() {
             "none" => AuthMethod::None,
             "basic" => {
                 let username = a.username.filter(|u| !u.is_empty()).ok_or_else(|| {
-                    ConfigError::invalid("auth.username", "(missing)", "a user name when auth.method = \"basic\"")
+                    ConfigError::invalid(
+                        "auth.username",
+                        "(missing)",
+                        "a user name when auth.method = \"basic\"",
+                    )
                 })?;
                 if username.contains(':') {
-                    return Err(ConfigError::invalid("auth.username", format!("{username:?}"), "a user name without \":\" (Basic auth cannot carry one)"));
+                    return Err(ConfigError::invalid(
+                        "auth.username",
+                        format!("{username:?}"),
+                        "a user name without \":\" (Basic auth cannot carry one)",
+                    ));
                 }
-                AuthMethod::Basic { username, password: required_secret("auth.password", a.password, "basic")? }
+                AuthMethod::Basic {
+                    username,
+                    password: required_secret("auth.password", a.password, "basic")?,
+                }
             }
-            "bearer" => AuthMethod::Bearer { token: required_secret("auth.token", a.token, "bearer")? },
-            other => return Err(ConfigError::invalid("auth.method", format!("{other:?}"), "\"none\", \"basic\" or \"bearer\"")),
+            "bearer" => AuthMethod::Bearer {
+                token: required_secret("auth.token", a.token, "bearer")?,
+            },
+            other => {
+                return Err(ConfigError::invalid(
+                    "auth.method",
+                    format!("{other:?}"),
+                    "\"none\", \"basic\" or \"bearer\"",
+                ))
+            }
         };
         let mut headers = Vec::new();
         for (name, value) in a.headers.unwrap_or_default() {
             let key = format!("auth.headers.{name}");
             let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
-                ConfigError::invalid(&key, format!("{name:?}"), "a valid HTTP header name (letters, digits, - and _)")
+                ConfigError::invalid(
+                    &key,
+                    format!("{name:?}"),
+                    "a valid HTTP header name (letters, digits, - and _)",
+                )
             })?;
-            if matches!(header.as_str(), "authorization" | "host" | "content-length" | "content-type" | "transfer-encoding") {
+            if matches!(
+                header.as_str(),
+                "authorization" | "host" | "content-length" | "content-type" | "transfer-encoding"
+            ) {
                 return Err(ConfigError::invalid(&key, format!("{name:?}"), "a header other than Authorization, Host, Content-Length, Content-Type or Transfer-Encoding"));
             }
             if value.expose().is_empty() || HeaderValue::from_str(value.expose()).is_err() {
-                return Err(ConfigError::invalid(&key, "(hidden)", "a non-empty value of visible ASCII characters"));
+                return Err(ConfigError::invalid(
+                    &key,
+                    "(hidden)",
+                    "a non-empty value of visible ASCII characters",
+                ));
             }
             headers.push((header, value));
         }
@@ -488,7 +556,13 @@ impl RawConfig {
             method,
             challenge_secret,
             headers,
-            max_failures_per_minute: int_in("auth.max_failures_per_minute", a.max_failures_per_minute, 10, 1, 10_000)? as u32,
+            max_failures_per_minute: int_in(
+                "auth.max_failures_per_minute",
+                a.max_failures_per_minute,
+                10,
+                1,
+                10_000,
+            )? as u32,
         };
         if !auth.has_authentication() && !a.allow_unauthenticated.unwrap_or(false) {
             return Err(ConfigError::invalid(
@@ -502,19 +576,40 @@ impl RawConfig {
         let n = self.notifications;
         let notifications = NotificationsConfig {
             enabled: n.enabled.unwrap_or(true),
-            max_popups_per_minute: int_in("notifications.max_popups_per_minute", n.max_popups_per_minute, 10, 1, 1000)? as u32,
+            max_popups_per_minute: int_in(
+                "notifications.max_popups_per_minute",
+                n.max_popups_per_minute,
+                10,
+                1,
+                1000,
+            )? as u32,
         };
         let store = StoreConfig {
-            retention_days: int_in("store.retention_days", self.store.retention_days, 90, 0, 36_500)? as u32,
+            retention_days: int_in(
+                "store.retention_days",
+                self.store.retention_days,
+                90,
+                0,
+                36_500,
+            )? as u32,
         };
-        Ok(Config { server, tls, auth, notifications, store })
+        Ok(Config {
+            server,
+            tls,
+            auth,
+            notifications,
+            store,
+        })
     }
 }
 
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         RawConfig::from_toml(&text, path)?.validate(base)
     }
@@ -610,7 +705,10 @@ pub fn write_private_new(path: &Path, contents: &str) -> std::io::Result<()> {
 /// Writes a commented config with fresh secrets to `path` (mode 0600).
 pub fn init(path: &Path) -> Result<(), ConfigError> {
     let text = template(&generate_secret(), &generate_secret());
-    write_private_new(path, &text).map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })
+    write_private_new(path, &text).map_err(|source| ConfigError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -665,9 +763,13 @@ mod tests {
 
     #[test]
     fn secrets_are_never_echoed() {
-        let e = err("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[auth.headers]\nX-Key = \"bad\nvalue\"");
+        let e = err(
+            "[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[auth.headers]\nX-Key = \"bad\nvalue\"",
+        );
         let _ = e; // a TOML syntax error; the next one is a validation error
-        let e = err("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[auth.headers]\nX-Key = \"s3cr\\u0007t\"");
+        let e = err(
+            "[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[auth.headers]\nX-Key = \"s3cr\\u0007t\"",
+        );
         assert!(!e.to_string().contains("s3cr"), "{e}");
         let cfg = Config::from_toml("[auth]\nmethod = \"bearer\"\ntoken = \"hunter2\"").unwrap();
         assert!(!format!("{cfg:?}").contains("hunter2"));
@@ -685,6 +787,9 @@ mod tests {
             "[server]\npublic_url = \"https://a.example/base/\"\npath = \"/hook\"\n[auth]\nallow_unauthenticated = true",
         )
         .unwrap();
-        assert_eq!(cfg.server.webhook_url().as_deref(), Some("https://a.example/base/hook"));
+        assert_eq!(
+            cfg.server.webhook_url().as_deref(),
+            Some("https://a.example/base/hook")
+        );
     }
 }

@@ -207,6 +207,8 @@ pub struct UnknownNotification {
 }
 
 /// Any notification Netdata can send.
+// One value per notification, moved a few times: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Notification {
@@ -552,7 +554,9 @@ fn nested_alert(obj: &Map<String, Value>, alert: &Map<String, Value>) -> AlertNo
         key: alert_key(space_part.as_deref(), node_part, chart_part, &name),
         status,
         raw_status,
-        prev_status: prev.and_then(|p| text(p.get("status"))).and_then(|s| Status::from_word(&s)),
+        prev_status: prev
+            .and_then(|p| text(p.get("status")))
+            .and_then(|s| Status::from_word(&s)),
         name,
         summary: rendered
             .and_then(|r| text(r.get("summary")))
@@ -564,7 +568,10 @@ fn nested_alert(obj: &Map<String, Value>, alert: &Map<String, Value>) -> AlertNo
         host,
         node_id: node_id.or_else(|| url.as_deref().and_then(node_id_from_url)),
         space,
-        rooms: rooms(node.and_then(|n| n.get("rooms")).or_else(|| first(obj, &["rooms"]))),
+        rooms: rooms(
+            node.and_then(|n| n.get("rooms"))
+                .or_else(|| first(obj, &["rooms"])),
+        ),
         url,
         transition_id: text(alert.get("transition_id")),
         triggered_at: timestamp(alert.get("triggered_at")).or_else(|| timestamp(obj.get("date"))),
@@ -609,8 +616,10 @@ fn flat_alert(obj: &Map<String, Value>) -> AlertNotification {
     let chart = text(first(obj, &["chart"]));
     let context = text(first(obj, &["context"]));
     let url = text(first(obj, &["alert_url", "alarm_url", "url"]));
-    let host = text(first(obj, &["host", "hostname", "node"])).or_else(|| host_from_message(&message));
-    let node_id = text(first(obj, &["node_id"])).or_else(|| url.as_deref().and_then(node_id_from_url));
+    let host =
+        text(first(obj, &["host", "hostname", "node"])).or_else(|| host_from_message(&message));
+    let node_id =
+        text(first(obj, &["node_id"])).or_else(|| url.as_deref().and_then(node_id_from_url));
     let space = space_name(obj);
     let duration = first(obj, &["duration"]);
     let node_part = node_id.as_deref().or(host.as_deref());
@@ -657,7 +666,10 @@ fn is_reachability(obj: &Map<String, Value>) -> bool {
     match get_ci(obj, "status") {
         Some(Value::Object(s)) => boolean(get_ci(s, "reachable")).is_some(),
         Some(Value::String(s)) => {
-            matches!(s.trim().to_ascii_lowercase().as_str(), "reachable" | "unreachable")
+            matches!(
+                s.trim().to_ascii_lowercase().as_str(),
+                "reachable" | "unreachable"
+            )
         }
         _ => false,
     }
@@ -680,9 +692,11 @@ fn reachability(obj: &Map<String, Value>) -> ReachabilityNotification {
         .and_then(Value::as_object)
         .or_else(|| obj.get("node").and_then(Value::as_object));
     let url = text(obj.get("url"));
-    let node_id = node
-        .and_then(|n| text(n.get("id")))
-        .or_else(|| url.as_deref().and_then(|u| u.rsplit_once("/nodes/")).map(|(_, id)| id.to_string()));
+    let node_id = node.and_then(|n| text(n.get("id"))).or_else(|| {
+        url.as_deref()
+            .and_then(|u| u.rsplit_once("/nodes/"))
+            .map(|(_, id)| id.to_string())
+    });
     let host = node
         .and_then(|n| text(n.get("hostname")))
         .or_else(|| text(first(obj, &["host", "hostname"])))
@@ -717,7 +731,9 @@ fn is_test(obj: &Map<String, Value>) -> bool {
     let says_test = |k: &str| {
         text(obj.get(k)).is_some_and(|s| s.to_ascii_lowercase().contains("test notification"))
     };
-    obj.get("token").is_some_and(|t| text(Some(t)).is_some()) || says_test("title") || says_test("message")
+    obj.get("token").is_some_and(|t| text(Some(t)).is_some())
+        || says_test("title")
+        || says_test("message")
 }
 
 #[cfg(test)]
@@ -778,7 +794,9 @@ mod tests {
             "additional_active_warning_alerts": "2",
             "alarm_url": "https://app.netdata.cloud/alerts/disk.space.disk_space_usage:::abc-123?x=1"
         }));
-        let Notification::Alert(a) = n else { panic!("{n:?}") };
+        let Notification::Alert(a) = n else {
+            panic!("{n:?}")
+        };
         assert_eq!(a.status, Status::Warning);
         assert_eq!(a.name, "disk_space_usage");
         assert_eq!(a.host.as_deref(), Some("web1"));
@@ -788,7 +806,10 @@ mod tests {
         assert_eq!(a.rooms[0].name, "All nodes");
         assert_eq!(a.classification.as_deref(), Some("Utilization"));
         assert_eq!(a.triggered_at.unwrap().timestamp(), 1_677_666_030);
-        assert_eq!(a.key, "alert|My Space|abc-123|disk_space._|disk_space_usage");
+        assert_eq!(
+            a.key,
+            "alert|My Space|abc-123|disk_space._|disk_space_usage"
+        );
     }
 
     #[test]
@@ -802,12 +823,20 @@ mod tests {
             "critical_count": 0,
             "warning_count": 3
         }));
-        let Notification::Alert(a) = n else { panic!("{n:?}") };
+        let Notification::Alert(a) = n else {
+            panic!("{n:?}")
+        };
         assert_eq!(a.status, Status::Clear);
         assert_eq!(a.raw_status, "CLEAR");
         assert_eq!(a.name, "load_15");
         assert_eq!(a.url.as_deref(), Some("https://u"));
-        assert_eq!(a.rooms, vec![Room { name: "Prod".into(), url: Some("https://r".into()) }]);
+        assert_eq!(
+            a.rooms,
+            vec![Room {
+                name: "Prod".into(),
+                url: Some("https://r".into())
+            }]
+        );
         assert_eq!(a.other_warning, Some(3));
     }
 
@@ -821,7 +850,10 @@ mod tests {
         let Notification::Alert(a) = n else { panic!() };
         assert_eq!(a.status, Status::Critical);
         assert_eq!(a.value.as_deref(), Some("5"));
-        assert_eq!(a.triggered_at.unwrap().offset().local_minus_utc(), -5 * 3600);
+        assert_eq!(
+            a.triggered_at.unwrap().offset().local_minus_utc(),
+            -5 * 3600
+        );
     }
 
     #[test]
@@ -837,7 +869,9 @@ mod tests {
             "message": "node web1 is unreachable", "url": "https://u/nodes/n9", "host": "web1",
             "severity": "critical", "status": {"reachable": false, "text": "unreachable"}
         }));
-        let Notification::Reachability(r) = n else { panic!("{n:?}") };
+        let Notification::Reachability(r) = n else {
+            panic!("{n:?}")
+        };
         assert!(!r.reachable);
         assert_eq!(r.host.as_deref(), Some("web1"));
         assert_eq!(r.node_id.as_deref(), Some("n9"));
@@ -848,7 +882,10 @@ mod tests {
         let n = parse_value(json!({"message": "hi", "title": "Test Notification", "token": "t-1"}));
         assert_eq!(
             n,
-            Notification::Test(TestNotification { message: "hi".into(), token: Some("t-1".into()) })
+            Notification::Test(TestNotification {
+                message: "hi".into(),
+                token: Some("t-1".into())
+            })
         );
         let n = parse_value(json!({"message": "something new"}));
         assert_eq!(n.kind(), "unknown");

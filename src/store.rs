@@ -8,8 +8,11 @@
 //! many concurrent deliveries. Readers use their own connections; WAL lets them read while
 //! the writer writes, from this process or another (`alertray alerts` while `serve` runs).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
@@ -27,6 +30,8 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(300);
 const QUEUE_CAPACITY: usize = 4096;
 /// The most deliveries committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// A WAL larger than this is checkpointed even while deliveries keep coming.
+const WAL_CHECKPOINT_BYTES: u64 = 256 * 1024 * 1024;
 /// How often old history is pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -40,6 +45,14 @@ pub enum StoreError {
         path: PathBuf,
         /// Why.
         source: rusqlite::Error,
+    },
+    /// The database was written by another version of Alertray.
+    #[error("database {path} has schema version {found}, but this Alertray reads version {SCHEMA_VERSION}; move it aside to start a new store")]
+    Schema {
+        /// The database file.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
     },
     /// The writer has stopped or is overloaded.
     #[error("the store is not accepting writes: {0}")]
@@ -149,6 +162,9 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The schema version this build reads and writes (SQLite's `user_version`).
+const SCHEMA_VERSION: i64 = 2;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
     id            INTEGER PRIMARY KEY,
@@ -167,31 +183,33 @@ CREATE TABLE IF NOT EXISTS notifications (
     url           TEXT,
     transition_id TEXT,
     triggered_at  TEXT,
-    body_sha256   BLOB NOT NULL,
-    parsed        TEXT NOT NULL,
+    body_sha256   BLOB,
     body          BLOB NOT NULL,
     deliveries    INTEGER NOT NULL DEFAULT 1
 );
-CREATE UNIQUE INDEX IF NOT EXISTS notifications_transition
-    ON notifications(transition_id) WHERE transition_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS notifications_sha ON notifications(body_sha256);
+CREATE INDEX IF NOT EXISTS notifications_sha
+    ON notifications(body_sha256) WHERE body_sha256 IS NOT NULL;
 CREATE INDEX IF NOT EXISTS notifications_received ON notifications(received_at);
 CREATE TABLE IF NOT EXISTS active (
     key             TEXT PRIMARY KEY,
-    level           TEXT NOT NULL,
     notification_id INTEGER NOT NULL,
-    json            TEXT NOT NULL
-);
+    since_ms        INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL,
+    acknowledged    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS verification (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     token       TEXT NOT NULL,
     received_at INTEGER NOT NULL
 );
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 ";
 
 fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite { path: path.to_path_buf(), source }
+    move |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The database file inside a data dir.
@@ -203,24 +221,91 @@ impl Store {
     /// Opens (or creates) the database and starts its writer thread, which publishes events
     /// on `events` after each commit. History older than `retention_days` (0: never) is
     /// pruned at start and hourly.
-    pub fn open(path: &Path, events: broadcast::Sender<Event>, retention_days: u32) -> Result<Store, StoreError> {
+    pub fn open(
+        path: &Path,
+        events: broadcast::Sender<Event>,
+        retention_days: u32,
+    ) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
-            create_private_dir(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
+            create_private_dir(dir).map_err(|source| StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         let conn = Connection::open(path).map_err(sqlite(path))?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite(path))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sqlite(path))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite(path))?;
         // FULL: the WAL is fsync'ed at every commit, so a committed delivery survives power loss.
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite(path))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sqlite(path))?;
+        // 32 MiB of page cache keeps the indexes' hot pages in memory under load.
+        conn.pragma_update(None, "cache_size", -32768)
+            .map_err(sqlite(path))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sqlite(path))?;
+        if version != 0 && version != SCHEMA_VERSION {
+            return Err(StoreError::Schema {
+                path: path.to_path_buf(),
+                found: version,
+            });
+        }
         conn.execute_batch(SCHEMA).map_err(sqlite(path))?;
+        // Checkpoints run on their own thread and connection, so the writer only ever
+        // appends to the WAL and fsyncs it.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(sqlite(path))?;
         restrict_permissions(path);
+        let checkpointer = Connection::open(path).map_err(sqlite(path))?;
+        checkpointer
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(sqlite(path))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
-        let writer = Writer { conn, path: path.to_path_buf(), events, retention_days, last_prune: None };
+        let busy = Arc::new(AtomicBool::new(false));
+        let active = load_active(&conn)
+            .map_err(sqlite(path))?
+            .into_iter()
+            .map(|a| (a.key.clone(), a))
+            .collect();
+        let transitions = load_transitions(&conn).map_err(sqlite(path))?;
+        let writer = Writer {
+            conn,
+            path: path.to_path_buf(),
+            events,
+            retention_days,
+            last_prune: None,
+            busy: busy.clone(),
+            active,
+            transitions,
+        };
+        let (stop_checkpoints, checkpoint_stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("alertray-checkpoint".into())
+            .spawn({
+                let busy = busy.clone();
+                let wal = with_suffix(path, "-wal");
+                move || checkpoint_loop(checkpointer, &wal, &busy, checkpoint_stopped)
+            })
+            .map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         std::thread::Builder::new()
             .name("alertray-store".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|source| StoreError::Io { path: path.to_path_buf(), source })?;
-        Ok(Store { jobs: tx, path: path.to_path_buf() })
+            .spawn(move || {
+                writer.run(rx);
+                drop(stop_checkpoints);
+            })
+            .map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Store {
+            jobs: tx,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The database file.
@@ -232,14 +317,16 @@ impl Store {
     pub async fn record(&self, delivery: Delivery) -> Result<Recorded, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Record(Box::new(delivery), tx))?;
-        rx.await.map_err(|_| StoreError::Unavailable("the writer stopped"))?
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the writer stopped"))?
     }
 
     /// Marks an active alert acknowledged (or not); `false` if no such alert is active.
     pub async fn acknowledge(&self, key: &str, acknowledged: bool) -> Result<bool, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Acknowledge(key.to_string(), acknowledged, tx))?;
-        rx.await.map_err(|_| StoreError::Unavailable("the writer stopped"))?
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the writer stopped"))?
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
@@ -270,7 +357,11 @@ fn restrict_permissions(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        for p in [path.to_path_buf(), with_suffix(path, "-wal"), with_suffix(path, "-shm")] {
+        for p in [
+            path.to_path_buf(),
+            with_suffix(path, "-wal"),
+            with_suffix(path, "-shm"),
+        ] {
             if p.exists() {
                 let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
             }
@@ -280,7 +371,6 @@ fn restrict_permissions(path: &Path) {
     let _ = path;
 }
 
-#[cfg(unix)]
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(suffix);
@@ -293,6 +383,39 @@ struct Writer {
     events: broadcast::Sender<Event>,
     retention_days: u32,
     last_prune: Option<Instant>,
+    /// The active set, as committed: the writer is its only author, so it keeps it in memory
+    /// rather than reading it back for every delivery.
+    active: HashMap<String, Alert>,
+    /// Every stored transition id and its notification's id, for duplicate detection.
+    transitions: HashMap<String, i64>,
+    /// Set at every commit; the checkpointer clears it, and waits for a quiet second.
+    busy: Arc<AtomicBool>,
+}
+
+/// What one batch changes before it is committed; merged into the writer's maps only after
+/// the commit succeeds.
+struct Batch<'a> {
+    tx: Transaction<'a>,
+    active: &'a HashMap<String, Alert>,
+    transitions: &'a HashMap<String, i64>,
+    new_active: HashMap<String, Option<Alert>>,
+    new_transitions: HashMap<String, i64>,
+}
+
+impl Batch<'_> {
+    fn active(&self, key: &str) -> Option<&Alert> {
+        match self.new_active.get(key) {
+            Some(pending) => pending.as_ref(),
+            None => self.active.get(key),
+        }
+    }
+
+    fn transition(&self, id: &str) -> Option<i64> {
+        self.new_transitions
+            .get(id)
+            .or_else(|| self.transitions.get(id))
+            .copied()
+    }
 }
 
 impl Writer {
@@ -312,26 +435,63 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<Job>) {
+        self.busy.store(true, Ordering::Relaxed);
         let path = self.path.clone();
-        let result = (|| -> Result<Vec<(Result<Recorded, ()>, Vec<Event>)>, rusqlite::Error> {
-            let tx = self.conn.transaction()?;
+        let result = (|| -> Result<_, rusqlite::Error> {
+            let mut b = Batch {
+                tx: self.conn.transaction()?,
+                active: &self.active,
+                transitions: &self.transitions,
+                new_active: HashMap::new(),
+                new_transitions: HashMap::new(),
+            };
             let mut outcomes = Vec::with_capacity(batch.len());
             for job in &batch {
                 outcomes.push(match job {
                     Job::Record(d, _) => {
-                        let (rec, events) = record(&tx, d)?;
+                        let (rec, events) = record(&mut b, d)?;
                         (Ok(rec), events)
                     }
                     Job::Acknowledge(key, ack, _) => {
-                        let changed = acknowledge(&tx, key, *ack)?;
-                        let events = if changed { vec![Event::StateChanged] } else { vec![] };
-                        (if changed { Ok(Recorded { id: 0, duplicate: false }) } else { Err(()) }, events)
+                        let changed = acknowledge(&mut b, key, *ack)?;
+                        let events = if changed {
+                            vec![Event::StateChanged]
+                        } else {
+                            vec![]
+                        };
+                        (
+                            if changed {
+                                Ok(Recorded {
+                                    id: 0,
+                                    duplicate: false,
+                                })
+                            } else {
+                                Err(())
+                            },
+                            events,
+                        )
                     }
                 });
             }
+            let Batch {
+                tx,
+                new_active,
+                new_transitions,
+                ..
+            } = b;
             tx.commit()?;
-            Ok(outcomes)
+            Ok((outcomes, new_active, new_transitions))
         })();
+        let result = result.map(|(outcomes, new_active, new_transitions)| {
+            for (key, a) in new_active {
+                match a {
+                    Some(a) => self.active.insert(key, a),
+                    None => self.active.remove(&key),
+                };
+            }
+            self.transitions.extend(new_transitions);
+            outcomes
+        });
         match result {
             Ok(outcomes) => {
                 for (job, (outcome, events)) in batch.into_iter().zip(outcomes) {
@@ -354,7 +514,10 @@ impl Writer {
             Err(e) => {
                 tracing::error!(db = %path.display(), "could not commit {} deliveries: {e}", batch.len());
                 for job in batch {
-                    let err = || StoreError::Sqlite { path: path.clone(), source: clone_error(&e) };
+                    let err = || StoreError::Sqlite {
+                        path: path.clone(),
+                        source: clone_error(&e),
+                    };
                     match job {
                         Job::Record(_, reply) => {
                             let _ = reply.send(Err(err()));
@@ -369,7 +532,11 @@ impl Writer {
     }
 
     fn prune_if_due(&mut self) {
-        if self.retention_days == 0 || self.last_prune.is_some_and(|t| t.elapsed() < PRUNE_INTERVAL) {
+        if self.retention_days == 0
+            || self
+                .last_prune
+                .is_some_and(|t| t.elapsed() < PRUNE_INTERVAL)
+        {
             return;
         }
         self.last_prune = Some(Instant::now());
@@ -380,15 +547,56 @@ impl Writer {
             params![cutoff],
         ) {
             Ok(0) => {}
-            Ok(n) => tracing::info!("pruned {n} notifications older than {} days", self.retention_days),
+            Ok(n) => {
+                tracing::info!(
+                    "pruned {n} notifications older than {} days",
+                    self.retention_days
+                );
+                match load_transitions(&self.conn) {
+                    Ok(t) => self.transitions = t,
+                    Err(e) => tracing::warn!("reloading transition ids after pruning failed: {e}"),
+                }
+            }
             Err(e) => tracing::warn!("pruning old notifications failed: {e}"),
+        }
+    }
+}
+
+/// Copies the WAL into the database file when deliveries pause for a second, or when the WAL
+/// grows past [`WAL_CHECKPOINT_BYTES`] during a long burst; a final full checkpoint when the
+/// writer stops leaves the database file whole on its own. Checkpointing during a burst
+/// would compete with deliveries for the disk and the CPU.
+fn checkpoint_loop(conn: Connection, wal: &Path, busy: &AtomicBool, stop: Receiver<()>) {
+    const INTERVAL: Duration = Duration::from_secs(1);
+    loop {
+        let stopping = !matches!(
+            stop.recv_timeout(INTERVAL),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        let quiet = !busy.swap(false, Ordering::Relaxed);
+        let large = std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_CHECKPOINT_BYTES);
+        if !(stopping || quiet || large) {
+            continue;
+        }
+        let mode = if stopping || quiet {
+            "TRUNCATE"
+        } else {
+            "PASSIVE"
+        };
+        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::debug!("WAL checkpoint ({mode}) did not complete: {e}");
+        }
+        if stopping {
+            break;
         }
     }
 }
 
 fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
     match e {
-        rusqlite::Error::SqliteFailure(code, msg) => rusqlite::Error::SqliteFailure(*code, msg.clone()),
+        rusqlite::Error::SqliteFailure(code, msg) => {
+            rusqlite::Error::SqliteFailure(*code, msg.clone())
+        }
         other => rusqlite::Error::InvalidParameterName(other.to_string()),
     }
 }
@@ -398,76 +606,97 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn record(tx: &Transaction<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rusqlite::Error> {
-    let sha = Sha256::digest(&d.body).to_vec();
+fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rusqlite::Error> {
     let n = &d.notification;
+    // Deliveries with a transition id are identified by it; others by their body's hash
+    // within a window, so only those need the hash and its index.
+    let sha = n
+        .transition_id()
+        .is_none()
+        .then(|| Sha256::digest(&d.body).to_vec());
     let existing: Option<i64> = match n.transition_id() {
-        Some(tid) => tx
-            .query_row("SELECT id FROM notifications WHERE transition_id = ?1", params![tid], |r| r.get(0))
-            .optional()?,
-        None => tx
-            .query_row(
+        Some(tid) => b.transition(tid),
+        None => b
+            .tx
+            .prepare_cached(
                 "SELECT id FROM notifications WHERE body_sha256 = ?1 AND received_at >= ?2 ORDER BY id DESC LIMIT 1",
-                params![sha, d.received_ms - DUPLICATE_WINDOW.as_millis() as i64],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![sha, d.received_ms - DUPLICATE_WINDOW.as_millis() as i64], |r| r.get(0))
             .optional()?,
     };
     if let Some(id) = existing {
-        tx.execute("UPDATE notifications SET deliveries = deliveries + 1 WHERE id = ?1", params![id])?;
-        return Ok((Recorded { id, duplicate: true }, Vec::new()));
+        b.tx.prepare_cached("UPDATE notifications SET deliveries = deliveries + 1 WHERE id = ?1")?
+            .execute(params![id])?;
+        return Ok((
+            Recorded {
+                id,
+                duplicate: true,
+            },
+            Vec::new(),
+        ));
     }
     let f = Fields::of(n);
-    let parsed = serde_json::to_string(n).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    tx.execute(
+    b.tx.prepare_cached(
         "INSERT INTO notifications (received_at, peer, auth, kind, status, raw_status, alert_key, host, node_id,
-            space, name, message, url, transition_id, triggered_at, body_sha256, parsed, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-        params![
-            d.received_ms, d.peer, d.auth, n.kind(), f.status, f.raw_status, f.key, f.host, f.node_id,
-            f.space, f.name, n.message(), f.url, n.transition_id(), f.triggered_at, sha, parsed, d.body
-        ],
-    )?;
-    let id = tx.last_insert_rowid();
-    let prev = match &f.key {
-        Some(k) => active_entry(tx, k)?,
-        None => None,
-    };
-    let t = alerts::transition(prev.as_ref(), n, id, d.received_ms);
-    match &t.update {
+            space, name, message, url, transition_id, triggered_at, body_sha256, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?
+    .execute(params![
+        d.received_ms, d.peer, d.auth, n.kind(), f.status, f.raw_status, f.key, f.host, f.node_id,
+        f.space, f.name, n.message(), f.url, n.transition_id(), f.triggered_at, sha, d.body
+    ])?;
+    let id = b.tx.last_insert_rowid();
+    if let Some(tid) = n.transition_id() {
+        b.new_transitions.insert(tid.to_string(), id);
+    }
+    let prev = f.key.as_deref().and_then(|k| b.active(k));
+    let t = alerts::transition(prev, n, id, d.received_ms);
+    match t.update {
         StateUpdate::Upsert(a) => {
-            let json = serde_json::to_string(a).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            tx.execute(
-                "INSERT INTO active (key, level, notification_id, json) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(key) DO UPDATE SET level = excluded.level, notification_id = excluded.notification_id, json = excluded.json",
-                params![a.key, a.level.label(), id, json],
-            )?;
+            b.tx.prepare_cached(
+                "INSERT INTO active (key, notification_id, since_ms, updated_ms, acknowledged) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(key) DO UPDATE SET notification_id = excluded.notification_id, since_ms = excluded.since_ms,
+                    updated_ms = excluded.updated_ms, acknowledged = excluded.acknowledged",
+            )?
+            .execute(params![a.key, id, a.since_ms, a.updated_ms, a.acknowledged])?;
+            b.new_active.insert(a.key.clone(), Some(a));
         }
         StateUpdate::Remove(key) => {
-            tx.execute("DELETE FROM active WHERE key = ?1", params![key])?;
+            b.tx.prepare_cached("DELETE FROM active WHERE key = ?1")?
+                .execute(params![key])?;
+            b.new_active.insert(key, None);
         }
         StateUpdate::Keep => {}
     }
     if let Notification::Test(t) = n {
         if let Some(token) = &t.token {
-            tx.execute(
+            b.tx.prepare_cached(
                 "INSERT INTO verification (id, token, received_at) VALUES (1, ?1, ?2)
                  ON CONFLICT(id) DO UPDATE SET token = excluded.token, received_at = excluded.received_at",
-                params![token, d.received_ms],
-            )?;
+            )?
+            .execute(params![token, d.received_ms])?;
         }
     }
-    Ok((Recorded { id, duplicate: false }, t.event.into_iter().collect()))
+    Ok((
+        Recorded {
+            id,
+            duplicate: false,
+        },
+        t.event.into_iter().collect(),
+    ))
 }
 
-fn acknowledge(tx: &Transaction<'_>, key: &str, ack: bool) -> Result<bool, rusqlite::Error> {
-    let Some(mut a) = active_entry(tx, key)? else { return Ok(false) };
+fn acknowledge(b: &mut Batch<'_>, key: &str, ack: bool) -> Result<bool, rusqlite::Error> {
+    let Some(mut a) = b.active(key).cloned() else {
+        return Ok(false);
+    };
     if a.acknowledged == ack {
         return Ok(true);
     }
     a.acknowledged = ack;
-    let json = serde_json::to_string(&a).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    tx.execute("UPDATE active SET json = ?2 WHERE key = ?1", params![key, json])?;
+    b.tx.prepare_cached("UPDATE active SET acknowledged = ?2 WHERE key = ?1")?
+        .execute(params![key, ack])?;
+    b.new_active.insert(key.to_string(), Some(a));
     Ok(true)
 }
 
@@ -500,7 +729,14 @@ impl Fields {
             },
             Notification::Reachability(r) => Fields {
                 key: Some(r.key.clone()),
-                status: Some(if r.reachable { "reachable" } else { "unreachable" }.into()),
+                status: Some(
+                    if r.reachable {
+                        "reachable"
+                    } else {
+                        "unreachable"
+                    }
+                    .into(),
+                ),
                 raw_status: r.severity.clone(),
                 host: r.host.clone(),
                 node_id: r.node_id.clone(),
@@ -524,11 +760,44 @@ impl Fields {
     }
 }
 
-fn active_entry(conn: &Connection, key: &str) -> Result<Option<Alert>, rusqlite::Error> {
-    let json: Option<String> = conn
-        .query_row("SELECT json FROM active WHERE key = ?1", params![key], |r| r.get(0))
-        .optional()?;
-    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+/// The active set as committed: each entry rebuilt from the notification that set it.
+fn load_active(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.since_ms, a.updated_ms, a.acknowledged, n.id, n.received_at, n.body
+         FROM active a JOIN notifications n ON n.id = a.notification_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, bool>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, Vec<u8>>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (since, updated, acknowledged, id, received, body) = row?;
+        // The body was parsed when it arrived; a parser that changed since still reads it.
+        let Ok(n) = crate::payload::parse(&body) else {
+            continue;
+        };
+        if let Some(mut a) = alerts::describe(&n, id, received) {
+            a.since_ms = since;
+            a.updated_ms = updated;
+            a.acknowledged = acknowledged;
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+fn load_transitions(conn: &Connection) -> Result<HashMap<String, i64>, rusqlite::Error> {
+    let mut stmt = conn
+        .prepare("SELECT transition_id, id FROM notifications WHERE transition_id IS NOT NULL")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    rows.collect()
 }
 
 /// Opens a read-only connection to the store, for queries.
@@ -536,31 +805,41 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
         return Err(StoreError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store here yet (has `alertray serve` run with this data dir?)"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no store here yet (has `alertray serve` run with this data dir?)",
+            ),
         });
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite(path))?;
+    conn.busy_timeout(Duration::from_secs(5))
         .map_err(sqlite(path))?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
     Ok(conn)
 }
 
 /// The active alerts, worst first, then newest.
 pub fn active(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
-    let mut stmt = conn.prepare_cached("SELECT json FROM active")?;
-    let mut out: Vec<Alert> = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .filter_map(|j| j.ok().and_then(|j| serde_json::from_str(&j).ok()))
-        .collect();
+    let mut out = load_active(conn)?;
     alerts::sort_for_display(&mut out);
     Ok(out)
 }
 
 /// The latest verification token, if a Test notification has arrived.
 pub fn latest_token(conn: &Connection) -> Result<Option<VerificationToken>, rusqlite::Error> {
-    conn.query_row("SELECT token, received_at FROM verification WHERE id = 1", [], |r| {
-        Ok(VerificationToken { token: r.get(0)?, received_ms: r.get(1)? })
-    })
+    conn.query_row(
+        "SELECT token, received_at FROM verification WHERE id = 1",
+        [],
+        |r| {
+            Ok(VerificationToken {
+                token: r.get(0)?,
+                received_ms: r.get(1)?,
+            })
+        },
+    )
     .optional()
 }
 
@@ -591,7 +870,12 @@ pub fn history(conn: &Connection, q: &HistoryQuery) -> Result<Vec<HistoryEntry>,
         push(" AND id < ?", b.into());
     }
     if let Some(t) = &q.text {
-        let pattern = format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = format!(
+            "%{}%",
+            t.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
         args.push(pattern.into());
         let n = args.len();
         sql.push_str(&format!(
@@ -624,6 +908,10 @@ pub fn history(conn: &Connection, q: &HistoryQuery) -> Result<Vec<HistoryEntry>,
 
 /// The raw body of a stored notification, exactly as received.
 pub fn raw_body(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, rusqlite::Error> {
-    conn.query_row("SELECT body FROM notifications WHERE id = ?1", params![id], |r| r.get(0))
-        .optional()
+    conn.query_row(
+        "SELECT body FROM notifications WHERE id = ?1",
+        params![id],
+        |r| r.get(0),
+    )
+    .optional()
 }

@@ -11,13 +11,19 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_alertray");
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for a test).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs `alertray` with `args` and returns (exit code, stdout, stderr).
 pub fn run(args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
     let mut c = Command::new(BIN);
-    c.args(args).env_remove("ALERTRAY_CONFIG").env_remove("ALERTRAY_DATA_DIR");
+    c.args(args)
+        .env_remove("ALERTRAY_CONFIG")
+        .env_remove("ALERTRAY_DATA_DIR");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -54,7 +60,13 @@ pub fn write_config(dir: &Path, extra: &str) -> (PathBuf, u16) {
 
 impl Serve {
     /// Starts `alertray serve` with `config` and `data_dir` and waits until it listens.
-    pub fn start(config: &Path, data_dir: &Path, port: u16, env: &[(&str, &str)], extra_args: &[&str]) -> Serve {
+    pub fn start(
+        config: &Path,
+        data_dir: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> Serve {
         let mut c = Command::new(BIN);
         c.arg("serve")
             .arg("--config")
@@ -78,7 +90,13 @@ impl Serve {
                 }
             }
         });
-        let s = Serve { child, lines: rx, port, data_dir: data_dir.into(), config: config.into() };
+        let s = Serve {
+            child,
+            lines: rx,
+            port,
+            data_dir: data_dir.into(),
+            config: config.into(),
+        };
         s.wait_for_line("Listening on", Duration::from_secs(30));
         s
     }
@@ -94,7 +112,10 @@ impl Serve {
                 Err(_) => break,
             }
         }
-        panic!("no line containing {needle:?}; stderr so far:\n{}", seen.join("\n"));
+        panic!(
+            "no line containing {needle:?}; stderr so far:\n{}",
+            seen.join("\n")
+        );
     }
 
     /// An HTTPS client trusting this receiver's self-signed certificate.
@@ -127,7 +148,10 @@ impl Serve {
 
     /// Sends SIGTERM and returns the exit code.
     pub fn terminate(mut self) -> Option<i32> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         for _ in 0..100 {
             if let Ok(Some(st)) = self.child.try_wait() {
                 return st.code();
@@ -147,5 +171,10 @@ impl Drop for Serve {
 
 /// A captured body from the contract's folder.
 pub fn captured(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captured").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/captured")
+            .join(name),
+    )
+    .unwrap()
 }
