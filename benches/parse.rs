@@ -14,18 +14,9 @@ use alertray::payload::{self, Notification};
 
 /// Each captured body, by file name, embedded at compile time.
 const CAPTURED: &[(&str, &[u8])] = &[
-    (
-        "netdata-alert-critical",
-        include_bytes!("../tests/fixtures/captured/netdata-alert-critical.json"),
-    ),
-    (
-        "netdata-alert-recovered",
-        include_bytes!("../tests/fixtures/captured/netdata-alert-recovered.json"),
-    ),
-    (
-        "netdata-alert-warning",
-        include_bytes!("../tests/fixtures/captured/netdata-alert-warning.json"),
-    ),
+    ("netdata-alert-critical", include_bytes!("../tests/fixtures/captured/netdata-alert-critical.json")),
+    ("netdata-alert-recovered", include_bytes!("../tests/fixtures/captured/netdata-alert-recovered.json")),
+    ("netdata-alert-warning", include_bytes!("../tests/fixtures/captured/netdata-alert-warning.json")),
     (
         "netdata-reachability-reachable",
         include_bytes!("../tests/fixtures/captured/netdata-reachability-reachable.json"),
@@ -34,10 +25,7 @@ const CAPTURED: &[(&str, &[u8])] = &[
         "netdata-reachability-unreachable",
         include_bytes!("../tests/fixtures/captured/netdata-reachability-unreachable.json"),
     ),
-    (
-        "netdata-token",
-        include_bytes!("../tests/fixtures/captured/netdata-token.json"),
-    ),
+    ("netdata-token", include_bytes!("../tests/fixtures/captured/netdata-token.json")),
 ];
 
 /// A flat alert body with the keys of Netdata's documented (2023) webhook shape.
@@ -73,10 +61,7 @@ fn bench_parse(c: &mut Criterion) {
     for (name, body) in CAPTURED {
         // Every captured body must parse; a bench of an error path would mislead.
         let n = payload::parse(body).unwrap_or_else(|e| panic!("{name} does not parse: {e}"));
-        assert!(
-            !matches!(n, Notification::Unknown(_)),
-            "{name} parsed as an unknown shape"
-        );
+        assert!(!matches!(n, Notification::Unknown(_)), "{name} parsed as an unknown shape");
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::new("captured", name), body, |b, body| {
             b.iter(|| payload::parse(black_box(body)))
@@ -84,17 +69,11 @@ fn bench_parse(c: &mut Criterion) {
     }
     let flat = flat_documented_body();
     let n = payload::parse(&flat).expect("the flat body parses");
-    assert!(
-        matches!(n, Notification::Alert(_)),
-        "the flat body is an alert, got {}",
-        n.kind()
-    );
+    assert!(matches!(n, Notification::Alert(_)), "the flat body is an alert, got {}", n.kind());
     group.throughput(Throughput::Bytes(flat.len() as u64));
-    group.bench_with_input(
-        BenchmarkId::new("flat", "documented-shape"),
-        &flat,
-        |b, body| b.iter(|| payload::parse(black_box(body))),
-    );
+    group.bench_with_input(BenchmarkId::new("flat", "documented-shape"), &flat, |b, body| {
+        b.iter(|| payload::parse(black_box(body)))
+    });
     group.finish();
 }
 

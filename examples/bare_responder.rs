@@ -30,26 +30,21 @@ use tower::ServiceExt as _;
 async fn ok(req: Request) -> Response {
     let _ = axum::body::to_bytes(req.into_body(), 1024 * 1024).await;
     let mut resp = Response::new(Body::from(r#"{"status":"ok"}"#));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.into_response()
 }
 
 fn tls_config() -> Arc<ServerConfig> {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("generate a self-signed certificate");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("generate a self-signed certificate");
     let cert = ck.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .expect("TLS 1.2 and 1.3 are supported by ring")
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .expect("the generated key matches its certificate");
+    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("TLS 1.2 and 1.3 are supported by ring")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("the generated key matches its certificate");
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)
 }
@@ -63,13 +58,8 @@ async fn main() {
         .expect("argv[1] must be a socket address such as 127.0.0.1:9443");
     let acceptor = TlsAcceptor::from(tls_config());
     let router = Router::new().route("/", any(ok)).fallback(ok);
-    let listener = TcpListener::bind(addr)
-        .await
-        .expect("bind the listen address");
-    eprintln!(
-        "bare_responder listening on https://{}",
-        listener.local_addr().expect("local addr")
-    );
+    let listener = TcpListener::bind(addr).await.expect("bind the listen address");
+    eprintln!("bare_responder listening on https://{}", listener.local_addr().expect("local addr"));
     loop {
         let (tcp, _peer) = match listener.accept().await {
             Ok(c) => c,
@@ -86,11 +76,10 @@ async fn main() {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let router = router.clone();
-                    async move { router.oneshot(req.map(Body::new)).await }
-                });
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let router = router.clone();
+                async move { router.oneshot(req.map(Body::new)).await }
+            });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
                 .await;

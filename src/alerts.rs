@@ -199,27 +199,11 @@ pub fn describe(n: &Notification, id: i64, now_ms: i64) -> Option<Alert> {
                 Status::Clear => Level::Clear,
                 Status::Other => return None,
             };
-            (
-                &a.key,
-                AlertKind::Alert,
-                level,
-                a.host.as_ref().or(a.node_id.as_ref()),
-                a.name.clone(),
-            )
+            (&a.key, AlertKind::Alert, level, a.host.as_ref().or(a.node_id.as_ref()), a.name.clone())
         }
         Notification::Reachability(r) => {
-            let level = if r.reachable {
-                Level::Reachable
-            } else {
-                Level::Unreachable
-            };
-            (
-                &r.key,
-                AlertKind::Node,
-                level,
-                r.host.as_ref().or(r.node_id.as_ref()),
-                "reachability".to_string(),
-            )
+            let level = if r.reachable { Level::Reachable } else { Level::Unreachable };
+            (&r.key, AlertKind::Node, level, r.host.as_ref().or(r.node_id.as_ref()), "reachability".to_string())
         }
         Notification::Test(_) | Notification::Unknown(_) => return None,
     };
@@ -265,17 +249,11 @@ pub fn transition(prev: Option<&Alert>, n: &Notification, id: i64, now_ms: i64) 
     match n {
         Notification::Test(t) => Transition {
             update: StateUpdate::Keep,
-            event: Some(Event::TestReceived {
-                token: t.token.clone(),
-                received_ms: now_ms,
-            }),
+            event: Some(Event::TestReceived { token: t.token.clone(), received_ms: now_ms }),
         },
         Notification::Unknown(u) => Transition {
             update: StateUpdate::Keep,
-            event: Some(Event::Unknown {
-                message: u.message.clone(),
-                notification_id: id,
-            }),
+            event: Some(Event::Unknown { message: u.message.clone(), notification_id: id }),
         },
         // An unknown status word changes nothing; the notification is still stored.
         _ => match describe(n, id, now_ms) {
@@ -286,10 +264,7 @@ pub fn transition(prev: Option<&Alert>, n: &Notification, id: i64, now_ms: i64) 
 }
 
 fn keep() -> Transition {
-    Transition {
-        update: StateUpdate::Keep,
-        event: None,
-    }
+    Transition { update: StateUpdate::Keep, event: None }
 }
 
 fn is_stale(prev: Option<&Alert>, at: Option<DateTime<FixedOffset>>) -> bool {
@@ -299,21 +274,13 @@ fn is_stale(prev: Option<&Alert>, at: Option<DateTime<FixedOffset>>) -> bool {
 fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
     let previous = prev.map(|p| p.level);
     if !alert.level.is_active() {
-        let change = if alert.kind == AlertKind::Node {
-            Change::Reachable
-        } else {
-            Change::Cleared
-        };
+        let change = if alert.kind == AlertKind::Node { Change::Reachable } else { Change::Cleared };
         if let Some(p) = prev {
             alert.since_ms = p.since_ms;
         }
         return Transition {
             update: StateUpdate::Remove(alert.key.clone()),
-            event: Some(Event::Alert {
-                change,
-                alert,
-                previous,
-            }),
+            event: Some(Event::Alert { change, alert, previous }),
         };
     }
     let change = match prev {
@@ -333,23 +300,13 @@ fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
                 alert.acknowledged = p.acknowledged;
                 if alert.level == p.level && alert.value == p.value && alert.message == p.message {
                     // A repeat notification of the same state: refresh silently.
-                    return Transition {
-                        update: StateUpdate::Upsert(alert),
-                        event: None,
-                    };
+                    return Transition { update: StateUpdate::Upsert(alert), event: None };
                 }
                 Change::Updated
             }
         }
     };
-    Transition {
-        update: StateUpdate::Upsert(alert.clone()),
-        event: Some(Event::Alert {
-            change,
-            alert,
-            previous,
-        }),
-    }
+    Transition { update: StateUpdate::Upsert(alert.clone()), event: Some(Event::Alert { change, alert, previous }) }
 }
 
 /// Sorts active alerts for display: worst first, then unacknowledged, then newest.
@@ -399,11 +356,7 @@ impl Summary {
     /// "2 critical, 3 warning, 1 unreachable", or "All clear".
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
-        for (n, word) in [
-            (self.critical, "critical"),
-            (self.warning, "warning"),
-            (self.unreachable, "unreachable"),
-        ] {
+        for (n, word) in [(self.critical, "critical"), (self.warning, "warning"), (self.unreachable, "unreachable")] {
             if n > 0 {
                 parts.push(format!("{n} {word}"));
             }

@@ -42,10 +42,7 @@ impl Paths {
             Some(d) => d.data_dir().to_path_buf(),
             None => PathBuf::from("alertray-data"),
         });
-        Paths {
-            config_file,
-            data_dir,
-        }
+        Paths { config_file, data_dir }
     }
 
     /// The store's database file.
@@ -102,33 +99,219 @@ pub async fn start(
     events: broadcast::Sender<Event>,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
-    let store = Store::open(
-        &store::db_path(data_dir),
-        events.clone(),
-        config.store.retention_days,
-    )?;
+    let store = Store::open(&store::db_path(data_dir), events.clone(), config.store.retention_days)?;
+    start_with(config, data_dir, store, events, shutdown).await
+}
+
+/// Like [`start`], with a store that is already open (so that restarts keep it).
+pub async fn start_with(
+    config: Arc<Config>,
+    data_dir: &Path,
+    store: Store,
+    events: broadcast::Sender<Event>,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
     let tls = tls::receiver_tls(&config, data_dir)?;
     let listener = TcpListener::bind(config.server.listen)
         .await
-        .map_err(|source| StartError::Bind {
-            addr: config.server.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.server.listen,
-        source,
-    })?;
+        .map_err(|source| StartError::Bind { addr: config.server.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.server.listen, source })?;
     let router = server::router(ReceiverState::new(config.clone(), store.clone()));
     let acceptor = TlsAcceptor::from(tls.config.clone());
     let task = tokio::spawn(server::serve(listener, acceptor, router, config, shutdown));
-    let _ = events.send(Event::Listening {
-        addr: addr.to_string(),
-        fingerprint: tls.cert.fingerprint.clone(),
-    });
-    Ok(Running {
-        addr,
-        cert: tls.cert,
-        store,
-        task,
-    })
+    let _ = events.send(Event::Listening { addr: addr.to_string(), fingerprint: tls.cert.fingerprint.clone() });
+    Ok(Running { addr, cert: tls.cert, store, task })
+}
+
+/// Whether the receiver runs, as the tray and the Settings window show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ReceiverStatus {
+    /// It accepts deliveries.
+    Running {
+        /// The bound address.
+        addr: String,
+        /// The server certificate's SHA-256 fingerprint.
+        fingerprint: String,
+        /// The certificate file.
+        cert_path: String,
+        /// Whether Alertray generated the certificate.
+        self_signed: bool,
+    },
+    /// It does not run.
+    Stopped {
+        /// Why, for the user.
+        reason: String,
+        /// The config key at fault, when one is.
+        key: Option<String>,
+    },
+}
+
+impl ReceiverStatus {
+    /// Why it is not running, if it is not.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            ReceiverStatus::Running { .. } => None,
+            ReceiverStatus::Stopped { reason, .. } => Some(reason),
+        }
+    }
+}
+
+struct ReceiverSlot {
+    config: Option<Arc<Config>>,
+    running: Option<(Running, CancellationToken)>,
+    status: ReceiverStatus,
+}
+
+/// Alertray's core, running: the store, the event channel, the popup policy and a receiver
+/// that can be restarted with a new config. The CLI and the desktop shell each hold one.
+pub struct Alertray {
+    /// Where the config and data live.
+    pub paths: Paths,
+    /// Every event the core publishes.
+    pub events: broadcast::Sender<Event>,
+    /// The store, shared by every receiver this runs.
+    pub store: Store,
+    /// The popup policy (snoozes, quiet hours, minimum severity).
+    pub policy: crate::policy::SharedPolicy,
+    /// Popups beyond this many a minute fold into a summary (from the config).
+    pub max_popups_per_minute: Arc<std::sync::atomic::AtomicU32>,
+    slot: tokio::sync::Mutex<ReceiverSlot>,
+    status: std::sync::Mutex<ReceiverStatus>,
+}
+
+impl Alertray {
+    /// Opens the store in `paths.data_dir` and restores the stored snoozes. No receiver runs
+    /// until [`Alertray::apply`].
+    pub fn open(paths: Paths) -> Result<Alertray, StoreError> {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let store = Store::open(&paths.db(), events.clone(), 90)?;
+        let snoozes = store::open_reader(&paths.db())
+            .and_then(|c| store::snoozes(&c).map_err(|source| StoreError::Sqlite { path: paths.db(), source }))
+            .unwrap_or_default();
+        let policy = crate::policy::SharedPolicy::new(crate::policy::PopupPolicy { snoozes, ..Default::default() });
+        let stopped = ReceiverStatus::Stopped { reason: "not started yet".into(), key: None };
+        Ok(Alertray {
+            paths,
+            events,
+            store,
+            policy,
+            max_popups_per_minute: Arc::new(std::sync::atomic::AtomicU32::new(10)),
+            slot: tokio::sync::Mutex::new(ReceiverSlot { config: None, running: None, status: stopped.clone() }),
+            status: std::sync::Mutex::new(stopped),
+        })
+    }
+
+    /// Stops the running receiver (if any) and starts one with `config`. A config that did
+    /// not load leaves the receiver stopped with the reason. Returns the new status and
+    /// publishes it as [`Event::Listening`] or [`Event::ReceiverFailed`].
+    pub async fn apply(&self, config: Result<Config, ConfigError>) -> ReceiverStatus {
+        let mut slot = self.slot.lock().await;
+        if let Some((running, token)) = slot.running.take() {
+            token.cancel();
+            running.stopped().await;
+        }
+        let status = match config {
+            Err(e) => ReceiverStatus::Stopped { key: e.key().map(str::to_string), reason: e.to_string() },
+            Ok(cfg) => {
+                let cfg = Arc::new(cfg);
+                self.store.set_retention_days(cfg.store.retention_days);
+                self.max_popups_per_minute
+                    .store(cfg.notifications.max_popups_per_minute, std::sync::atomic::Ordering::Relaxed);
+                self.policy.update(|p| {
+                    p.min_severity = cfg.notifications.min_severity;
+                    p.quiet_hours = cfg.notifications.quiet_hours;
+                });
+                slot.config = Some(cfg.clone());
+                let token = CancellationToken::new();
+                match start_with(cfg, &self.paths.data_dir, self.store.clone(), self.events.clone(), token.clone())
+                    .await
+                {
+                    Ok(running) => {
+                        let status = ReceiverStatus::Running {
+                            addr: running.addr.to_string(),
+                            fingerprint: running.cert.fingerprint.clone(),
+                            cert_path: running.cert.cert_path.display().to_string(),
+                            self_signed: running.cert.self_signed,
+                        };
+                        slot.running = Some((running, token));
+                        status
+                    }
+                    Err(e) => {
+                        let key = match &e {
+                            StartError::Bind { .. } => Some("server.listen".to_string()),
+                            StartError::Config(c) => c.key().map(str::to_string),
+                            _ => None,
+                        };
+                        ReceiverStatus::Stopped { reason: e.to_string(), key }
+                    }
+                }
+            }
+        };
+        if let ReceiverStatus::Stopped { reason, .. } = &status {
+            tracing::error!("receiver not running: {reason}");
+            let _ = self.events.send(Event::ReceiverFailed { reason: reason.clone() });
+        }
+        slot.status = status.clone();
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status.clone();
+        status
+    }
+
+    /// Reads the config file again and applies it.
+    pub async fn reload(&self) -> ReceiverStatus {
+        self.apply(Config::load(&self.paths.config_file)).await
+    }
+
+    /// The receiver's status now.
+    pub fn status(&self) -> ReceiverStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The config in use, if one loaded.
+    pub async fn config(&self) -> Option<Arc<Config>> {
+        self.slot.lock().await.config.clone()
+    }
+
+    /// Stops the receiver, letting requests in flight finish.
+    pub async fn stop(&self) {
+        let mut slot = self.slot.lock().await;
+        if let Some((running, token)) = slot.running.take() {
+            token.cancel();
+            running.stopped().await;
+        }
+    }
+
+    /// A read-only connection to the store.
+    pub fn reader(&self) -> Result<rusqlite::Connection, StoreError> {
+        store::open_reader(&self.paths.db())
+    }
+
+    /// Sets, clears or clears every snooze, in the policy and the store.
+    pub async fn snooze(&self, change: store::SnoozeChange) -> Result<(), StoreError> {
+        self.store.snooze(change.clone()).await?;
+        let now = store::now_ms();
+        self.policy.update(|p| {
+            match change {
+                store::SnoozeChange::Set(s) => {
+                    p.snoozes.retain(|x| x.scope != s.scope);
+                    p.snoozes.push(s);
+                }
+                store::SnoozeChange::Clear(scope) => p.snoozes.retain(|x| x.scope != scope),
+                store::SnoozeChange::ClearAll => p.snoozes.clear(),
+            }
+            p.prune(now);
+        });
+        Ok(())
+    }
+
+    /// Shows desktop popups for events until `shutdown`, through `notifier`, under the policy.
+    pub fn spawn_popups(&self, notifier: Arc<dyn crate::notify::Notifier>, shutdown: CancellationToken) {
+        tokio::spawn(crate::notify::run_popups(
+            self.events.subscribe(),
+            notifier,
+            Arc::new(self.policy.clone()),
+            self.max_popups_per_minute.clone(),
+            shutdown,
+        ));
+    }
 }

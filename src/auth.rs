@@ -51,11 +51,7 @@ impl PeerCertificate {
 
 /// Checks one request against the auth settings. On success, says how it authenticated
 /// (e.g. `mtls:app.netdata.cloud+bearer+headers`), for the store.
-pub fn check(
-    cfg: &AuthConfig,
-    cert: &PeerCertificate,
-    headers: &HeaderMap,
-) -> Result<String, AuthFailure> {
+pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> Result<String, AuthFailure> {
     let mut how = Vec::new();
     match cfg.client_certificate {
         ClientCertMode::Off => {}
@@ -87,19 +83,14 @@ pub fn check(
                 return Err(unauthorized("Basic credentials are required", CHALLENGE));
             };
             let ok = scheme_param(value, "basic")
-                .and_then(|b64| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b64.trim_ascii())
-                        .ok()
-                })
+                .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim_ascii()).ok())
                 .is_some_and(|decoded| {
                     let (user, pass) = match decoded.iter().position(|b| *b == b':') {
                         Some(i) => (&decoded[..i], &decoded[i + 1..]),
                         None => (&decoded[..], &[][..]),
                     };
                     // Both compared, always, so timing does not tell which one was wrong.
-                    secret_eq(user, username.as_bytes())
-                        & secret_eq(pass, password.expose().as_bytes())
+                    secret_eq(user, username.as_bytes()) & secret_eq(pass, password.expose().as_bytes())
                 });
             if !ok {
                 return Err(unauthorized("the Basic credentials are wrong", CHALLENGE));
@@ -111,8 +102,8 @@ pub fn check(
             let Some(value) = authorization else {
                 return Err(unauthorized("a Bearer token is required", CHALLENGE));
             };
-            let ok = scheme_param(value, "bearer")
-                .is_some_and(|t| secret_eq(t.trim_ascii(), token.expose().as_bytes()));
+            let ok =
+                scheme_param(value, "bearer").is_some_and(|t| secret_eq(t.trim_ascii(), token.expose().as_bytes()));
             if !ok {
                 return Err(unauthorized("the Bearer token is wrong", CHALLENGE));
             }
@@ -123,8 +114,7 @@ pub fn check(
         let mut all = true;
         for (name, expected) in &cfg.headers {
             let given = headers.get(name).map(|v| v.as_bytes()).unwrap_or_default();
-            all &= headers.get_all(name).iter().count() <= 1
-                && secret_eq(given, expected.expose().as_bytes());
+            all &= headers.get_all(name).iter().count() <= 1 && secret_eq(given, expected.expose().as_bytes());
         }
         if !all {
             return Err(unauthorized("a required header is missing or wrong", None));
@@ -138,11 +128,7 @@ pub fn check(
 }
 
 fn unauthorized(reason: &'static str, challenge: Option<&'static str>) -> AuthFailure {
-    AuthFailure {
-        status: StatusCode::UNAUTHORIZED,
-        reason,
-        www_authenticate: challenge,
-    }
+    AuthFailure { status: StatusCode::UNAUTHORIZED, reason, www_authenticate: challenge }
 }
 
 /// The parameter of an Authorization value whose scheme is `scheme` (any case).
@@ -150,8 +136,7 @@ fn scheme_param<'a>(value: &'a [u8], scheme: &str) -> Option<&'a [u8]> {
     let value = value.trim_ascii_start();
     let n = scheme.len();
     let (head, rest) = (value.get(..n)?, value.get(n..)?);
-    (head.eq_ignore_ascii_case(scheme.as_bytes()) && rest.first() == Some(&b' '))
-        .then(|| &rest[1..])
+    (head.eq_ignore_ascii_case(scheme.as_bytes()) && rest.first() == Some(&b' ')).then(|| &rest[1..])
 }
 
 /// Counts authentication failures per peer address and refuses a peer that exceeds its
@@ -176,10 +161,7 @@ const MAX_TRACKED_PEERS: usize = 10_000;
 impl FailureThrottle {
     /// A throttle allowing `per_minute` failures a minute per peer (with that many in a burst).
     pub fn new(per_minute: u32) -> FailureThrottle {
-        FailureThrottle {
-            per_minute: per_minute.max(1),
-            peers: Mutex::new(HashMap::new()),
-        }
+        FailureThrottle { per_minute: per_minute.max(1), peers: Mutex::new(HashMap::new()) }
     }
 
     fn refill(&self, b: &mut Bucket, now: Instant) {
@@ -200,8 +182,7 @@ impl FailureThrottle {
             Ok(())
         } else {
             let rate = f64::from(self.per_minute) / 60.0;
-            Err(Duration::from_secs_f64(((1.0 - b.tokens) / rate).max(1.0))
-                .min(Duration::from_secs(3600)))
+            Err(Duration::from_secs_f64(((1.0 - b.tokens) / rate).max(1.0)).min(Duration::from_secs(3600)))
         }
     }
 
@@ -211,15 +192,10 @@ impl FailureThrottle {
         if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&peer) {
             let full = f64::from(self.per_minute);
             let rate = full / 60.0;
-            peers.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < full
-            });
+            peers.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < full);
         }
         let per_minute = f64::from(self.per_minute);
-        let b = peers.entry(peer).or_insert(Bucket {
-            tokens: per_minute,
-            at: now,
-        });
+        let b = peers.entry(peer).or_insert(Bucket { tokens: per_minute, at: now });
         self.refill(b, now);
         b.tokens = (b.tokens - 1.0).max(0.0);
     }
@@ -251,52 +227,22 @@ mod tests {
 
     #[test]
     fn bearer() {
-        let c = cfg(
-            AuthMethod::Bearer {
-                token: Secret::new("tok"),
-            },
-            ClientCertMode::Off,
-        );
+        let c = cfg(AuthMethod::Bearer { token: Secret::new("tok") }, ClientCertMode::Off);
         let none = PeerCertificate::default();
-        assert_eq!(
-            check(&c, &none, &with_auth("Bearer tok")).unwrap(),
-            "bearer"
-        );
-        assert_eq!(
-            check(&c, &none, &with_auth("bearer tok")).unwrap(),
-            "bearer"
-        );
-        assert_eq!(
-            check(&c, &none, &with_auth("Bearer tok2"))
-                .unwrap_err()
-                .status,
-            StatusCode::UNAUTHORIZED
-        );
-        assert_eq!(
-            check(&c, &none, &with_auth("Bearertok"))
-                .unwrap_err()
-                .reason,
-            "the Bearer token is wrong"
-        );
+        assert_eq!(check(&c, &none, &with_auth("Bearer tok")).unwrap(), "bearer");
+        assert_eq!(check(&c, &none, &with_auth("bearer tok")).unwrap(), "bearer");
+        assert_eq!(check(&c, &none, &with_auth("Bearer tok2")).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        assert_eq!(check(&c, &none, &with_auth("Bearertok")).unwrap_err().reason, "the Bearer token is wrong");
         let e = check(&c, &none, &HeaderMap::new()).unwrap_err();
         assert!(e.www_authenticate.unwrap().starts_with("Bearer"));
     }
 
     #[test]
     fn basic() {
-        let c = cfg(
-            AuthMethod::Basic {
-                username: "u".into(),
-                password: Secret::new("p:w"),
-            },
-            ClientCertMode::Off,
-        );
+        let c = cfg(AuthMethod::Basic { username: "u".into(), password: Secret::new("p:w") }, ClientCertMode::Off);
         let none = PeerCertificate::default();
         let ok = base64::engine::general_purpose::STANDARD.encode("u:p:w");
-        assert_eq!(
-            check(&c, &none, &with_auth(&format!("Basic {ok}"))).unwrap(),
-            "basic"
-        );
+        assert_eq!(check(&c, &none, &with_auth(&format!("Basic {ok}"))).unwrap(), "basic");
         let bad = base64::engine::general_purpose::STANDARD.encode("u:p");
         assert!(check(&c, &none, &with_auth(&format!("Basic {bad}"))).is_err());
         assert!(check(&c, &none, &with_auth("Basic !!!")).is_err());
@@ -306,36 +252,16 @@ mod tests {
     #[test]
     fn client_certificate_names() {
         let c = cfg(AuthMethod::None, ClientCertMode::Required);
-        let good = PeerCertificate {
-            names: vec!["x".into(), "app.netdata.cloud".into()],
-        };
+        let good = PeerCertificate { names: vec!["x".into(), "app.netdata.cloud".into()] };
+        assert_eq!(check(&c, &good, &HeaderMap::new()).unwrap(), "mtls:app.netdata.cloud");
+        let wrong = PeerCertificate { names: vec!["evil.example".into()] };
+        assert_eq!(check(&c, &wrong, &HeaderMap::new()).unwrap_err().status, StatusCode::FORBIDDEN);
         assert_eq!(
-            check(&c, &good, &HeaderMap::new()).unwrap(),
-            "mtls:app.netdata.cloud"
-        );
-        let wrong = PeerCertificate {
-            names: vec!["evil.example".into()],
-        };
-        assert_eq!(
-            check(&c, &wrong, &HeaderMap::new()).unwrap_err().status,
+            check(&c, &PeerCertificate::default(), &HeaderMap::new()).unwrap_err().status,
             StatusCode::FORBIDDEN
         );
-        assert_eq!(
-            check(&c, &PeerCertificate::default(), &HeaderMap::new())
-                .unwrap_err()
-                .status,
-            StatusCode::FORBIDDEN
-        );
-        let opt = cfg(
-            AuthMethod::Bearer {
-                token: Secret::new("t"),
-            },
-            ClientCertMode::Optional,
-        );
-        assert_eq!(
-            check(&opt, &PeerCertificate::default(), &with_auth("Bearer t")).unwrap(),
-            "bearer"
-        );
+        let opt = cfg(AuthMethod::Bearer { token: Secret::new("t") }, ClientCertMode::Optional);
+        assert_eq!(check(&opt, &PeerCertificate::default(), &with_auth("Bearer t")).unwrap(), "bearer");
         assert!(check(&opt, &wrong, &with_auth("Bearer t")).is_err());
     }
 
@@ -351,10 +277,7 @@ mod tests {
         h.insert("X-Api-Key", HeaderValue::from_static("k1"));
         assert_eq!(check(&c, &none, &h).unwrap(), "headers");
         h.append("x-api-key", HeaderValue::from_static("k1"));
-        assert!(
-            check(&c, &none, &h).is_err(),
-            "a repeated header is refused"
-        );
+        assert!(check(&c, &none, &h).is_err(), "a repeated header is refused");
     }
 
     #[test]
@@ -368,10 +291,7 @@ mod tests {
             t.failed(ip, t0);
         }
         let retry = t.check(ip, t0).unwrap_err();
-        assert!(
-            retry >= Duration::from_secs(1) && retry <= Duration::from_secs(13),
-            "{retry:?}"
-        );
+        assert!(retry >= Duration::from_secs(1) && retry <= Duration::from_secs(13), "{retry:?}");
         assert!(t.check(other, t0).is_ok());
         assert!(t.check(ip, t0 + Duration::from_secs(12)).is_ok());
     }

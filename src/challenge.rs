@@ -15,10 +15,7 @@ pub fn response_token(secret: &[u8], crc_token: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(crc_token.as_bytes());
     let digest = mac.finalize().into_bytes();
-    format!(
-        "sha256={}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
+    format!("sha256={}", base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
 /// Finds the `crc_token` in a raw query string, percent-decoded.
@@ -35,8 +32,7 @@ pub fn crc_token_from_query(query: Option<&str>) -> Result<Option<String>, &'sta
         if value.len() > MAX_TOKEN_LEN * 3 {
             return Err("crc_token is too long");
         }
-        let decoded =
-            percent_decode(value).ok_or("crc_token is not valid percent-encoded UTF-8")?;
+        let decoded = percent_decode(value).ok_or("crc_token is not valid percent-encoded UTF-8")?;
         if decoded.is_empty() {
             return Err("crc_token is empty");
         }
@@ -75,10 +71,7 @@ mod tests {
 
     #[test]
     fn contract_test_vectors() {
-        assert_eq!(
-            response_token(b"secret", "abc123"),
-            "sha256=WuWsgCoaXJT7aD4b+hIfn3AKJplSE/8vwcUD60PsccY="
-        );
+        assert_eq!(response_token(b"secret", "abc123"), "sha256=WuWsgCoaXJT7aD4b+hIfn3AKJplSE/8vwcUD60PsccY=");
         assert_eq!(
             response_token(b"YOUR_CHALLENGE_SECRET", "test"),
             "sha256=bumfqA43gEy/KBnlkqNYYD5Br+1mrNY4P6Yah0zUdzI="
@@ -89,21 +82,12 @@ mod tests {
     fn query_parsing() {
         assert_eq!(crc_token_from_query(None), Ok(None));
         assert_eq!(crc_token_from_query(Some("a=b")), Ok(None));
-        assert_eq!(
-            crc_token_from_query(Some("a=b&crc_token=x%2By+z")),
-            Ok(Some("x+y z".into()))
-        );
-        assert_eq!(
-            crc_token_from_query(Some("crc_token=")),
-            Err("crc_token is empty")
-        );
+        assert_eq!(crc_token_from_query(Some("a=b&crc_token=x%2By+z")), Ok(Some("x+y z".into())));
+        assert_eq!(crc_token_from_query(Some("crc_token=")), Err("crc_token is empty"));
         assert!(crc_token_from_query(Some("crc_token=%zz")).is_err());
         assert!(crc_token_from_query(Some("crc_token=%ff")).is_err());
         assert!(crc_token_from_query(Some("crc_token=%4")).is_err());
         let long = "a".repeat(MAX_TOKEN_LEN + 1);
-        assert_eq!(
-            crc_token_from_query(Some(&format!("crc_token={long}"))),
-            Err("crc_token is too long")
-        );
+        assert_eq!(crc_token_from_query(Some(&format!("crc_token={long}"))), Err("crc_token is too long"));
     }
 }

@@ -83,11 +83,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn invalid(key: &str, value: impl fmt::Display, accepted: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            key: key.into(),
-            value: value.to_string(),
-            accepted: accepted.into(),
-        }
+        ConfigError::Invalid { key: key.into(), value: value.to_string(), accepted: accepted.into() }
     }
 
     /// The dotted key this error is about, when it is about one.
@@ -166,6 +162,9 @@ pub struct RawAuth {
 pub struct RawNotifications {
     pub enabled: Option<bool>,
     pub max_popups_per_minute: Option<i64>,
+    pub min_severity: Option<String>,
+    pub quiet_hours: Option<String>,
+    pub quiet_hours_allow_critical: Option<bool>,
 }
 
 /// `[store]` as written.
@@ -316,6 +315,10 @@ pub struct NotificationsConfig {
     pub enabled: bool,
     /// Popups beyond this many a minute fold into one summary popup.
     pub max_popups_per_minute: u32,
+    /// The least severe popup shown.
+    pub min_severity: crate::policy::MinSeverity,
+    /// Quiet hours, if set.
+    pub quiet_hours: Option<crate::policy::QuietHours>,
 }
 
 /// `[store]`, validated.
@@ -332,27 +335,19 @@ fn int_in(key: &str, v: Option<i64>, default: i64, min: i64, max: i64) -> Result
     match v {
         None => Ok(default),
         Some(v) if (min..=max).contains(&v) => Ok(v),
-        Some(v) => Err(ConfigError::invalid(
-            key,
-            v,
-            format!("a whole number from {min} to {max}"),
-        )),
+        Some(v) => Err(ConfigError::invalid(key, v, format!("a whole number from {min} to {max}"))),
     }
 }
 
 fn required_secret(key: &str, v: Option<Secret>, method: &str) -> Result<Secret, ConfigError> {
     match v {
         Some(s) if !s.expose().trim().is_empty() => Ok(s),
-        Some(_) => Err(ConfigError::invalid(
-            key,
-            "\"\"",
-            format!("a non-empty secret when auth.method = \"{method}\""),
-        )),
-        None => Err(ConfigError::invalid(
-            key,
-            "(missing)",
-            format!("a non-empty secret when auth.method = \"{method}\""),
-        )),
+        Some(_) => {
+            Err(ConfigError::invalid(key, "\"\"", format!("a non-empty secret when auth.method = \"{method}\"")))
+        }
+        None => {
+            Err(ConfigError::invalid(key, "(missing)", format!("a non-empty secret when auth.method = \"{method}\"")))
+        }
     }
 }
 
@@ -369,10 +364,7 @@ impl RawConfig {
                 }
                 None => e.message().trim().to_string(),
             };
-            ConfigError::Syntax {
-                path: path.to_path_buf(),
-                message,
-            }
+            ConfigError::Syntax { path: path.to_path_buf(), message }
         })
     }
 
@@ -407,10 +399,7 @@ impl RawConfig {
                     )
                 };
                 let uri: Uri = u.trim().parse().map_err(|_| bad())?;
-                if uri.scheme_str() != Some("https")
-                    || uri.host().is_none_or(str::is_empty)
-                    || uri.query().is_some()
-                {
+                if uri.scheme_str() != Some("https") || uri.host().is_none_or(str::is_empty) || uri.query().is_some() {
                     return Err(bad());
                 }
                 Some(uri)
@@ -420,8 +409,7 @@ impl RawConfig {
             listen,
             path,
             public_url,
-            max_connections: int_in("server.max_connections", s.max_connections, 256, 1, 100_000)?
-                as usize,
+            max_connections: int_in("server.max_connections", s.max_connections, 256, 1, 100_000)? as usize,
             request_timeout: std::time::Duration::from_secs(int_in(
                 "server.request_timeout_secs",
                 s.request_timeout_secs,
@@ -431,16 +419,23 @@ impl RawConfig {
             )? as u64),
         };
 
-        let tls = match (self.tls.cert, self.tls.key) {
-            (None, None) => TlsConfig::SelfSigned,
-            (Some(cert), Some(key)) => TlsConfig::Files { cert: resolve(cert), key: resolve(key) },
-            (Some(_), None) => {
-                return Err(ConfigError::invalid("tls.key", "(missing)", "a PEM private key path, since tls.cert is set (or neither, for a self-signed certificate)"))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::invalid("tls.cert", "(missing)", "a PEM certificate chain path, since tls.key is set (or neither, for a self-signed certificate)"))
-            }
-        };
+        let tls =
+            match (self.tls.cert, self.tls.key) {
+                (None, None) => TlsConfig::SelfSigned,
+                (Some(cert), Some(key)) => TlsConfig::Files { cert: resolve(cert), key: resolve(key) },
+                (Some(_), None) => {
+                    return Err(ConfigError::invalid(
+                        "tls.key",
+                        "(missing)",
+                        "a PEM private key path, since tls.cert is set (or neither, for a self-signed certificate)",
+                    ))
+                }
+                (None, Some(_)) => return Err(ConfigError::invalid(
+                    "tls.cert",
+                    "(missing)",
+                    "a PEM certificate chain path, since tls.key is set (or neither, for a self-signed certificate)",
+                )),
+            };
 
         let a = self.auth;
         let client_certificate = match a.client_certificate.as_deref().map(str::trim) {
@@ -484,21 +479,12 @@ impl RawConfig {
                 "a list of non-empty names, like [\"app.netdata.cloud\", \"api.netdata.cloud\"]",
             ));
         }
-        let method_word = a
-            .method
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or("none")
-            .to_ascii_lowercase();
+        let method_word = a.method.as_deref().map(str::trim).unwrap_or("none").to_ascii_lowercase();
         let method = match method_word.as_str() {
             "none" => AuthMethod::None,
             "basic" => {
                 let username = a.username.filter(|u| !u.is_empty()).ok_or_else(|| {
-                    ConfigError::invalid(
-                        "auth.username",
-                        "(missing)",
-                        "a user name when auth.method = \"basic\"",
-                    )
+                    ConfigError::invalid("auth.username", "(missing)", "a user name when auth.method = \"basic\"")
                 })?;
                 if username.contains(':') {
                     return Err(ConfigError::invalid(
@@ -507,14 +493,9 @@ impl RawConfig {
                         "a user name without \":\" (Basic auth cannot carry one)",
                     ));
                 }
-                AuthMethod::Basic {
-                    username,
-                    password: required_secret("auth.password", a.password, "basic")?,
-                }
+                AuthMethod::Basic { username, password: required_secret("auth.password", a.password, "basic")? }
             }
-            "bearer" => AuthMethod::Bearer {
-                token: required_secret("auth.token", a.token, "bearer")?,
-            },
+            "bearer" => AuthMethod::Bearer { token: required_secret("auth.token", a.token, "bearer")? },
             other => {
                 return Err(ConfigError::invalid(
                     "auth.method",
@@ -527,24 +508,20 @@ impl RawConfig {
         for (name, value) in a.headers.unwrap_or_default() {
             let key = format!("auth.headers.{name}");
             let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
-                ConfigError::invalid(
-                    &key,
-                    format!("{name:?}"),
-                    "a valid HTTP header name (letters, digits, - and _)",
-                )
+                ConfigError::invalid(&key, format!("{name:?}"), "a valid HTTP header name (letters, digits, - and _)")
             })?;
             if matches!(
                 header.as_str(),
                 "authorization" | "host" | "content-length" | "content-type" | "transfer-encoding"
             ) {
-                return Err(ConfigError::invalid(&key, format!("{name:?}"), "a header other than Authorization, Host, Content-Length, Content-Type or Transfer-Encoding"));
-            }
-            if value.expose().is_empty() || HeaderValue::from_str(value.expose()).is_err() {
                 return Err(ConfigError::invalid(
                     &key,
-                    "(hidden)",
-                    "a non-empty value of visible ASCII characters",
+                    format!("{name:?}"),
+                    "a header other than Authorization, Host, Content-Length, Content-Type or Transfer-Encoding",
                 ));
+            }
+            if value.expose().is_empty() || HeaderValue::from_str(value.expose()).is_err() {
+                return Err(ConfigError::invalid(&key, "(hidden)", "a non-empty value of visible ASCII characters"));
             }
             headers.push((header, value));
         }
@@ -556,13 +533,8 @@ impl RawConfig {
             method,
             challenge_secret,
             headers,
-            max_failures_per_minute: int_in(
-                "auth.max_failures_per_minute",
-                a.max_failures_per_minute,
-                10,
-                1,
-                10_000,
-            )? as u32,
+            max_failures_per_minute: int_in("auth.max_failures_per_minute", a.max_failures_per_minute, 10, 1, 10_000)?
+                as u32,
         };
         if !auth.has_authentication() && !a.allow_unauthenticated.unwrap_or(false) {
             return Err(ConfigError::invalid(
@@ -576,40 +548,55 @@ impl RawConfig {
         let n = self.notifications;
         let notifications = NotificationsConfig {
             enabled: n.enabled.unwrap_or(true),
-            max_popups_per_minute: int_in(
-                "notifications.max_popups_per_minute",
-                n.max_popups_per_minute,
-                10,
-                1,
-                1000,
-            )? as u32,
+            max_popups_per_minute: int_in("notifications.max_popups_per_minute", n.max_popups_per_minute, 10, 1, 1000)?
+                as u32,
+            min_severity: match n.min_severity.as_deref().map(|w| w.trim().to_ascii_lowercase()) {
+                None => crate::policy::MinSeverity::Clear,
+                Some(w) => match w.as_str() {
+                    "clear" => crate::policy::MinSeverity::Clear,
+                    "warning" => crate::policy::MinSeverity::Warning,
+                    "critical" => crate::policy::MinSeverity::Critical,
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            "notifications.min_severity",
+                            format!("{w:?}"),
+                            "\"clear\" (every popup), \"warning\" (no recovery popups) or \"critical\"",
+                        ))
+                    }
+                },
+            },
+            quiet_hours: match n.quiet_hours.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+                None => None,
+                Some(q) => {
+                    let bad = || {
+                        ConfigError::invalid(
+                            "notifications.quiet_hours",
+                            format!("{q:?}"),
+                            "two 24-hour times, like \"22:00-07:00\"",
+                        )
+                    };
+                    let (from, to) = q.split_once('-').ok_or_else(bad)?;
+                    let t = |s: &str| chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| bad());
+                    Some(crate::policy::QuietHours {
+                        from: t(from)?,
+                        to: t(to)?,
+                        allow_critical: n.quiet_hours_allow_critical.unwrap_or(true),
+                    })
+                }
+            },
         };
         let store = StoreConfig {
-            retention_days: int_in(
-                "store.retention_days",
-                self.store.retention_days,
-                90,
-                0,
-                36_500,
-            )? as u32,
+            retention_days: int_in("store.retention_days", self.store.retention_days, 90, 0, 36_500)? as u32,
         };
-        Ok(Config {
-            server,
-            tls,
-            auth,
-            notifications,
-            store,
-        })
+        Ok(Config { server, tls, auth, notifications, store })
     }
 }
 
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         RawConfig::from_toml(&text, path)?.validate(base)
     }
@@ -674,6 +661,12 @@ max_failures_per_minute = 10
 enabled = true
 # Beyond this many popups a minute the rest fold into one summary popup.
 max_popups_per_minute = 10
+# The least severe popup: "clear" (everything), "warning" (no recovery popups) or "critical".
+min_severity = "clear"
+# No popups during these hours (local time), e.g. "22:00-07:00".
+# quiet_hours = "22:00-07:00"
+# During quiet hours, still pop up Critical alerts and unreachable nodes.
+quiet_hours_allow_critical = true
 
 [store]
 # Days of history to keep (0 keeps everything).
@@ -705,10 +698,7 @@ pub fn write_private_new(path: &Path, contents: &str) -> std::io::Result<()> {
 /// Writes a commented config with fresh secrets to `path` (mode 0600).
 pub fn init(path: &Path) -> Result<(), ConfigError> {
     let text = template(&generate_secret(), &generate_secret());
-    write_private_new(path, &text).map_err(|source| ConfigError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    write_private_new(path, &text).map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]
@@ -744,10 +734,7 @@ mod tests {
     #[test]
     fn bad_values_name_key_value_and_accepted() {
         let e = err("[auth]\nmethod = \"digest\"");
-        assert_eq!(
-            e.to_string(),
-            "auth.method = \"digest\" is not accepted: \"none\", \"basic\" or \"bearer\""
-        );
+        assert_eq!(e.to_string(), "auth.method = \"digest\" is not accepted: \"none\", \"basic\" or \"bearer\"");
         let e = err("[server]\nlisten = \"localhost\"\n[auth]\nallow_unauthenticated = true");
         assert_eq!(e.key(), Some("server.listen"));
         assert!(e.to_string().contains("\"localhost\""));
@@ -763,16 +750,25 @@ mod tests {
 
     #[test]
     fn secrets_are_never_echoed() {
-        let e = err(
-            "[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[auth.headers]\nX-Key = \"bad\nvalue\"",
-        );
+        let e = err("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[auth.headers]\nX-Key = \"bad\nvalue\"");
         let _ = e; // a TOML syntax error; the next one is a validation error
-        let e = err(
-            "[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[auth.headers]\nX-Key = \"s3cr\\u0007t\"",
-        );
+        let e = err("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[auth.headers]\nX-Key = \"s3cr\\u0007t\"");
         assert!(!e.to_string().contains("s3cr"), "{e}");
         let cfg = Config::from_toml("[auth]\nmethod = \"bearer\"\ntoken = \"hunter2\"").unwrap();
         assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn quiet_hours_and_min_severity() {
+        let cfg = Config::from_toml("[auth]\nallow_unauthenticated = true\n[notifications]\nquiet_hours = \"22:30-06:15\"\nmin_severity = \"Warning\"").unwrap();
+        let q = cfg.notifications.quiet_hours.unwrap();
+        assert_eq!(q.from.format("%H:%M").to_string(), "22:30");
+        assert!(q.allow_critical);
+        assert_eq!(cfg.notifications.min_severity, crate::policy::MinSeverity::Warning);
+        let e = err("[auth]\nallow_unauthenticated = true\n[notifications]\nquiet_hours = \"late\"");
+        assert_eq!(e.key(), Some("notifications.quiet_hours"));
+        let e = err("[auth]\nallow_unauthenticated = true\n[notifications]\nmin_severity = \"loud\"");
+        assert_eq!(e.key(), Some("notifications.min_severity"));
     }
 
     #[test]
@@ -787,9 +783,6 @@ mod tests {
             "[server]\npublic_url = \"https://a.example/base/\"\npath = \"/hook\"\n[auth]\nallow_unauthenticated = true",
         )
         .unwrap();
-        assert_eq!(
-            cfg.server.webhook_url().as_deref(),
-            Some("https://a.example/base/hook")
-        );
+        assert_eq!(cfg.server.webhook_url().as_deref(), Some("https://a.example/base/hook"));
     }
 }

@@ -21,6 +21,8 @@
 //! - [`store`]: SQLite, group-committed by one writer thread; history and token queries.
 //! - [`alerts`]: what a notification does to the active set; the [`alerts::Event`]s.
 //! - [`notify`]: the [`notify::Notifier`] port, notify-rust popups, storm folding.
+//! - [`policy`]: which popups are held back (snooze, quiet hours, minimum severity).
+//! - [`tray`]: what the tray shows (icon, tooltip, menu entries), for the shell to draw.
 //! - [`app`]: paths and start-up wiring shared by the CLI and the desktop shell.
 
 pub mod alerts;
@@ -30,6 +32,8 @@ pub mod challenge;
 pub mod config;
 pub mod notify;
 pub mod payload;
+pub mod policy;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod tray;

@@ -9,9 +9,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use alertray::alerts::{Alert, Event, Summary};
-use alertray::app::{self, Paths, StartError};
+use alertray::app::{Alertray, Paths, ReceiverStatus};
 use alertray::config::{self, Config, ConfigError};
-use alertray::notify::{self, DesktopNotifier};
+use alertray::notify::DesktopNotifier;
 use alertray::store::{self, HistoryQuery};
 
 // The receiver allocates and frees a body, a JSON tree and a response per request from many
@@ -133,26 +133,11 @@ fn other(e: impl std::fmt::Display) -> Failure {
 fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
     match cli.command {
         Command::Serve { no_popups } => serve(paths, cli.config.is_some(), no_popups),
-        Command::Alerts {
-            history,
-            json,
-            limit,
-            since,
-            status,
-            host,
-            search,
-        } => {
+        Command::Alerts { history, json, limit, since, status, host, search } => {
             let conn = store::open_reader(&paths.db()).map_err(other)?;
             if history {
                 let since_ms = since.as_deref().map(parse_since).transpose()?;
-                let q = HistoryQuery {
-                    since_ms,
-                    status,
-                    host,
-                    text: search,
-                    limit,
-                    ..Default::default()
-                };
+                let q = HistoryQuery { since_ms, status, host, text: search, limit, ..Default::default() };
                 let rows = store::history(&conn, &q).map_err(other)?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&rows).map_err(other)?);
@@ -185,8 +170,12 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
             match (token, json) {
                 (Some(t), true) => println!("{}", serde_json::to_string_pretty(&t).map_err(other)?),
                 (None, true) => println!("null"),
-                (Some(t), false) => println!("{}  (received {}, {} ago)", t.token, local_time(t.received_ms), ago(t.received_ms)),
-                (None, false) => println!("No Test notification has arrived yet. Press Test in Netdata Cloud's webhook form."),
+                (Some(t), false) => {
+                    println!("{}  (received {}, {} ago)", t.token, local_time(t.received_ms), ago(t.received_ms))
+                }
+                (None, false) => {
+                    println!("No Test notification has arrived yet. Press Test in Netdata Cloud's webhook form.")
+                }
             }
             Ok(())
         }
@@ -198,10 +187,7 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
         Command::Config { action } => match action {
             ConfigAction::Init => {
                 config::init(&paths.config_file)?;
-                println!(
-                    "Wrote {} with fresh secrets (readable by you only).",
-                    paths.config_file.display()
-                );
+                println!("Wrote {} with fresh secrets (readable by you only).", paths.config_file.display());
                 println!("Run `alertray guide` to see what to paste into Netdata Cloud.");
                 Ok(())
             }
@@ -210,7 +196,9 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
                 let cfg = Config::load(&file)?;
                 println!("{} is valid.", file.display());
                 if cfg.auth.challenge_secret.is_none() {
-                    println!("Note: auth.challenge_secret is not set; Netdata's challenge will be refused until it is.");
+                    println!(
+                        "Note: auth.challenge_secret is not set; Netdata's challenge will be refused until it is."
+                    );
                 }
                 Ok(())
             }
@@ -237,11 +225,7 @@ fn print_active(active: &[Alert]) {
             a.name,
             a.value.as_deref().unwrap_or(""),
             local_time(a.since_ms),
-            if a.acknowledged {
-                "  (acknowledged)"
-            } else {
-                ""
-            }
+            if a.acknowledged { "  (acknowledged)" } else { "" }
         );
     }
 }
@@ -249,10 +233,8 @@ fn print_active(active: &[Alert]) {
 fn guide(cfg: &Config) -> String {
     use alertray::config::{AuthMethod, ClientCertMode};
     let mut s = String::new();
-    let url = cfg
-        .server
-        .webhook_url()
-        .unwrap_or_else(|| "(set server.public_url to your tunnel's https:// URL)".into());
+    let url =
+        cfg.server.webhook_url().unwrap_or_else(|| "(set server.public_url to your tunnel's https:// URL)".into());
     s.push_str(&format!("Webhook URL:        {url}\n"));
     match &cfg.auth.method {
         AuthMethod::None => s.push_str("Authentication:     Mutual TLS (no Basic/Bearer)\n"),
@@ -260,10 +242,9 @@ fn guide(cfg: &Config) -> String {
             "Authentication:     Basic\nUsername:           {username}\nPassword:           {}\n",
             password.expose()
         )),
-        AuthMethod::Bearer { token } => s.push_str(&format!(
-            "Authentication:     Bearer\nToken:              {}\n",
-            token.expose()
-        )),
+        AuthMethod::Bearer { token } => {
+            s.push_str(&format!("Authentication:     Bearer\nToken:              {}\n", token.expose()))
+        }
     }
     for (name, value) in &cfg.auth.headers {
         s.push_str(&format!("Extra header:       {name}: {}\n", value.expose()));
@@ -273,9 +254,7 @@ fn guide(cfg: &Config) -> String {
         None => s.push_str("Challenge secret:   (not set: add auth.challenge_secret)\n"),
     }
     s.push_str(match cfg.auth.client_certificate {
-        ClientCertMode::Required => {
-            "Client certificate: required (needs a tunnel that passes TLS through)\n"
-        }
+        ClientCertMode::Required => "Client certificate: required (needs a tunnel that passes TLS through)\n",
         ClientCertMode::Optional => "Client certificate: checked when presented\n",
         ClientCertMode::Off => "Client certificate: not asked for\n",
     });
@@ -288,9 +267,7 @@ fn parse_since(s: &str) -> Result<i64, Failure> {
         return Ok(t.timestamp_millis());
     }
     let bad = || {
-        Failure::Config(format!(
-            "--since {s:?} is not accepted: a duration like 30m, 12h or 7d, or an RFC 3339 time"
-        ))
+        Failure::Config(format!("--since {s:?} is not accepted: a duration like 30m, 12h or 7d, or an RFC 3339 time"))
     };
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
     let n: i64 = num.parse().map_err(|_| bad())?;
@@ -307,11 +284,7 @@ fn parse_since(s: &str) -> Result<i64, Failure> {
 
 fn local_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| {
-            t.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -331,19 +304,11 @@ fn desktop_session() -> bool {
         return true;
     }
     std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
-        || std::env::var_os("XDG_RUNTIME_DIR")
-            .is_some_and(|d| PathBuf::from(d).join("bus").exists())
+        || std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| PathBuf::from(d).join("bus").exists())
 }
 
 fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), Failure> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ALERTRAY_LOG")
-                .unwrap_or_else(|_| "alertray=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     if !config_given && !paths.config_file.exists() {
         config::init(&paths.config_file)?;
         eprintln!(
@@ -351,70 +316,77 @@ fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), Failu
             paths.config_file.display()
         );
     }
-    let cfg = Arc::new(Config::load(&paths.config_file)?);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(other)?;
+    // A bad config is refused before anything else happens, with exit code 2.
+    let cfg = Config::load(&paths.config_file)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(other)?;
     rt.block_on(async move {
+        let core = Alertray::open(paths.clone()).map_err(other)?;
         let shutdown = CancellationToken::new();
-        let (events, _) = broadcast::channel(app::EVENT_BUFFER);
-        let mut log_events = events.subscribe();
-        let running = app::start(cfg.clone(), &paths.data_dir, events.clone(), shutdown.clone())
-            .await
-            .map_err(|e| match e {
-                StartError::Config(c) => Failure::from(c),
-                other => Failure::Other(other.to_string()),
-            })?;
-        eprintln!("Listening on https://{}{}", running.addr, cfg.server.path);
+        let log_events = core.events.subscribe();
+        let status = core.apply(Ok(cfg)).await;
+        let ReceiverStatus::Running { addr, fingerprint, cert_path, self_signed } = status else {
+            return Err(Failure::Other(status.error().unwrap_or("the receiver did not start").to_string()));
+        };
+        let cfg = core.config().await.expect("a running receiver has a config");
+        eprintln!("Listening on https://{addr}{}", cfg.server.path);
         eprintln!(
-            "Certificate: {} ({}), SHA-256 {}",
-            running.cert.cert_path.display(),
-            if running.cert.self_signed { "self-signed" } else { "from tls.cert" },
-            running.cert.fingerprint
+            "Certificate: {cert_path} ({}), SHA-256 {fingerprint}",
+            if self_signed { "self-signed" } else { "from tls.cert" }
         );
-        eprintln!("Store: {}", running.store.path().display());
+        eprintln!("Store: {}", core.store.path().display());
         if let Some(url) = cfg.server.webhook_url() {
             eprintln!("Webhook URL for Netdata Cloud: {url}");
         }
         if cfg.notifications.enabled && !no_popups {
             if desktop_session() {
-                let notifier = Arc::new(DesktopNotifier::new("Alertray", Some("dialog-warning".into())));
-                tokio::spawn(notify::run_popups(
-                    events.subscribe(),
-                    notifier,
-                    Arc::new(notify::AllowAll),
-                    cfg.notifications.max_popups_per_minute,
+                core.spawn_popups(
+                    Arc::new(DesktopNotifier::new("Alertray", Some("dialog-warning".into()))),
                     shutdown.clone(),
-                ));
+                );
             } else {
                 tracing::warn!("no desktop session bus found: desktop notifications are off (alerts are still stored)");
             }
         }
-        let log_shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = log_shutdown.cancelled() => break,
-                    ev = log_events.recv() => match ev {
-                        Ok(Event::Alert { change, alert, .. }) => {
-                            tracing::info!(host = %alert.host, alert = %alert.name, level = alert.level.label(), "{change:?}");
-                        }
-                        Ok(Event::TestReceived { .. }) => tracing::info!("Test notification received; `alertray token` shows its verification token"),
-                        Ok(Event::Unknown { message, notification_id }) => tracing::info!(id = notification_id, "notification of unknown shape: {message}"),
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    }
-                }
-            }
-        });
+        tokio::spawn(log_events_until(log_events, shutdown.clone()));
         wait_for_signal().await;
         eprintln!("Shutting down...");
         shutdown.cancel();
-        running.stopped().await;
+        core.stop().await;
         Ok(())
     })
+}
+
+/// Logs to stderr, filtered by `ALERTRAY_LOG` (default: Alertray's info lines and others' warnings).
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ALERTRAY_LOG").unwrap_or_else(|_| "alertray=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// One log line per alert event, for whoever watches the terminal.
+async fn log_events_until(mut events: broadcast::Receiver<Event>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ev = events.recv() => match ev {
+                Ok(Event::Alert { change, alert, .. }) => {
+                    tracing::info!(host = %alert.host, alert = %alert.name, level = alert.level.label(), "{change:?}");
+                }
+                Ok(Event::TestReceived { .. }) => {
+                    tracing::info!("Test notification received; `alertray token` shows its verification token")
+                }
+                Ok(Event::Unknown { message, notification_id }) => {
+                    tracing::info!(id = notification_id, "notification of unknown shape: {message}")
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

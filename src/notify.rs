@@ -69,10 +69,7 @@ pub fn popup_for(event: &Event) -> Option<Popup> {
             urgency: Urgency::Normal,
             url: None,
         }),
-        Event::Unknown {
-            message,
-            notification_id,
-        } => Some(Popup {
+        Event::Unknown { message, notification_id } => Some(Popup {
             tag: format!("unknown-{notification_id}"),
             summary: "Netdata notification".into(),
             body: message.clone(),
@@ -88,14 +85,8 @@ fn alert_popup(change: Change, a: &Alert) -> Popup {
         (Change::Unreachable, _) => (format!("{} is unreachable", a.host), Urgency::Critical),
         (Change::Reachable, _) => (format!("{} is reachable again", a.host), Urgency::Low),
         (Change::Cleared, _) => (format!("{}: {} recovered", a.host, a.name), Urgency::Low),
-        (_, Level::Critical) => (
-            format!("{}: {} is Critical", a.host, a.name),
-            Urgency::Critical,
-        ),
-        (_, level) => (
-            format!("{}: {} is {}", a.host, a.name, level.label()),
-            Urgency::Normal,
-        ),
+        (_, Level::Critical) => (format!("{}: {} is Critical", a.host, a.name), Urgency::Critical),
+        (_, level) => (format!("{}: {} is {}", a.host, a.name, level.label()), Urgency::Normal),
     };
     let mut body = Vec::new();
     if let Some(v) = &a.value {
@@ -110,13 +101,7 @@ fn alert_popup(change: Change, a: &Alert) -> Popup {
         let names: Vec<&str> = a.rooms.iter().map(|r| r.name.as_str()).collect();
         body.push(format!("Rooms: {}", names.join(", ")));
     }
-    Popup {
-        tag: a.key.clone(),
-        summary,
-        body: body.join("\n"),
-        urgency,
-        url: a.url.clone(),
-    }
+    Popup { tag: a.key.clone(), summary, body: body.join("\n"), urgency, url: a.url.clone() }
 }
 
 /// Limits popups to `limit` a minute; the rest are counted into one summary popup
@@ -160,20 +145,12 @@ const STORM_WINDOW: Duration = Duration::from_secs(60);
 impl StormGate {
     /// A gate allowing `limit` popups a minute.
     pub fn new(limit: u32) -> StormGate {
-        StormGate {
-            limit: limit.max(1) as usize,
-            shown: VecDeque::new(),
-            folded: FoldCounts::default(),
-        }
+        StormGate { limit: limit.max(1) as usize, shown: VecDeque::new(), folded: FoldCounts::default() }
     }
 
     /// Decides on a popup of `urgency` at `now`.
     pub fn admit(&mut self, urgency: Urgency, now: Instant) -> GateDecision {
-        while self
-            .shown
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= STORM_WINDOW)
-        {
+        while self.shown.front().is_some_and(|t| now.saturating_duration_since(*t) >= STORM_WINDOW) {
             self.shown.pop_front();
         }
         if self.shown.is_empty() {
@@ -188,7 +165,12 @@ impl StormGate {
         GateDecision::Folded
     }
 
-    /// Counts `n` popups of `urgency` into the summary without showing them.
+    /// Changes the limit (a new config).
+    pub fn set_limit(&mut self, limit: u32) {
+        self.limit = limit.max(1) as usize;
+    }
+
+    /// Counts a popup of `urgency` into the summary without showing it.
     pub fn fold(&mut self, urgency: Urgency) {
         match urgency {
             Urgency::Critical => self.folded.critical += 1,
@@ -209,11 +191,7 @@ impl StormGate {
             return None;
         }
         let mut parts = Vec::new();
-        for (n, word) in [
-            (f.critical, "critical"),
-            (f.warning, "warning"),
-            (f.other, "other"),
-        ] {
+        for (n, word) in [(f.critical, "critical"), (f.warning, "warning"), (f.other, "other")] {
             if n > 0 {
                 parts.push(format!("{n} {word}"));
             }
@@ -223,11 +201,7 @@ impl StormGate {
             tag: "storm".into(),
             summary: format!("{} more {noun}: {}", f.total(), parts.join(", ")),
             body: "Too many notifications at once; all are stored and listed in Alertray.".into(),
-            urgency: if f.critical > 0 {
-                Urgency::Critical
-            } else {
-                Urgency::Normal
-            },
+            urgency: if f.critical > 0 { Urgency::Critical } else { Urgency::Normal },
             url: None,
         })
     }
@@ -256,10 +230,10 @@ pub async fn run_popups(
     mut events: broadcast::Receiver<Event>,
     notifier: Arc<dyn Notifier>,
     filter: Arc<dyn PopupFilter>,
-    max_per_minute: u32,
+    max_per_minute: Arc<std::sync::atomic::AtomicU32>,
     shutdown: CancellationToken,
 ) {
-    let mut gate = StormGate::new(max_per_minute);
+    let mut gate = StormGate::new(max_per_minute.load(Ordering::Relaxed));
     let mut summary_dirty = false;
     let mut last_error: Option<Instant> = None;
     // Refreshing the summary at most once a second keeps a storm from becoming a D-Bus storm.
@@ -279,6 +253,7 @@ pub async fn run_popups(
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     let Some(p) = popup_for(&ev).filter(|_| filter.allows(&ev)) else { continue };
+                    gate.set_limit(max_per_minute.load(Ordering::Relaxed));
                     match gate.admit(p.urgency, Instant::now()) {
                         GateDecision::Show => Some(p),
                         GateDecision::Folded => {
@@ -348,9 +323,7 @@ impl DesktopNotifier {
 impl Notifier for DesktopNotifier {
     fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
         let mut n = notify_rust::Notification::new();
-        n.appname(&self.app_name)
-            .summary(&popup.summary)
-            .body(&popup.body);
+        n.appname(&self.app_name).summary(&popup.summary).body(&popup.body);
         if let Some(icon) = &self.icon {
             n.icon(icon);
         }
@@ -361,41 +334,30 @@ impl Notifier for DesktopNotifier {
                 Urgency::Normal => notify_rust::Urgency::Normal,
                 Urgency::Critical => notify_rust::Urgency::Critical,
             });
-            if let Some(id) = self
-                .ids
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&popup.tag)
-            {
+            if let Some(id) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&popup.tag) {
                 n.id(*id);
             }
             if popup.url.is_some() {
-                n.action("default", "Open")
-                    .action("open", "Open in Netdata");
+                n.action("default", "Open").action("open", "Open in Netdata");
             }
         }
         let handle = n.show().map_err(|e| NotifyError(e.to_string()))?;
         #[cfg(all(unix, not(target_os = "macos")))]
         {
-            self.ids
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(popup.tag.clone(), handle.id());
+            self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(popup.tag.clone(), handle.id());
             if let Some(url) = popup.url.clone() {
                 if self.listeners.fetch_add(1, Ordering::SeqCst) < MAX_ACTION_LISTENERS {
                     let listeners = self.listeners.clone();
                     let opener = self.opener.clone();
                     // wait_for_action blocks until the popup is clicked or closed.
-                    let spawned = std::thread::Builder::new()
-                        .name("alertray-popup".into())
-                        .spawn(move || {
-                            handle.wait_for_action(|action| {
-                                if action == "default" || action == "open" {
-                                    opener(&url);
-                                }
-                            });
-                            listeners.fetch_sub(1, Ordering::SeqCst);
+                    let spawned = std::thread::Builder::new().name("alertray-popup".into()).spawn(move || {
+                        handle.wait_for_action(|action| {
+                            if action == "default" || action == "open" {
+                                opener(&url);
+                            }
                         });
+                        listeners.fetch_sub(1, Ordering::SeqCst);
+                    });
                     if spawned.is_err() {
                         self.listeners.fetch_sub(1, Ordering::SeqCst);
                     }
@@ -427,10 +389,7 @@ mod tests {
             summary: Some("CPU utilization".into()),
             message: "m".into(),
             url: Some("https://u".into()),
-            rooms: vec![Room {
-                name: "All nodes".into(),
-                url: None,
-            }],
+            rooms: vec![Room { name: "All nodes".into(), url: None }],
             space: None,
             since_ms: 0,
             updated_ms: 0,
@@ -442,31 +401,18 @@ mod tests {
 
     #[test]
     fn popups_have_the_right_words_and_urgency() {
-        let ev = |change, level| Event::Alert {
-            change,
-            alert: alert(level),
-            previous: None,
-        };
+        let ev = |change, level| Event::Alert { change, alert: alert(level), previous: None };
         let p = popup_for(&ev(Change::Raised, Level::Critical)).unwrap();
         assert_eq!(p.summary, "web1: cpu is Critical");
         assert_eq!(p.urgency, Urgency::Critical);
         assert_eq!(p.body, "Value: 99%\nCPU utilization\nRooms: All nodes");
         assert_eq!(p.url.as_deref(), Some("https://u"));
         let p = popup_for(&ev(Change::Raised, Level::Warning)).unwrap();
-        assert_eq!(
-            (p.summary.as_str(), p.urgency),
-            ("web1: cpu is Warning", Urgency::Normal)
-        );
+        assert_eq!((p.summary.as_str(), p.urgency), ("web1: cpu is Warning", Urgency::Normal));
         let p = popup_for(&ev(Change::Cleared, Level::Clear)).unwrap();
-        assert_eq!(
-            (p.summary.as_str(), p.urgency),
-            ("web1: cpu recovered", Urgency::Low)
-        );
+        assert_eq!((p.summary.as_str(), p.urgency), ("web1: cpu recovered", Urgency::Low));
         let p = popup_for(&ev(Change::Unreachable, Level::Unreachable)).unwrap();
-        assert_eq!(
-            (p.summary.as_str(), p.urgency),
-            ("web1 is unreachable", Urgency::Critical)
-        );
+        assert_eq!((p.summary.as_str(), p.urgency), ("web1 is unreachable", Urgency::Critical));
         let p = popup_for(&ev(Change::Reachable, Level::Reachable)).unwrap();
         assert_eq!(p.urgency, Urgency::Low);
         assert!(popup_for(&Event::StateChanged).is_none());
@@ -489,15 +435,9 @@ mod tests {
         assert_eq!(s.summary, "12 more alerts: 3 critical, 9 warning");
         assert_eq!(s.urgency, Urgency::Critical);
         // Still within the minute: folded.
-        assert_eq!(
-            g.admit(Urgency::Low, t0 + Duration::from_secs(59)),
-            GateDecision::Folded
-        );
+        assert_eq!(g.admit(Urgency::Low, t0 + Duration::from_secs(59)), GateDecision::Folded);
         // A minute after the last shown popup, the storm is over.
-        assert_eq!(
-            g.admit(Urgency::Low, t0 + Duration::from_secs(61)),
-            GateDecision::Show
-        );
+        assert_eq!(g.admit(Urgency::Low, t0 + Duration::from_secs(61)), GateDecision::Show);
         assert!(g.summary_popup().is_none());
     }
 }

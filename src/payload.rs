@@ -310,9 +310,7 @@ pub fn from_object(obj: &Map<String, Value>) -> Notification {
         });
     }
     Notification::Unknown(UnknownNotification {
-        message: text(obj.get("message"))
-            .or_else(|| text(obj.get("title")))
-            .unwrap_or_else(|| summarise_keys(obj)),
+        message: text(obj.get("message")).or_else(|| text(obj.get("title"))).unwrap_or_else(|| summarise_keys(obj)),
     })
 }
 
@@ -348,9 +346,7 @@ fn integer(v: Option<&Value>) -> Option<i64> {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
         Value::String(s) => {
             let s = s.trim();
-            s.parse::<i64>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().map(|f| f as i64))
+            s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().map(|f| f as i64))
         }
         _ => None,
     }
@@ -372,17 +368,11 @@ fn boolean(v: Option<&Value>) -> Option<bool> {
 
 /// Looks up a key without regard to case, preferring the exact spelling.
 fn get_ci<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
+    obj.get(key).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
 }
 
 fn first<'a>(obj: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a Value> {
-    keys.iter()
-        .filter_map(|k| get_ci(obj, k))
-        .find(|v| !v.is_null())
+    keys.iter().filter_map(|k| get_ci(obj, k)).find(|v| !v.is_null())
 }
 
 /// The space's name from either a string or a `{name, slug}` object.
@@ -407,9 +397,7 @@ fn rooms(v: Option<&Value>) -> Vec<Room> {
             .iter()
             .filter_map(|item| match item {
                 Value::Object(o) => Some(Room {
-                    name: text(o.get("name"))
-                        .or_else(|| text(o.get("slug")))
-                        .or_else(|| text(o.get("id")))?,
+                    name: text(o.get("name")).or_else(|| text(o.get("slug"))).or_else(|| text(o.get("id")))?,
                     url: text(o.get("url")),
                 }),
                 other => text(Some(other)).map(|name| Room { name, url: None }),
@@ -419,19 +407,13 @@ fn rooms(v: Option<&Value>) -> Vec<Room> {
             .iter()
             .map(|(name, url)| match url {
                 // A map of one room's fields rather than name -> url.
-                Value::Object(o) => Room {
-                    name: text(o.get("name")).unwrap_or_else(|| name.clone()),
-                    url: text(o.get("url")),
-                },
-                other => Room {
-                    name: name.clone(),
-                    url: text(Some(other)),
-                },
+                Value::Object(o) => {
+                    Room { name: text(o.get("name")).unwrap_or_else(|| name.clone()), url: text(o.get("url")) }
+                }
+                other => Room { name: name.clone(), url: text(Some(other)) },
             })
             .collect(),
-        Some(other) => text(Some(other))
-            .map(|name| vec![Room { name, url: None }])
-            .unwrap_or_default(),
+        Some(other) => text(Some(other)).map(|name| vec![Room { name, url: None }]).unwrap_or_default(),
         None => Vec::new(),
     }
 }
@@ -440,10 +422,7 @@ fn rooms(v: Option<&Value>) -> Vec<Room> {
 /// UTC), or Unix seconds.
 pub fn timestamp(v: Option<&Value>) -> Option<DateTime<FixedOffset>> {
     match v? {
-        Value::Number(n) => n
-            .as_i64()
-            .and_then(|secs| Utc.timestamp_opt(secs, 0).single())
-            .map(|t| t.fixed_offset()),
+        Value::Number(n) => n.as_i64().and_then(|secs| Utc.timestamp_opt(secs, 0).single()).map(|t| t.fixed_offset()),
         Value::String(s) => {
             let s = s.trim();
             DateTime::parse_from_rfc3339(s)
@@ -457,10 +436,7 @@ pub fn timestamp(v: Option<&Value>) -> Option<DateTime<FixedOffset>> {
                         .map(|n| n.and_utc().fixed_offset())
                 })
                 .or_else(|| {
-                    s.parse::<i64>()
-                        .ok()
-                        .and_then(|secs| Utc.timestamp_opt(secs, 0).single())
-                        .map(|t| t.fixed_offset())
+                    s.parse::<i64>().ok().and_then(|secs| Utc.timestamp_opt(secs, 0).single()).map(|t| t.fixed_offset())
                 })
         }
         _ => None,
@@ -477,10 +453,7 @@ fn host_from_message(message: &str) -> Option<String> {
 /// The node id in an alert URL of the form `.../alerts/<context>.<alert>:::<node id>?...`.
 fn node_id_from_url(url: &str) -> Option<String> {
     let (_, tail) = url.split_once(":::")?;
-    let id: String = tail
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
+    let id: String = tail.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
     (!id.is_empty()).then_some(id)
 }
 
@@ -501,23 +474,15 @@ fn nested_alert(obj: &Map<String, Value>, alert: &Map<String, Value>) -> AlertNo
     let node = obj.get("node").and_then(Value::as_object);
     let state = alert.get("state").and_then(Value::as_object);
     let prev = alert.get("prev_state").and_then(Value::as_object);
-    let raw_status = state
-        .and_then(|s| text(s.get("status")))
-        .unwrap_or_default();
-    let status = Status::from_word(&raw_status)
-        .or_else(|| Status::from_message(&message))
-        .unwrap_or(Status::Other);
-    let name = text(alert.get("name"))
-        .or_else(|| text(obj.get("alarm")))
-        .unwrap_or_else(|| "unnamed alert".into());
+    let raw_status = state.and_then(|s| text(s.get("status"))).unwrap_or_default();
+    let status = Status::from_word(&raw_status).or_else(|| Status::from_message(&message)).unwrap_or(Status::Other);
+    let name = text(alert.get("name")).or_else(|| text(obj.get("alarm"))).unwrap_or_else(|| "unnamed alert".into());
     let chart = match alert.get("chart") {
         Some(Value::Object(c)) => text(c.get("id")).or_else(|| text(c.get("name"))),
         other => text(other),
     };
     let context = text(alert.get("context"));
-    let host = node
-        .and_then(|n| text(n.get("hostname")))
-        .or_else(|| host_from_message(&message));
+    let host = node.and_then(|n| text(n.get("hostname"))).or_else(|| host_from_message(&message));
     let node_id = node.and_then(|n| text(n.get("id")));
     let space = space_name(obj);
     let url = text(alert.get("url")).or_else(|| text(first(obj, &["alert_url", "alarm_url"])));
@@ -554,13 +519,9 @@ fn nested_alert(obj: &Map<String, Value>, alert: &Map<String, Value>) -> AlertNo
         key: alert_key(space_part.as_deref(), node_part, chart_part, &name),
         status,
         raw_status,
-        prev_status: prev
-            .and_then(|p| text(p.get("status")))
-            .and_then(|s| Status::from_word(&s)),
+        prev_status: prev.and_then(|p| text(p.get("status"))).and_then(|s| Status::from_word(&s)),
         name,
-        summary: rendered
-            .and_then(|r| text(r.get("summary")))
-            .or_else(|| text(obj.get("info"))),
+        summary: rendered.and_then(|r| text(r.get("summary"))).or_else(|| text(obj.get("info"))),
         info: rendered.and_then(|r| text(r.get("info"))),
         value: state.and_then(|s| text(s.get("value_str")).or_else(|| text(s.get("value")))),
         chart,
@@ -568,10 +529,7 @@ fn nested_alert(obj: &Map<String, Value>, alert: &Map<String, Value>) -> AlertNo
         host,
         node_id: node_id.or_else(|| url.as_deref().and_then(node_id_from_url)),
         space,
-        rooms: rooms(
-            node.and_then(|n| n.get("rooms"))
-                .or_else(|| first(obj, &["rooms"])),
-        ),
+        rooms: rooms(node.and_then(|n| n.get("rooms")).or_else(|| first(obj, &["rooms"]))),
         url,
         transition_id: text(alert.get("transition_id")),
         triggered_at: timestamp(alert.get("triggered_at")).or_else(|| timestamp(obj.get("date"))),
@@ -590,18 +548,13 @@ fn nested_alert(obj: &Map<String, Value>, alert: &Map<String, Value>) -> AlertNo
 const FLAT_ALERT_NAMES: &[&str] = &["alert", "alarm", "alert_name", "alarm_name"];
 
 fn is_flat_alert(obj: &Map<String, Value>) -> bool {
-    let named = FLAT_ALERT_NAMES
-        .iter()
-        .any(|k| get_ci(obj, k).is_some_and(|v| text(Some(v)).is_some()));
-    let severity = text(get_ci(obj, "severity"))
-        .and_then(|s| Status::from_word(&s))
-        .is_some_and(|s| s != Status::Other);
+    let named = FLAT_ALERT_NAMES.iter().any(|k| get_ci(obj, k).is_some_and(|v| text(Some(v)).is_some()));
+    let severity =
+        text(get_ci(obj, "severity")).and_then(|s| Status::from_word(&s)).is_some_and(|s| s != Status::Other);
     named
         || (severity
             && (first(obj, &["chart", "context", "alert_url", "alarm_url"]).is_some()
-                || text(obj.get("message"))
-                    .and_then(|m| Status::from_message(&m))
-                    .is_some()))
+                || text(obj.get("message")).and_then(|m| Status::from_message(&m)).is_some()))
 }
 
 fn flat_alert(obj: &Map<String, Value>) -> AlertNotification {
@@ -616,10 +569,8 @@ fn flat_alert(obj: &Map<String, Value>) -> AlertNotification {
     let chart = text(first(obj, &["chart"]));
     let context = text(first(obj, &["context"]));
     let url = text(first(obj, &["alert_url", "alarm_url", "url"]));
-    let host =
-        text(first(obj, &["host", "hostname", "node"])).or_else(|| host_from_message(&message));
-    let node_id =
-        text(first(obj, &["node_id"])).or_else(|| url.as_deref().and_then(node_id_from_url));
+    let host = text(first(obj, &["host", "hostname", "node"])).or_else(|| host_from_message(&message));
+    let node_id = text(first(obj, &["node_id"])).or_else(|| url.as_deref().and_then(node_id_from_url));
     let space = space_name(obj);
     let duration = first(obj, &["duration"]);
     let node_part = node_id.as_deref().or(host.as_deref());
@@ -646,14 +597,8 @@ fn flat_alert(obj: &Map<String, Value>) -> AlertNotification {
         duration: text(duration),
         duration_secs: integer(duration),
         classification: text(first(obj, &["class", "classification"])),
-        other_critical: integer(first(
-            obj,
-            &["additional_active_critical_alerts", "critical_count"],
-        )),
-        other_warning: integer(first(
-            obj,
-            &["additional_active_warning_alerts", "warning_count"],
-        )),
+        other_critical: integer(first(obj, &["additional_active_critical_alerts", "critical_count"])),
+        other_warning: integer(first(obj, &["additional_active_warning_alerts", "warning_count"])),
         other_alerts: Vec::new(),
         message,
     }
@@ -666,10 +611,7 @@ fn is_reachability(obj: &Map<String, Value>) -> bool {
     match get_ci(obj, "status") {
         Some(Value::Object(s)) => boolean(get_ci(s, "reachable")).is_some(),
         Some(Value::String(s)) => {
-            matches!(
-                s.trim().to_ascii_lowercase().as_str(),
-                "reachable" | "unreachable"
-            )
+            matches!(s.trim().to_ascii_lowercase().as_str(), "reachable" | "unreachable")
         }
         _ => false,
     }
@@ -692,11 +634,9 @@ fn reachability(obj: &Map<String, Value>) -> ReachabilityNotification {
         .and_then(Value::as_object)
         .or_else(|| obj.get("node").and_then(Value::as_object));
     let url = text(obj.get("url"));
-    let node_id = node.and_then(|n| text(n.get("id"))).or_else(|| {
-        url.as_deref()
-            .and_then(|u| u.rsplit_once("/nodes/"))
-            .map(|(_, id)| id.to_string())
-    });
+    let node_id = node
+        .and_then(|n| text(n.get("id")))
+        .or_else(|| url.as_deref().and_then(|u| u.rsplit_once("/nodes/")).map(|(_, id)| id.to_string()));
     let host = node
         .and_then(|n| text(n.get("hostname")))
         .or_else(|| text(first(obj, &["host", "hostname"])))
@@ -705,11 +645,7 @@ fn reachability(obj: &Map<String, Value>) -> ReachabilityNotification {
     let space_part = space_id(obj).or_else(|| space.clone());
     let node_part = node_id.clone().or_else(|| host.clone()).unwrap_or_default();
     ReachabilityNotification {
-        key: format!(
-            "node|{}|{}",
-            space_part.unwrap_or_default(),
-            node_part.to_ascii_lowercase()
-        ),
+        key: format!("node|{}|{}", space_part.unwrap_or_default(), node_part.to_ascii_lowercase()),
         reachable,
         message,
         host,
@@ -728,12 +664,8 @@ fn host_from_reachability_message(message: &str) -> Option<String> {
 }
 
 fn is_test(obj: &Map<String, Value>) -> bool {
-    let says_test = |k: &str| {
-        text(obj.get(k)).is_some_and(|s| s.to_ascii_lowercase().contains("test notification"))
-    };
-    obj.get("token").is_some_and(|t| text(Some(t)).is_some())
-        || says_test("title")
-        || says_test("message")
+    let says_test = |k: &str| text(obj.get(k)).is_some_and(|s| s.to_ascii_lowercase().contains("test notification"));
+    obj.get("token").is_some_and(|t| text(Some(t)).is_some()) || says_test("title") || says_test("message")
 }
 
 #[cfg(test)]
@@ -794,9 +726,7 @@ mod tests {
             "additional_active_warning_alerts": "2",
             "alarm_url": "https://app.netdata.cloud/alerts/disk.space.disk_space_usage:::abc-123?x=1"
         }));
-        let Notification::Alert(a) = n else {
-            panic!("{n:?}")
-        };
+        let Notification::Alert(a) = n else { panic!("{n:?}") };
         assert_eq!(a.status, Status::Warning);
         assert_eq!(a.name, "disk_space_usage");
         assert_eq!(a.host.as_deref(), Some("web1"));
@@ -806,10 +736,7 @@ mod tests {
         assert_eq!(a.rooms[0].name, "All nodes");
         assert_eq!(a.classification.as_deref(), Some("Utilization"));
         assert_eq!(a.triggered_at.unwrap().timestamp(), 1_677_666_030);
-        assert_eq!(
-            a.key,
-            "alert|My Space|abc-123|disk_space._|disk_space_usage"
-        );
+        assert_eq!(a.key, "alert|My Space|abc-123|disk_space._|disk_space_usage");
     }
 
     #[test]
@@ -823,20 +750,12 @@ mod tests {
             "critical_count": 0,
             "warning_count": 3
         }));
-        let Notification::Alert(a) = n else {
-            panic!("{n:?}")
-        };
+        let Notification::Alert(a) = n else { panic!("{n:?}") };
         assert_eq!(a.status, Status::Clear);
         assert_eq!(a.raw_status, "CLEAR");
         assert_eq!(a.name, "load_15");
         assert_eq!(a.url.as_deref(), Some("https://u"));
-        assert_eq!(
-            a.rooms,
-            vec![Room {
-                name: "Prod".into(),
-                url: Some("https://r".into())
-            }]
-        );
+        assert_eq!(a.rooms, vec![Room { name: "Prod".into(), url: Some("https://r".into()) }]);
         assert_eq!(a.other_warning, Some(3));
     }
 
@@ -850,10 +769,7 @@ mod tests {
         let Notification::Alert(a) = n else { panic!() };
         assert_eq!(a.status, Status::Critical);
         assert_eq!(a.value.as_deref(), Some("5"));
-        assert_eq!(
-            a.triggered_at.unwrap().offset().local_minus_utc(),
-            -5 * 3600
-        );
+        assert_eq!(a.triggered_at.unwrap().offset().local_minus_utc(), -5 * 3600);
     }
 
     #[test]
@@ -869,9 +785,7 @@ mod tests {
             "message": "node web1 is unreachable", "url": "https://u/nodes/n9", "host": "web1",
             "severity": "critical", "status": {"reachable": false, "text": "unreachable"}
         }));
-        let Notification::Reachability(r) = n else {
-            panic!("{n:?}")
-        };
+        let Notification::Reachability(r) = n else { panic!("{n:?}") };
         assert!(!r.reachable);
         assert_eq!(r.host.as_deref(), Some("web1"));
         assert_eq!(r.node_id.as_deref(), Some("n9"));
@@ -880,13 +794,7 @@ mod tests {
     #[test]
     fn test_notification_and_unknown() {
         let n = parse_value(json!({"message": "hi", "title": "Test Notification", "token": "t-1"}));
-        assert_eq!(
-            n,
-            Notification::Test(TestNotification {
-                message: "hi".into(),
-                token: Some("t-1".into())
-            })
-        );
+        assert_eq!(n, Notification::Test(TestNotification { message: "hi".into(), token: Some("t-1".into()) }));
         let n = parse_value(json!({"message": "something new"}));
         assert_eq!(n.kind(), "unknown");
         assert_eq!(n.message(), "something new");

@@ -56,11 +56,7 @@ impl ReceiverState {
     /// State for `config` writing to `store`.
     pub fn new(config: Arc<Config>, store: Store) -> ReceiverState {
         let throttle = Arc::new(FailureThrottle::new(config.auth.max_failures_per_minute));
-        ReceiverState {
-            config,
-            store,
-            throttle,
-        }
+        ReceiverState { config, store, throttle }
     }
 }
 
@@ -83,11 +79,7 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError {
-            status,
-            reason: reason.into(),
-            headers: Vec::new(),
-        }
+        ApiError { status, reason: reason.into(), headers: Vec::new() }
     }
 
     fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> ApiError {
@@ -113,19 +105,14 @@ pub fn router(state: ReceiverState) -> Router {
         .route(&path, get(challenge_handler).post(delivery_handler))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such path") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "only GET (challenge) and POST (notifications) are served",
-            )
-            .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"))
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "only GET (challenge) and POST (notifications) are served")
+                .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"))
         })
         .with_state(state)
 }
 
 fn peer_of(info: &Option<Extension<ConnectionInfo>>) -> String {
-    info.as_ref()
-        .map(|i| i.peer.to_string())
-        .unwrap_or_else(|| "unknown".into())
+    info.as_ref().map(|i| i.peer.to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 async fn challenge_handler(
@@ -138,10 +125,7 @@ async fn challenge_handler(
         Ok(Some(t)) => t,
         Ok(None) => {
             tracing::info!(%peer, "challenge refused: no crc_token in the query");
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "missing crc_token query parameter",
-            ));
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "missing crc_token query parameter"));
         }
         Err(reason) => {
             tracing::info!(%peer, "challenge refused: {reason}");
@@ -156,10 +140,7 @@ async fn challenge_handler(
         ));
     };
     tracing::debug!(%peer, "answered a crc_token challenge");
-    Ok(Json(
-        json!({ "response_token": challenge::response_token(secret.expose().as_bytes(), &token) }),
-    )
-    .into_response())
+    Ok(Json(json!({ "response_token": challenge::response_token(secret.expose().as_bytes(), &token) })).into_response())
 }
 
 async fn delivery_handler(
@@ -168,21 +149,12 @@ async fn delivery_handler(
     req: Request,
 ) -> Result<Response, ApiError> {
     let peer = peer_of(&info);
-    let ip: IpAddr = info
-        .as_ref()
-        .map(|i| i.peer.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let ip: IpAddr = info.as_ref().map(|i| i.peer.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let cert = info.as_ref().map(|i| i.cert.clone()).unwrap_or_default();
     if let Err(retry) = state.throttle.check(ip, Instant::now()) {
         tracing::warn!(%peer, "refused: too many authentication failures, retry in {}s", retry.as_secs());
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many authentication failures from this address",
-        )
-        .with_header(
-            header::RETRY_AFTER,
-            HeaderValue::from(retry.as_secs().max(1)),
-        ));
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many authentication failures from this address")
+            .with_header(header::RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1))));
     }
     let how = match auth::check(&state.config.auth, &cert, req.headers()) {
         Ok(how) => how,
@@ -197,22 +169,13 @@ async fn delivery_handler(
         }
     };
     let timeout = state.config.server.request_timeout;
-    let body = match tokio::time::timeout(
-        timeout,
-        axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES),
-    )
-    .await
-    {
+    let body = match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)).await {
         Err(_) => {
             tracing::warn!(%peer, "refused: the body did not arrive within {}s", timeout.as_secs());
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "the body did not arrive in time",
-            ));
+            return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time"));
         }
         Ok(Err(e)) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_large {
                 tracing::warn!(%peer, "refused: body larger than {MAX_BODY_BYTES} bytes");
                 return Err(ApiError::new(
@@ -221,10 +184,7 @@ async fn delivery_handler(
                 ));
             }
             tracing::warn!(%peer, "refused: the body could not be read: {e}");
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "the body could not be read",
-            ));
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "the body could not be read"));
         }
         Ok(Ok(b)) => b,
     };
@@ -233,29 +193,18 @@ async fn delivery_handler(
         ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
     })?;
     let kind = notification.kind();
-    let delivery = Delivery {
-        body: body.to_vec(),
-        notification,
-        received_ms: store::now_ms(),
-        peer: peer.clone(),
-        auth: how,
-    };
+    let delivery =
+        Delivery { body: body.to_vec(), notification, received_ms: store::now_ms(), peer: peer.clone(), auth: how };
     match state.store.record(delivery).await {
         Ok(rec) => {
             tracing::debug!(%peer, id = rec.id, kind, duplicate = rec.duplicate, "notification recorded");
-            Ok((
-                StatusCode::OK,
-                Json(json!({ "status": "stored", "id": rec.id, "duplicate": rec.duplicate })),
-            )
+            Ok((StatusCode::OK, Json(json!({ "status": "stored", "id": rec.id, "duplicate": rec.duplicate })))
                 .into_response())
         }
         Err(e) => {
             tracing::error!(%peer, "could not store a notification, answering 503 so Netdata retries: {e}");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the notification could not be stored; retry later",
-            )
-            .with_header(header::RETRY_AFTER, HeaderValue::from_static("30")))
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the notification could not be stored; retry later")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("30")))
         }
     }
 }
@@ -333,12 +282,11 @@ async fn serve_connection(
             .unwrap_or_default(),
     };
     let info = ConnectionInfo { peer, cert };
-    let service =
-        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(info.clone());
-            let router = router.clone();
-            async move { router.oneshot(req.map(Body::new)).await }
-        });
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(info.clone());
+        let router = router.clone();
+        async move { router.oneshot(req.map(Body::new)).await }
+    });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::alerts::{self, Alert, Event, StateUpdate};
 use crate::payload::Notification;
+use crate::policy::{Snooze, SnoozeScope};
 
 /// A body seen again within this window (and without a transition id) is a duplicate.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(300);
@@ -153,6 +154,18 @@ type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
 enum Job {
     Record(Box<Delivery>, Reply),
     Acknowledge(String, bool, oneshot::Sender<Result<bool, StoreError>>),
+    Snooze(SnoozeChange, oneshot::Sender<Result<bool, StoreError>>),
+}
+
+/// A change to the stored snoozes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnoozeChange {
+    /// Add or replace a snooze.
+    Set(Snooze),
+    /// Remove the snooze of one scope.
+    Clear(SnoozeScope),
+    /// Remove every snooze.
+    ClearAll,
 }
 
 /// A handle to the store's writer. Cheap to clone.
@@ -160,6 +173,7 @@ enum Job {
 pub struct Store {
     jobs: SyncSender<Job>,
     path: PathBuf,
+    retention: Arc<AtomicU32>,
 }
 
 /// The schema version this build reads and writes (SQLite's `user_version`).
@@ -197,6 +211,12 @@ CREATE TABLE IF NOT EXISTS active (
     updated_ms      INTEGER NOT NULL,
     acknowledged    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snoozes (
+    scope    TEXT NOT NULL,
+    target   TEXT NOT NULL,
+    until_ms INTEGER NOT NULL,
+    PRIMARY KEY (scope, target)
+);
 CREATE TABLE IF NOT EXISTS verification (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     token       TEXT NOT NULL,
@@ -206,10 +226,7 @@ PRAGMA user_version = 2;
 ";
 
 fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| StoreError::Sqlite { path: path.to_path_buf(), source }
 }
 
 /// The database file inside a data dir.
@@ -221,60 +238,38 @@ impl Store {
     /// Opens (or creates) the database and starts its writer thread, which publishes events
     /// on `events` after each commit. History older than `retention_days` (0: never) is
     /// pruned at start and hourly.
-    pub fn open(
-        path: &Path,
-        events: broadcast::Sender<Event>,
-        retention_days: u32,
-    ) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, events: broadcast::Sender<Event>, retention_days: u32) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
-            create_private_dir(dir).map_err(|source| StoreError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            create_private_dir(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
         }
         let conn = Connection::open(path).map_err(sqlite(path))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(sqlite(path))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sqlite(path))?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite(path))?;
         // FULL: the WAL is fsync'ed at every commit, so a committed delivery survives power loss.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sqlite(path))?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite(path))?;
         // 32 MiB of page cache keeps the indexes' hot pages in memory under load.
-        conn.pragma_update(None, "cache_size", -32768)
-            .map_err(sqlite(path))?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sqlite(path))?;
+        conn.pragma_update(None, "cache_size", -32768).map_err(sqlite(path))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sqlite(path))?;
         if version != 0 && version != SCHEMA_VERSION {
-            return Err(StoreError::Schema {
-                path: path.to_path_buf(),
-                found: version,
-            });
+            return Err(StoreError::Schema { path: path.to_path_buf(), found: version });
         }
         conn.execute_batch(SCHEMA).map_err(sqlite(path))?;
         // Checkpoints run on their own thread and connection, so the writer only ever
         // appends to the WAL and fsyncs it.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(sqlite(path))?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(sqlite(path))?;
         restrict_permissions(path);
         let checkpointer = Connection::open(path).map_err(sqlite(path))?;
-        checkpointer
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(sqlite(path))?;
+        checkpointer.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let busy = Arc::new(AtomicBool::new(false));
-        let active = load_active(&conn)
-            .map_err(sqlite(path))?
-            .into_iter()
-            .map(|a| (a.key.clone(), a))
-            .collect();
+        let retention = Arc::new(AtomicU32::new(retention_days));
+        let active = load_active(&conn).map_err(sqlite(path))?.into_iter().map(|a| (a.key.clone(), a)).collect();
         let transitions = load_transitions(&conn).map_err(sqlite(path))?;
         let writer = Writer {
             conn,
             path: path.to_path_buf(),
             events,
-            retention_days,
+            retention: retention.clone(),
             last_prune: None,
             busy: busy.clone(),
             active,
@@ -288,24 +283,15 @@ impl Store {
                 let wal = with_suffix(path, "-wal");
                 move || checkpoint_loop(checkpointer, &wal, &busy, checkpoint_stopped)
             })
-            .map_err(|source| StoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Io { path: path.to_path_buf(), source })?;
         std::thread::Builder::new()
             .name("alertray-store".into())
             .spawn(move || {
                 writer.run(rx);
                 drop(stop_checkpoints);
             })
-            .map_err(|source| StoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(Store {
-            jobs: tx,
-            path: path.to_path_buf(),
-        })
+            .map_err(|source| StoreError::Io { path: path.to_path_buf(), source })?;
+        Ok(Store { jobs: tx, path: path.to_path_buf(), retention })
     }
 
     /// The database file.
@@ -317,16 +303,26 @@ impl Store {
     pub async fn record(&self, delivery: Delivery) -> Result<Recorded, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Record(Box::new(delivery), tx))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the writer stopped"))?
+        rx.await.map_err(|_| StoreError::Unavailable("the writer stopped"))?
     }
 
     /// Marks an active alert acknowledged (or not); `false` if no such alert is active.
     pub async fn acknowledge(&self, key: &str, acknowledged: bool) -> Result<bool, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Acknowledge(key.to_string(), acknowledged, tx))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the writer stopped"))?
+        rx.await.map_err(|_| StoreError::Unavailable("the writer stopped"))?
+    }
+
+    /// Stores a snooze change (snoozes survive a restart).
+    pub async fn snooze(&self, change: SnoozeChange) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Snooze(change, tx))?;
+        rx.await.map_err(|_| StoreError::Unavailable("the writer stopped"))?.map(|_| ())
+    }
+
+    /// Changes how many days of history are kept (0: all), from the next pruning on.
+    pub fn set_retention_days(&self, days: u32) {
+        self.retention.store(days, Ordering::Relaxed);
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
@@ -357,11 +353,7 @@ fn restrict_permissions(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        for p in [
-            path.to_path_buf(),
-            with_suffix(path, "-wal"),
-            with_suffix(path, "-shm"),
-        ] {
+        for p in [path.to_path_buf(), with_suffix(path, "-wal"), with_suffix(path, "-shm")] {
             if p.exists() {
                 let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
             }
@@ -381,7 +373,7 @@ struct Writer {
     conn: Connection,
     path: PathBuf,
     events: broadcast::Sender<Event>,
-    retention_days: u32,
+    retention: Arc<AtomicU32>,
     last_prune: Option<Instant>,
     /// The active set, as committed: the writer is its only author, so it keeps it in memory
     /// rather than reading it back for every delivery.
@@ -411,10 +403,7 @@ impl Batch<'_> {
     }
 
     fn transition(&self, id: &str) -> Option<i64> {
-        self.new_transitions
-            .get(id)
-            .or_else(|| self.transitions.get(id))
-            .copied()
+        self.new_transitions.get(id).or_else(|| self.transitions.get(id)).copied()
     }
 }
 
@@ -452,33 +441,18 @@ impl Writer {
                         let (rec, events) = record(&mut b, d)?;
                         (Ok(rec), events)
                     }
+                    Job::Snooze(change, _) => {
+                        snooze(&b.tx, change)?;
+                        (Ok(Recorded { id: 0, duplicate: false }), vec![Event::StateChanged])
+                    }
                     Job::Acknowledge(key, ack, _) => {
                         let changed = acknowledge(&mut b, key, *ack)?;
-                        let events = if changed {
-                            vec![Event::StateChanged]
-                        } else {
-                            vec![]
-                        };
-                        (
-                            if changed {
-                                Ok(Recorded {
-                                    id: 0,
-                                    duplicate: false,
-                                })
-                            } else {
-                                Err(())
-                            },
-                            events,
-                        )
+                        let events = if changed { vec![Event::StateChanged] } else { vec![] };
+                        (if changed { Ok(Recorded { id: 0, duplicate: false }) } else { Err(()) }, events)
                     }
                 });
             }
-            let Batch {
-                tx,
-                new_active,
-                new_transitions,
-                ..
-            } = b;
+            let Batch { tx, new_active, new_transitions, .. } = b;
             tx.commit()?;
             Ok((outcomes, new_active, new_transitions))
         })();
@@ -505,7 +479,7 @@ impl Writer {
                         Job::Record(_, reply) => {
                             let _ = reply.send(Ok(outcome.expect("record never yields Err(())")));
                         }
-                        Job::Acknowledge(_, _, reply) => {
+                        Job::Acknowledge(_, _, reply) | Job::Snooze(_, reply) => {
                             let _ = reply.send(Ok(outcome.is_ok()));
                         }
                     }
@@ -514,15 +488,12 @@ impl Writer {
             Err(e) => {
                 tracing::error!(db = %path.display(), "could not commit {} deliveries: {e}", batch.len());
                 for job in batch {
-                    let err = || StoreError::Sqlite {
-                        path: path.clone(),
-                        source: clone_error(&e),
-                    };
+                    let err = || StoreError::Sqlite { path: path.clone(), source: clone_error(&e) };
                     match job {
                         Job::Record(_, reply) => {
                             let _ = reply.send(Err(err()));
                         }
-                        Job::Acknowledge(_, _, reply) => {
+                        Job::Acknowledge(_, _, reply) | Job::Snooze(_, reply) => {
                             let _ = reply.send(Err(err()));
                         }
                     }
@@ -532,15 +503,12 @@ impl Writer {
     }
 
     fn prune_if_due(&mut self) {
-        if self.retention_days == 0
-            || self
-                .last_prune
-                .is_some_and(|t| t.elapsed() < PRUNE_INTERVAL)
-        {
+        let days = self.retention.load(Ordering::Relaxed);
+        if days == 0 || self.last_prune.is_some_and(|t| t.elapsed() < PRUNE_INTERVAL) {
             return;
         }
         self.last_prune = Some(Instant::now());
-        let cutoff = now_ms() - i64::from(self.retention_days) * 86_400_000;
+        let cutoff = now_ms() - i64::from(days) * 86_400_000;
         match self.conn.execute(
             "DELETE FROM notifications WHERE received_at < ?1
              AND id NOT IN (SELECT notification_id FROM active)",
@@ -548,10 +516,7 @@ impl Writer {
         ) {
             Ok(0) => {}
             Ok(n) => {
-                tracing::info!(
-                    "pruned {n} notifications older than {} days",
-                    self.retention_days
-                );
+                tracing::info!("pruned {n} notifications older than {days} days");
                 match load_transitions(&self.conn) {
                     Ok(t) => self.transitions = t,
                     Err(e) => tracing::warn!("reloading transition ids after pruning failed: {e}"),
@@ -569,20 +534,13 @@ impl Writer {
 fn checkpoint_loop(conn: Connection, wal: &Path, busy: &AtomicBool, stop: Receiver<()>) {
     const INTERVAL: Duration = Duration::from_secs(1);
     loop {
-        let stopping = !matches!(
-            stop.recv_timeout(INTERVAL),
-            Err(mpsc::RecvTimeoutError::Timeout)
-        );
+        let stopping = !matches!(stop.recv_timeout(INTERVAL), Err(mpsc::RecvTimeoutError::Timeout));
         let quiet = !busy.swap(false, Ordering::Relaxed);
         let large = std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_CHECKPOINT_BYTES);
         if !(stopping || quiet || large) {
             continue;
         }
-        let mode = if stopping || quiet {
-            "TRUNCATE"
-        } else {
-            "PASSIVE"
-        };
+        let mode = if stopping || quiet { "TRUNCATE" } else { "PASSIVE" };
         if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
             tracing::debug!("WAL checkpoint ({mode}) did not complete: {e}");
         }
@@ -594,9 +552,7 @@ fn checkpoint_loop(conn: Connection, wal: &Path, busy: &AtomicBool, stop: Receiv
 
 fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
     match e {
-        rusqlite::Error::SqliteFailure(code, msg) => {
-            rusqlite::Error::SqliteFailure(*code, msg.clone())
-        }
+        rusqlite::Error::SqliteFailure(code, msg) => rusqlite::Error::SqliteFailure(*code, msg.clone()),
         other => rusqlite::Error::InvalidParameterName(other.to_string()),
     }
 }
@@ -610,30 +566,21 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
     let n = &d.notification;
     // Deliveries with a transition id are identified by it; others by their body's hash
     // within a window, so only those need the hash and its index.
-    let sha = n
-        .transition_id()
-        .is_none()
-        .then(|| Sha256::digest(&d.body).to_vec());
+    let sha = n.transition_id().is_none().then(|| Sha256::digest(&d.body).to_vec());
     let existing: Option<i64> = match n.transition_id() {
         Some(tid) => b.transition(tid),
-        None => b
-            .tx
-            .prepare_cached(
+        None => {
+            b.tx.prepare_cached(
                 "SELECT id FROM notifications WHERE body_sha256 = ?1 AND received_at >= ?2 ORDER BY id DESC LIMIT 1",
             )?
             .query_row(params![sha, d.received_ms - DUPLICATE_WINDOW.as_millis() as i64], |r| r.get(0))
-            .optional()?,
+            .optional()?
+        }
     };
     if let Some(id) = existing {
         b.tx.prepare_cached("UPDATE notifications SET deliveries = deliveries + 1 WHERE id = ?1")?
             .execute(params![id])?;
-        return Ok((
-            Recorded {
-                id,
-                duplicate: true,
-            },
-            Vec::new(),
-        ));
+        return Ok((Recorded { id, duplicate: true }, Vec::new()));
     }
     let f = Fields::of(n);
     b.tx.prepare_cached(
@@ -642,8 +589,23 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
-        d.received_ms, d.peer, d.auth, n.kind(), f.status, f.raw_status, f.key, f.host, f.node_id,
-        f.space, f.name, n.message(), f.url, n.transition_id(), f.triggered_at, sha, d.body
+        d.received_ms,
+        d.peer,
+        d.auth,
+        n.kind(),
+        f.status,
+        f.raw_status,
+        f.key,
+        f.host,
+        f.node_id,
+        f.space,
+        f.name,
+        n.message(),
+        f.url,
+        n.transition_id(),
+        f.triggered_at,
+        sha,
+        d.body
     ])?;
     let id = b.tx.last_insert_rowid();
     if let Some(tid) = n.transition_id() {
@@ -662,8 +624,7 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
             b.new_active.insert(a.key.clone(), Some(a));
         }
         StateUpdate::Remove(key) => {
-            b.tx.prepare_cached("DELETE FROM active WHERE key = ?1")?
-                .execute(params![key])?;
+            b.tx.prepare_cached("DELETE FROM active WHERE key = ?1")?.execute(params![key])?;
             b.new_active.insert(key, None);
         }
         StateUpdate::Keep => {}
@@ -677,13 +638,7 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
             .execute(params![token, d.received_ms])?;
         }
     }
-    Ok((
-        Recorded {
-            id,
-            duplicate: false,
-        },
-        t.event.into_iter().collect(),
-    ))
+    Ok((Recorded { id, duplicate: false }, t.event.into_iter().collect()))
 }
 
 fn acknowledge(b: &mut Batch<'_>, key: &str, ack: bool) -> Result<bool, rusqlite::Error> {
@@ -694,10 +649,46 @@ fn acknowledge(b: &mut Batch<'_>, key: &str, ack: bool) -> Result<bool, rusqlite
         return Ok(true);
     }
     a.acknowledged = ack;
-    b.tx.prepare_cached("UPDATE active SET acknowledged = ?2 WHERE key = ?1")?
-        .execute(params![key, ack])?;
+    b.tx.prepare_cached("UPDATE active SET acknowledged = ?2 WHERE key = ?1")?.execute(params![key, ack])?;
     b.new_active.insert(key.to_string(), Some(a));
     Ok(true)
+}
+
+fn snooze(tx: &Transaction<'_>, change: &SnoozeChange) -> Result<(), rusqlite::Error> {
+    match change {
+        SnoozeChange::Set(s) => {
+            let (scope, target) = s.scope.parts();
+            tx.execute(
+                "INSERT INTO snoozes (scope, target, until_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(scope, target) DO UPDATE SET until_ms = excluded.until_ms",
+                params![scope, target, s.until_ms],
+            )?;
+        }
+        SnoozeChange::Clear(scope) => {
+            let (scope, target) = scope.parts();
+            tx.execute("DELETE FROM snoozes WHERE scope = ?1 AND target = ?2", params![scope, target])?;
+        }
+        SnoozeChange::ClearAll => {
+            tx.execute("DELETE FROM snoozes", [])?;
+        }
+    }
+    tx.execute("DELETE FROM snoozes WHERE until_ms <= ?1", params![now_ms()])?;
+    Ok(())
+}
+
+/// The snoozes in force.
+pub fn snoozes(conn: &Connection) -> Result<Vec<Snooze>, rusqlite::Error> {
+    let mut stmt = conn.prepare("SELECT scope, target, until_ms FROM snoozes WHERE until_ms > ?1")?;
+    let rows = stmt
+        .query_map(params![now_ms()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (scope, target, until_ms) = row?;
+        if let Some(scope) = SnoozeScope::from_parts(&scope, &target) {
+            out.push(Snooze { scope, until_ms });
+        }
+    }
+    Ok(out)
 }
 
 /// The fields of a notification kept in their own columns, for queries.
@@ -729,14 +720,7 @@ impl Fields {
             },
             Notification::Reachability(r) => Fields {
                 key: Some(r.key.clone()),
-                status: Some(
-                    if r.reachable {
-                        "reachable"
-                    } else {
-                        "unreachable"
-                    }
-                    .into(),
-                ),
+                status: Some(if r.reachable { "reachable" } else { "unreachable" }.into()),
                 raw_status: r.severity.clone(),
                 host: r.host.clone(),
                 node_id: r.node_id.clone(),
@@ -794,8 +778,7 @@ fn load_active(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
 }
 
 fn load_transitions(conn: &Connection) -> Result<HashMap<String, i64>, rusqlite::Error> {
-    let mut stmt = conn
-        .prepare("SELECT transition_id, id FROM notifications WHERE transition_id IS NOT NULL")?;
+    let mut stmt = conn.prepare("SELECT transition_id, id FROM notifications WHERE transition_id IS NOT NULL")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     rows.collect()
 }
@@ -811,13 +794,9 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
             ),
         });
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite(path))?;
-    conn.busy_timeout(Duration::from_secs(5))
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(sqlite(path))?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
     Ok(conn)
 }
 
@@ -830,16 +809,9 @@ pub fn active(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
 
 /// The latest verification token, if a Test notification has arrived.
 pub fn latest_token(conn: &Connection) -> Result<Option<VerificationToken>, rusqlite::Error> {
-    conn.query_row(
-        "SELECT token, received_at FROM verification WHERE id = 1",
-        [],
-        |r| {
-            Ok(VerificationToken {
-                token: r.get(0)?,
-                received_ms: r.get(1)?,
-            })
-        },
-    )
+    conn.query_row("SELECT token, received_at FROM verification WHERE id = 1", [], |r| {
+        Ok(VerificationToken { token: r.get(0)?, received_ms: r.get(1)? })
+    })
     .optional()
 }
 
@@ -870,12 +842,7 @@ pub fn history(conn: &Connection, q: &HistoryQuery) -> Result<Vec<HistoryEntry>,
         push(" AND id < ?", b.into());
     }
     if let Some(t) = &q.text {
-        let pattern = format!(
-            "%{}%",
-            t.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let pattern = format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
         args.push(pattern.into());
         let n = args.len();
         sql.push_str(&format!(
@@ -908,10 +875,5 @@ pub fn history(conn: &Connection, q: &HistoryQuery) -> Result<Vec<HistoryEntry>,
 
 /// The raw body of a stored notification, exactly as received.
 pub fn raw_body(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, rusqlite::Error> {
-    conn.query_row(
-        "SELECT body FROM notifications WHERE id = ?1",
-        params![id],
-        |r| r.get(0),
-    )
-    .optional()
+    conn.query_row("SELECT body FROM notifications WHERE id = ?1", params![id], |r| r.get(0)).optional()
 }

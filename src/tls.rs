@@ -69,35 +69,20 @@ pub struct ServerCertInfo {
 
 /// SHA-256 of a DER certificate as `AB:CD:...`.
 pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
-fn read_chain(
-    setting: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn read_chain(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = std::fs::read(path).map_err(|source| TlsError::Io {
         what: "cannot read certificate",
         path: path.into(),
         source,
     })?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Pem {
-            setting,
-            path: path.into(),
-            reason: format!("not a PEM certificate file ({e})"),
-        })?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes).collect::<Result<_, _>>().map_err(|e| {
+        TlsError::Pem { setting, path: path.into(), reason: format!("not a PEM certificate file ({e})") }
+    })?;
     if certs.is_empty() {
-        return Err(TlsError::Pem {
-            setting,
-            path: path.into(),
-            reason: "holds no CERTIFICATE block".into(),
-        });
+        return Err(TlsError::Pem { setting, path: path.into(), reason: "holds no CERTIFICATE block".into() });
     }
     Ok(certs)
 }
@@ -118,18 +103,13 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = read_chain("tls.cert", cert)?;
     let key = read_key(key)?;
-    let signing = provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| TlsError::Pem {
-            setting: "tls.key",
-            path: PathBuf::new(),
-            reason: format!("unsupported private key: {e}"),
-        })?;
-    let ck = CertifiedKey::new(chain, signing);
-    ck.keys_match().map_err(|e| {
-        TlsError::Setup(format!("tls.cert and tls.key do not belong together: {e}"))
+    let signing = provider().key_provider.load_private_key(key).map_err(|e| TlsError::Pem {
+        setting: "tls.key",
+        path: PathBuf::new(),
+        reason: format!("unsupported private key: {e}"),
     })?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match().map_err(|e| TlsError::Setup(format!("tls.cert and tls.key do not belong together: {e}")))?;
     Ok(Arc::new(ck))
 }
 
@@ -161,11 +141,7 @@ impl ReloadingCert {
         Ok(ReloadingCert {
             cert_path: cert.into(),
             key_path: key.into(),
-            state: Mutex::new(ReloadState {
-                key: ck,
-                stamps: (mtime(cert), mtime(key)),
-                checked: Instant::now(),
-            }),
+            state: Mutex::new(ReloadState { key: ck, stamps: (mtime(cert), mtime(key)), checked: Instant::now() }),
         })
     }
 
@@ -184,9 +160,7 @@ impl ReloadingCert {
                         st.stamps = stamps;
                     }
                     // Half-written renewals are common (cert written before key): retry later.
-                    Err(e) => tracing::warn!(
-                        "renewed TLS certificate not loaded yet, keeping the old one: {e}"
-                    ),
+                    Err(e) => tracing::warn!("renewed TLS certificate not loaded yet, keeping the old one: {e}"),
                 }
             }
         }
@@ -202,16 +176,9 @@ impl ResolvesServerCert for ReloadingCert {
 
 /// The names the self-signed certificate must cover.
 fn self_signed_names(public_host: Option<&str>) -> Vec<String> {
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     if let Some(h) = public_host {
-        let h = h
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
+        let h = h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         if !names.contains(&h) {
             names.push(h);
         }
@@ -244,10 +211,7 @@ fn san_names(der: &[u8]) -> Vec<String> {
 
 /// Loads the self-signed certificate from `dir`, or generates one (key mode 0600) when it is
 /// missing or does not cover `public_host`.
-pub fn ensure_self_signed(
-    dir: &Path,
-    public_host: Option<&str>,
-) -> Result<(PathBuf, PathBuf), TlsError> {
+pub fn ensure_self_signed(dir: &Path, public_host: Option<&str>) -> Result<(PathBuf, PathBuf), TlsError> {
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     let wanted = self_signed_names(public_host);
@@ -260,34 +224,23 @@ pub fn ensure_self_signed(
         tracing::info!(names = ?wanted, "the self-signed certificate does not cover the public host; generating a new one");
     }
     let key = rcgen::KeyPair::generate().map_err(|e| TlsError::Setup(e.to_string()))?;
-    let mut params =
-        rcgen::CertificateParams::new(wanted).map_err(|e| TlsError::Setup(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(wanted).map_err(|e| TlsError::Setup(e.to_string()))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Alertray receiver");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "Alertray receiver");
     let now = time_now();
     params.not_before = now - rcgen_days(1);
     params.not_after = now + rcgen_days(5 * 365);
-    let cert = params
-        .self_signed(&key)
-        .map_err(|e| TlsError::Setup(e.to_string()))?;
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io {
-        what: "cannot create",
-        path: dir.into(),
-        source,
-    })?;
+    let cert = params.self_signed(&key).map_err(|e| TlsError::Setup(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { what: "cannot create", path: dir.into(), source })?;
     // Write to temporary names then rename, so a crash never leaves a half pair.
     let tmp_key = dir.join("key.pem.tmp");
     let tmp_cert = dir.join("cert.pem.tmp");
     let _ = std::fs::remove_file(&tmp_key);
     let _ = std::fs::remove_file(&tmp_cert);
-    crate::config::write_private_new(&tmp_key, &key.serialize_pem()).map_err(|source| {
-        TlsError::Io {
-            what: "cannot write",
-            path: tmp_key.clone(),
-            source,
-        }
+    crate::config::write_private_new(&tmp_key, &key.serialize_pem()).map_err(|source| TlsError::Io {
+        what: "cannot write",
+        path: tmp_key.clone(),
+        source,
     })?;
     crate::config::write_private_new(&tmp_cert, &cert.pem()).map_err(|source| TlsError::Io {
         what: "cannot write",
@@ -325,11 +278,9 @@ pub fn client_roots(ca: &ClientCa) -> Result<RootCertStore, TlsError> {
     };
     let mut roots = RootCertStore::empty();
     for c in certs {
-        roots.add(c).map_err(|e| {
-            TlsError::Setup(format!(
-                "auth.client_ca: a certificate is not a usable root: {e}"
-            ))
-        })?;
+        roots
+            .add(c)
+            .map_err(|e| TlsError::Setup(format!("auth.client_ca: a certificate is not a usable root: {e}")))?;
     }
     Ok(roots)
 }
@@ -364,26 +315,17 @@ pub fn receiver_tls(cfg: &Config, data_dir: &Path) -> Result<ReceiverTls, TlsErr
         // HTTP layer can answer the challenge GET and refuse a POST with a readable 403.
         // A certificate that is presented must chain to the roots, or the handshake fails.
         ClientCertMode::Required | ClientCertMode::Optional => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(
-                Arc::new(client_roots(&cfg.auth.client_ca)?),
-                provider(),
-            )
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::Setup(format!("client certificate verifier: {e}")))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots(&cfg.auth.client_ca)?), provider())
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| TlsError::Setup(format!("client certificate verifier: {e}")))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(ReceiverTls {
-        config: Arc::new(config),
-        cert: ServerCertInfo {
-            cert_path,
-            fingerprint: fp,
-            self_signed,
-        },
-    })
+    Ok(ReceiverTls { config: Arc::new(config), cert: ServerCertInfo { cert_path, fingerprint: fp, self_signed } })
 }
 
 /// The names a verified client certificate carries: its subject CN and DNS SANs, lowercased.
@@ -391,12 +333,8 @@ pub fn client_cert_names(der: &[u8]) -> Vec<String> {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
         return Vec::new();
     };
-    let mut names: Vec<String> = cert
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .map(str::to_ascii_lowercase)
-        .collect();
+    let mut names: Vec<String> =
+        cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_ascii_lowercase).collect();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for n in &san.value.general_names {
             if let x509_parser::extensions::GeneralName::DNSName(d) = n {
@@ -415,15 +353,8 @@ mod tests {
     fn builtin_netdata_ca_loads() {
         let roots = client_roots(&ClientCa::Netdata).unwrap();
         assert_eq!(roots.len(), 1);
-        let der = CertificateDer::pem_slice_iter(NETDATA_ROOT_CA_PEM.as_bytes())
-            .next()
-            .unwrap()
-            .unwrap();
-        assert!(
-            fingerprint(&der).starts_with("61:E5:D8:D0"),
-            "{}",
-            fingerprint(&der)
-        );
+        let der = CertificateDer::pem_slice_iter(NETDATA_ROOT_CA_PEM.as_bytes()).next().unwrap().unwrap();
+        assert!(fingerprint(&der).starts_with("61:E5:D8:D0"), "{}", fingerprint(&der));
         assert!(fingerprint(&der).ends_with("6D:61"));
     }
 
@@ -435,10 +366,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(
-                std::fs::metadata(&k).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
         }
         ensure_self_signed(dir.path(), None).unwrap();
         assert_eq!(std::fs::read(&c).unwrap(), first, "reused, not regenerated");

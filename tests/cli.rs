@@ -16,17 +16,10 @@ fn config_init_writes_a_private_valid_file_and_refuses_to_overwrite() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(
-            std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777, 0o600);
     }
     let text = std::fs::read_to_string(&cfg).unwrap();
-    let token = text
-        .lines()
-        .find(|l| l.starts_with("token = "))
-        .unwrap()
-        .to_string();
+    let token = text.lines().find(|l| l.starts_with("token = ")).unwrap().to_string();
     assert!(token.len() > 40, "a fresh secret: {token}");
     let (code, out, _) = run(&["--config", cfg_s, "config", "check"], &[]);
     assert_eq!(code, 0);
@@ -34,23 +27,12 @@ fn config_init_writes_a_private_valid_file_and_refuses_to_overwrite() {
     let (code, _, err) = run(&["config", "init", "--config", cfg_s], &[]);
     assert_ne!(code, 0);
     assert!(err.contains("exists"), "{err}");
-    assert_eq!(
-        std::fs::read_to_string(&cfg).unwrap(),
-        text,
-        "not overwritten"
-    );
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), text, "not overwritten");
     // Two inits make two different secrets.
     let other = dir.path().join("other.toml");
-    run(
-        &["config", "init", "--config", other.to_str().unwrap()],
-        &[],
-    );
-    let other_token = std::fs::read_to_string(&other)
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("token = "))
-        .unwrap()
-        .to_string();
+    run(&["config", "init", "--config", other.to_str().unwrap()], &[]);
+    let other_token =
+        std::fs::read_to_string(&other).unwrap().lines().find(|l| l.starts_with("token = ")).unwrap().to_string();
     assert_ne!(other_token, token);
 }
 
@@ -58,11 +40,7 @@ fn config_init_writes_a_private_valid_file_and_refuses_to_overwrite() {
 fn a_bad_config_exits_2_naming_key_value_and_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        (
-            "[auth]\nmethod = \"oauth\"",
-            "auth.method = \"oauth\"",
-            "\"none\", \"basic\" or \"bearer\"",
-        ),
+        ("[auth]\nmethod = \"oauth\"", "auth.method = \"oauth\"", "\"none\", \"basic\" or \"bearer\""),
         (
             "[server]\nlisten = \"8443\"\n[auth]\nallow_unauthenticated = true",
             "server.listen = \"8443\"",
@@ -78,16 +56,8 @@ fn a_bad_config_exits_2_naming_key_value_and_accepted() {
             "line 5: max_connections = \"lots\"",
             "expected i64",
         ),
-        (
-            "[auth]\nmethod = \"bearer\"\ntoken = \"t\"\nflavour = 1",
-            "line 4: flavour = 1",
-            "unknown field `flavour`",
-        ),
-        (
-            "[auth]\nclient_certificate = \"optional\"",
-            "allow_unauthenticated",
-            "auth.method",
-        ),
+        ("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\nflavour = 1", "line 4: flavour = 1", "unknown field `flavour`"),
+        ("[auth]\nclient_certificate = \"optional\"", "allow_unauthenticated", "auth.method"),
     ];
     for (i, (toml, key, accepted)) in cases.iter().enumerate() {
         let p = dir.path().join(format!("bad{i}.toml"));
@@ -96,16 +66,8 @@ fn a_bad_config_exits_2_naming_key_value_and_accepted() {
         assert_eq!(code, 2, "{toml}: {out}{err}");
         assert!(err.contains(key) && err.contains(accepted), "{toml}: {err}");
         // serve refuses the same config the same way, before binding anything.
-        let (code, _, err) = run(
-            &[
-                "serve",
-                "--config",
-                p.to_str().unwrap(),
-                "--data-dir",
-                dir.path().to_str().unwrap(),
-            ],
-            &[],
-        );
+        let (code, _, err) =
+            run(&["serve", "--config", p.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()], &[]);
         assert_eq!(code, 2, "{err}");
         assert!(err.contains(key), "{err}");
     }
@@ -117,11 +79,7 @@ fn serve_then_read_the_store_from_other_processes() {
     let (cfg, port) = write_config(dir.path(), "");
     let data = dir.path().join("data");
     let serve = Serve::start(&cfg, &data, port, &[], &["--no-popups"]);
-    for name in [
-        "netdata-alert-critical.json",
-        "netdata-alert-warning.json",
-        "netdata-token.json",
-    ] {
+    for name in ["netdata-alert-critical.json", "netdata-alert-warning.json", "netdata-token.json"] {
         assert_eq!(serve.post(captured(name)), 200);
     }
     let d = data.to_str().unwrap();
@@ -133,84 +91,25 @@ fn serve_then_read_the_store_from_other_processes() {
     assert_eq!(active.as_array().unwrap().len(), 2);
     assert_eq!(active[0]["level"], "critical");
     let (_, out, _) = run(&["alerts", "--data-dir", d], &[]);
-    assert!(
-        out.contains("1 critical, 1 warning") && out.contains("used_swap"),
-        "{out}"
-    );
-    let (_, out, _) = run(
-        &[
-            "alerts",
-            "--history",
-            "--limit",
-            "1",
-            "--json",
-            "--data-dir",
-            d,
-        ],
-        &[],
-    );
+    assert!(out.contains("1 critical, 1 warning") && out.contains("used_swap"), "{out}");
+    let (_, out, _) = run(&["alerts", "--history", "--limit", "1", "--json", "--data-dir", d], &[]);
     let hist: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(hist.as_array().unwrap().len(), 1);
     assert_eq!(hist[0]["kind"], "test", "newest first");
-    let (_, out, _) = run(
-        &[
-            "alerts",
-            "--history",
-            "--status",
-            "critical",
-            "--json",
-            "--data-dir",
-            d,
-        ],
-        &[],
-    );
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&out)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
-    let (_, out, _) = run(
-        &[
-            "alerts",
-            "--history",
-            "--search",
-            "gn4",
-            "--since",
-            "1h",
-            "--data-dir",
-            d,
-        ],
-        &[],
-    );
+    let (_, out, _) = run(&["alerts", "--history", "--status", "critical", "--json", "--data-dir", d], &[]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().len(), 1);
+    let (_, out, _) = run(&["alerts", "--history", "--search", "gn4", "--since", "1h", "--data-dir", d], &[]);
     assert!(out.contains("gn4") && !out.contains("la1"), "{out}");
-    let (code, _, err) = run(
-        &[
-            "alerts",
-            "--history",
-            "--since",
-            "yesterday",
-            "--data-dir",
-            d,
-        ],
-        &[],
-    );
+    let (code, _, err) = run(&["alerts", "--history", "--since", "yesterday", "--data-dir", d], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("--since"), "{err}");
     let (_, out, _) = run(&["token", "--data-dir", d], &[]);
-    assert!(
-        out.starts_with("2b633082-34ec-4ec3-946c-5e81076c39af"),
-        "{out}"
-    );
+    assert!(out.starts_with("2b633082-34ec-4ec3-946c-5e81076c39af"), "{out}");
     let (_, out, _) = run(&["token", "--json", "--data-dir", d], &[]);
     assert!(out.contains("\"received_ms\""));
     let (_, out, _) = run(&["guide", "--config", c], &[]);
     assert!(
-        out.contains("Bearer")
-            && out.contains("test-token")
-            && out.contains("Challenge secret:   secret"),
+        out.contains("Bearer") && out.contains("test-token") && out.contains("Challenge secret:   secret"),
         "{out}"
     );
     assert_eq!(serve.terminate(), Some(0), "SIGTERM shuts down cleanly");
@@ -254,29 +153,12 @@ fn a_taken_port_is_a_clear_error() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = holder.local_addr().unwrap().port();
     let p = dir.path().join("c.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[auth]\nmethod = \"bearer\"\ntoken = \"t\""
-        ),
-    )
-    .unwrap();
+    std::fs::write(&p, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[auth]\nmethod = \"bearer\"\ntoken = \"t\""))
+        .unwrap();
     let (code, _, err) = run(
-        &[
-            "serve",
-            "--no-popups",
-            "--config",
-            p.to_str().unwrap(),
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
+        &["serve", "--no-popups", "--config", p.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()],
         &[],
     );
     assert_eq!(code, 1);
-    assert!(
-        err.contains(&format!(
-            "cannot listen on 127.0.0.1:{port} (server.listen)"
-        )),
-        "{err}"
-    );
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port} (server.listen)")), "{err}");
 }

@@ -33,16 +33,10 @@ fn have(cmd: &str) -> bool {
 }
 
 fn desktop(with_server: bool) -> Option<Desktop> {
-    let missing: Vec<&str> = ["dbus-daemon", "dunst", "dunstctl"]
-        .into_iter()
-        .filter(|c| !have(c))
-        .collect();
+    let missing: Vec<&str> = ["dbus-daemon", "dunst", "dunstctl"].into_iter().filter(|c| !have(c)).collect();
     let no_display = std::env::var_os("DISPLAY").is_none();
     if !missing.is_empty() || no_display {
-        let why = format!(
-            "missing {missing:?}{}",
-            if no_display { " and DISPLAY" } else { "" }
-        );
+        let why = format!("missing {missing:?}{}", if no_display { " and DISPLAY" } else { "" });
         if std::env::var("ALERTRAY_REQUIRE_DESKTOP").as_deref() == Ok("1") {
             panic!("desktop test environment incomplete: {why}");
         }
@@ -72,17 +66,10 @@ fn desktop(with_server: bool) -> Option<Desktop> {
         .spawn()
         .unwrap();
     let mut bus = String::new();
-    BufReader::new(dbus.stdout.take().unwrap())
-        .read_line(&mut bus)
-        .unwrap();
+    BufReader::new(dbus.stdout.take().unwrap()).read_line(&mut bus).unwrap();
     let bus = bus.trim().to_string();
     assert!(bus.starts_with("unix:"), "{bus}");
-    let mut d = Desktop {
-        bus,
-        dbus,
-        dunst: None,
-        dir,
-    };
+    let mut d = Desktop { bus, dbus, dunst: None, dir };
     if with_server {
         // Rules tag each popup with its urgency as dunst understood it, so the history shows it.
         let rc = d.dir.path().join("dunstrc");
@@ -107,10 +94,7 @@ fn desktop(with_server: bool) -> Option<Desktop> {
         );
         let deadline = Instant::now() + Duration::from_secs(10);
         while !d.dunstctl(&["is-paused"]).0 {
-            assert!(
-                Instant::now() < deadline,
-                "dunst did not come up on the private bus"
-            );
+            assert!(Instant::now() < deadline, "dunst did not come up on the private bus");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -128,15 +112,8 @@ struct Shown {
 
 impl Desktop {
     fn dunstctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("dunstctl")
-            .args(args)
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let out = Command::new("dunstctl").args(args).env("DBUS_SESSION_BUS_ADDRESS", &self.bus).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Closes what is displayed (moving it to history) and returns the whole history.
@@ -168,30 +145,19 @@ impl Desktop {
             if pred(&h) {
                 return h;
             }
-            assert!(
-                Instant::now() < deadline,
-                "never saw {what}; dunst history: {h:#?}"
-            );
+            assert!(Instant::now() < deadline, "never saw {what}; dunst history: {h:#?}");
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
     fn displayed(&self) -> usize {
-        self.dunstctl(&["count", "displayed"])
-            .1
-            .trim()
-            .parse()
-            .unwrap_or(0)
+        self.dunstctl(&["count", "displayed"]).1.trim().parse().unwrap_or(0)
     }
 
     fn serve(&self, extra_config: &str, path_prefix: Option<&Path>) -> Serve {
         let (cfg, port) = write_config(self.dir.path(), extra_config);
         let path = match path_prefix {
-            Some(p) => format!(
-                "{}:{}",
-                p.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
+            Some(p) => format!("{}:{}", p.display(), std::env::var("PATH").unwrap_or_default()),
             None => std::env::var("PATH").unwrap_or_default(),
         };
         Serve::start(
@@ -230,14 +196,7 @@ fn fake_browser(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(&bin).unwrap();
     let opened = dir.join("opened.txt");
     let script = bin.join("xdg-open");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n",
-            opened.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&script, format!("#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n", opened.display())).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -263,30 +222,18 @@ fn popups_have_the_right_summary_urgency_and_click_action() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = std::fs::read_to_string(&opened).unwrap_or_default();
-        if text.contains(
-            "https://app.netdata.cloud/spaces/slvn-co/rooms/all-nodes/alerts/mem.swap.used_swap",
-        ) {
+        if text.contains("https://app.netdata.cloud/spaces/slvn-co/rooms/all-nodes/alerts/mem.swap.used_swap") {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the click did not open the alert URL; opened: {text:?}"
-        );
+        assert!(Instant::now() < deadline, "the click did not open the alert URL; opened: {text:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
     let h = d.wait_for("the critical popup", |h| {
-        h.iter()
-            .any(|n| n.summary == "la1.node.garland.slvn.co: used_swap is Critical")
+        h.iter().any(|n| n.summary == "la1.node.garland.slvn.co: used_swap is Critical")
     });
-    let crit = h
-        .iter()
-        .find(|n| n.summary.contains("used_swap is Critical"))
-        .unwrap();
+    let crit = h.iter().find(|n| n.summary.contains("used_swap is Critical")).unwrap();
     assert_eq!(crit.urgency, "critical");
-    assert_eq!(
-        crit.body,
-        "Value: 100%\nSystem swap memory utilization\nRooms: All nodes"
-    );
+    assert_eq!(crit.body, "Value: 100%\nSystem swap memory utilization\nRooms: All nodes");
 
     // Warning, then Critical for the same alert while the first popup is up: replaced in place.
     assert_eq!(serve.post(captured("netdata-alert-warning.json")), 200);
@@ -295,79 +242,36 @@ fn popups_have_the_right_summary_urgency_and_click_action() {
         assert!(Instant::now() < deadline, "no warning popup displayed");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let escalated = with_status(
-        "netdata-alert-warning.json",
-        "Critical",
-        "escalation-1",
-        "Raised to Critical, ram, on gn4",
-    );
+    let escalated =
+        with_status("netdata-alert-warning.json", "Critical", "escalation-1", "Raised to Critical, ram, on gn4");
     assert_eq!(serve.post(escalated), 200);
     let h = d.wait_for("the escalated popup", |h| {
-        h.iter()
-            .any(|n| n.summary == "gn4.node.garland.slvn.co: ram_in_use is Critical")
+        h.iter().any(|n| n.summary == "gn4.node.garland.slvn.co: ram_in_use is Critical")
     });
     assert!(
-        !h.iter()
-            .any(|n| n.summary == "gn4.node.garland.slvn.co: ram_in_use is Warning"),
+        !h.iter().any(|n| n.summary == "gn4.node.garland.slvn.co: ram_in_use is Warning"),
         "the warning popup was replaced, not stacked: {h:#?}"
     );
 
     // Recovery and reachability: low urgency; unreachable: critical.
-    let clear = with_status(
-        "netdata-alert-warning.json",
-        "Clear",
-        "recovery-1",
-        "Recovered, ram, on gn4",
-    );
+    let clear = with_status("netdata-alert-warning.json", "Clear", "recovery-1", "Recovered, ram, on gn4");
     assert_eq!(serve.post(clear), 200);
-    assert_eq!(
-        serve.post(captured("netdata-reachability-unreachable.json")),
-        200
-    );
+    assert_eq!(serve.post(captured("netdata-reachability-unreachable.json")), 200);
     // Reachable replaces the unreachable popup of the same node, so see that one first.
-    d.wait_for("the unreachable popup", |h| {
-        h.iter().any(|n| n.summary.contains("is unreachable"))
-    });
-    assert_eq!(
-        serve.post(captured("netdata-reachability-reachable.json")),
-        200
-    );
+    d.wait_for("the unreachable popup", |h| h.iter().any(|n| n.summary.contains("is unreachable")));
+    assert_eq!(serve.post(captured("netdata-reachability-reachable.json")), 200);
     assert_eq!(serve.post(captured("netdata-token.json")), 200);
     let h = d.wait_for("recovery, reachability and test popups", |h| {
-        [
-            "ram_in_use recovered",
-            "is unreachable",
-            "is reachable again",
-            "test notification",
-        ]
-        .iter()
-        .all(|s| h.iter().any(|n| n.summary.contains(s)))
+        ["ram_in_use recovered", "is unreachable", "is reachable again", "test notification"]
+            .iter()
+            .all(|s| h.iter().any(|n| n.summary.contains(s)))
     });
-    let urgency = |s: &str| {
-        h.iter()
-            .rev()
-            .find(|n| n.summary.contains(s))
-            .unwrap()
-            .urgency
-            .clone()
-    };
+    let urgency = |s: &str| h.iter().rev().find(|n| n.summary.contains(s)).unwrap().urgency.clone();
     assert_eq!(urgency("ram_in_use recovered"), "low");
-    assert_eq!(
-        urgency("sa1.node.garland.slvn.co is unreachable"),
-        "critical"
-    );
-    assert_eq!(
-        urgency("sa1.node.garland.slvn.co is reachable again"),
-        "low"
-    );
-    let test = h
-        .iter()
-        .find(|n| n.summary.contains("test notification"))
-        .unwrap();
-    assert!(
-        test.body.contains("2b633082-34ec-4ec3-946c-5e81076c39af"),
-        "{test:?}"
-    );
+    assert_eq!(urgency("sa1.node.garland.slvn.co is unreachable"), "critical");
+    assert_eq!(urgency("sa1.node.garland.slvn.co is reachable again"), "low");
+    let test = h.iter().find(|n| n.summary.contains("test notification")).unwrap();
+    assert!(test.body.contains("2b633082-34ec-4ec3-946c-5e81076c39af"), "{test:?}");
 }
 
 #[test]
@@ -382,17 +286,11 @@ fn a_storm_folds_into_one_summary_popup() {
         });
         assert_eq!(serve.post(body.to_string()), 200);
     }
-    let h = d.wait_for("the storm summary", |h| {
-        h.iter().any(|n| n.summary == "6 more alerts: 6 warning")
-    });
+    let h = d.wait_for("the storm summary", |h| h.iter().any(|n| n.summary == "6 more alerts: 6 warning"));
     let individual = h.iter().filter(|n| n.summary.starts_with("storm-")).count();
     assert_eq!(individual, 3, "{h:#?}");
     let conn = alertray::store::open_reader(&alertray::store::db_path(&serve.data_dir)).unwrap();
-    assert_eq!(
-        alertray::store::active(&conn).unwrap().len(),
-        9,
-        "everything is still stored and active"
-    );
+    assert_eq!(alertray::store::active(&conn).unwrap().len(), 9, "everything is still stored and active");
 }
 
 #[test]

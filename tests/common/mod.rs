@@ -11,19 +11,13 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_alertray");
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for a test).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Runs `alertray` with `args` and returns (exit code, stdout, stderr).
 pub fn run(args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
     let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("ALERTRAY_CONFIG")
-        .env_remove("ALERTRAY_DATA_DIR");
+    c.args(args).env_remove("ALERTRAY_CONFIG").env_remove("ALERTRAY_DATA_DIR");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -60,13 +54,7 @@ pub fn write_config(dir: &Path, extra: &str) -> (PathBuf, u16) {
 
 impl Serve {
     /// Starts `alertray serve` with `config` and `data_dir` and waits until it listens.
-    pub fn start(
-        config: &Path,
-        data_dir: &Path,
-        port: u16,
-        env: &[(&str, &str)],
-        extra_args: &[&str],
-    ) -> Serve {
+    pub fn start(config: &Path, data_dir: &Path, port: u16, env: &[(&str, &str)], extra_args: &[&str]) -> Serve {
         let mut c = Command::new(BIN);
         c.arg("serve")
             .arg("--config")
@@ -90,13 +78,7 @@ impl Serve {
                 }
             }
         });
-        let s = Serve {
-            child,
-            lines: rx,
-            port,
-            data_dir: data_dir.into(),
-            config: config.into(),
-        };
+        let s = Serve { child, lines: rx, port, data_dir: data_dir.into(), config: config.into() };
         s.wait_for_line("Listening on", Duration::from_secs(30));
         s
     }
@@ -112,10 +94,7 @@ impl Serve {
                 Err(_) => break,
             }
         }
-        panic!(
-            "no line containing {needle:?}; stderr so far:\n{}",
-            seen.join("\n")
-        );
+        panic!("no line containing {needle:?}; stderr so far:\n{}", seen.join("\n"));
     }
 
     /// An HTTPS client trusting this receiver's self-signed certificate.
@@ -136,22 +115,12 @@ impl Serve {
 
     /// POSTs a body with the test token; returns the status.
     pub fn post(&self, body: impl Into<Vec<u8>>) -> u16 {
-        self.client()
-            .post(self.url())
-            .bearer_auth("test-token")
-            .body(body.into())
-            .send()
-            .unwrap()
-            .status()
-            .as_u16()
+        self.client().post(self.url()).bearer_auth("test-token").body(body.into()).send().unwrap().status().as_u16()
     }
 
     /// Sends SIGTERM and returns the exit code.
     pub fn terminate(mut self) -> Option<i32> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         for _ in 0..100 {
             if let Ok(Some(st)) = self.child.try_wait() {
                 return st.code();
@@ -171,10 +140,5 @@ impl Drop for Serve {
 
 /// A captured body from the contract's folder.
 pub fn captured(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/captured")
-            .join(name),
-    )
-    .unwrap()
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captured").join(name)).unwrap()
 }

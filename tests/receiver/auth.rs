@@ -3,10 +3,7 @@ use reqwest::StatusCode;
 
 const ALERT: &str = "netdata-alert-warning.json";
 
-async fn status_of(
-    c: &reqwest::Client,
-    req: reqwest::RequestBuilder,
-) -> Result<StatusCode, reqwest::Error> {
+async fn status_of(c: &reqwest::Client, req: reqwest::RequestBuilder) -> Result<StatusCode, reqwest::Error> {
     let _ = c;
     req.body(unique_alert()).send().await.map(|r| r.status())
 }
@@ -15,149 +12,69 @@ async fn status_of(
 async fn bearer() {
     let s = TestServer::start(BEARER).await;
     let c = s.client();
-    let r = c
-        .post(s.url("/"))
-        .bearer_auth("test-token")
-        .body(captured(ALERT))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(s.url("/")).bearer_auth("test-token").body(captured(ALERT)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     for wrong in ["test-token2", "test-toke", "", "TEST-TOKEN"] {
-        let r = c
-            .post(s.url("/"))
-            .bearer_auth(wrong)
-            .body(captured(ALERT))
-            .send()
-            .await
-            .unwrap();
+        let r = c.post(s.url("/")).bearer_auth(wrong).body(captured(ALERT)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{wrong:?}");
-        assert!(r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Bearer"));
+        assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
         assert!(json(r).await["error"].is_string());
     }
-    let r = c
-        .post(s.url("/"))
-        .body(captured(ALERT))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(s.url("/")).body(captured(ALERT)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = c
-        .post(s.url("/"))
-        .basic_auth("test-token", Some("x"))
-        .body(captured(ALERT))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(s.url("/")).basic_auth("test-token", Some("x")).body(captured(ALERT)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        s.history().len(),
-        1,
-        "only the authenticated delivery is stored"
-    );
+    assert_eq!(s.history().len(), 1, "only the authenticated delivery is stored");
     assert_eq!(s.history()[0].auth, "bearer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic() {
-    let s = TestServer::start("[auth]\nclient_certificate = \"off\"\nmethod = \"basic\"\nusername = \"netdata\"\npassword = \"p4ss:word\"").await;
-    let c = s.client();
-    let ok = status_of(
-        &c,
-        c.post(s.url("/")).basic_auth("netdata", Some("p4ss:word")),
+    let s = TestServer::start(
+        "[auth]\nclient_certificate = \"off\"\nmethod = \"basic\"\nusername = \"netdata\"\npassword = \"p4ss:word\"",
     )
-    .await
-    .unwrap();
+    .await;
+    let c = s.client();
+    let ok = status_of(&c, c.post(s.url("/")).basic_auth("netdata", Some("p4ss:word"))).await.unwrap();
     assert_eq!(ok, StatusCode::OK);
-    for (u, p) in [
-        ("netdata", "p4ss"),
-        ("netdat", "p4ss:word"),
-        ("", ""),
-        ("netdata", ""),
-    ] {
-        let st = status_of(&c, c.post(s.url("/")).basic_auth(u, Some(p)))
-            .await
-            .unwrap();
+    for (u, p) in [("netdata", "p4ss"), ("netdat", "p4ss:word"), ("", ""), ("netdata", "")] {
+        let st = status_of(&c, c.post(s.url("/")).basic_auth(u, Some(p))).await.unwrap();
         assert_eq!(st, StatusCode::UNAUTHORIZED, "{u}:{p}");
     }
-    let r = c
-        .post(s.url("/"))
-        .body(captured(ALERT))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(s.url("/")).body(captured(ALERT)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert!(r.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .starts_with("Basic"));
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extra_headers_alone_and_with_bearer() {
-    let s = TestServer::start("[auth]\nclient_certificate = \"off\"\n[auth.headers]\nX-Api-Key = \"k-123\"\nX-Other = \"o\"").await;
-    let c = s.client();
-    let ok = status_of(
-        &c,
-        c.post(s.url("/"))
-            .header("x-api-key", "k-123")
-            .header("X-OTHER", "o"),
+    let s = TestServer::start(
+        "[auth]\nclient_certificate = \"off\"\n[auth.headers]\nX-Api-Key = \"k-123\"\nX-Other = \"o\"",
     )
-    .await
-    .unwrap();
+    .await;
+    let c = s.client();
+    let ok = status_of(&c, c.post(s.url("/")).header("x-api-key", "k-123").header("X-OTHER", "o")).await.unwrap();
     assert_eq!(ok, StatusCode::OK);
     for (k, o) in [("k-124", "o"), ("k-123", "p"), ("", "o")] {
-        let st = status_of(
-            &c,
-            c.post(s.url("/"))
-                .header("x-api-key", k)
-                .header("x-other", o),
-        )
-        .await
-        .unwrap();
+        let st = status_of(&c, c.post(s.url("/")).header("x-api-key", k).header("x-other", o)).await.unwrap();
         assert_eq!(st, StatusCode::UNAUTHORIZED);
     }
-    let st = status_of(&c, c.post(s.url("/")).header("x-api-key", "k-123"))
-        .await
-        .unwrap();
+    let st = status_of(&c, c.post(s.url("/")).header("x-api-key", "k-123")).await.unwrap();
     assert_eq!(st, StatusCode::UNAUTHORIZED, "one header missing");
 
     let s = TestServer::start(&format!("{BEARER}[auth.headers]\nX-Api-Key = \"k\"")).await;
     let c = s.client();
     assert_eq!(
-        status_of(
-            &c,
-            c.post(s.url("/"))
-                .bearer_auth("test-token")
-                .header("x-api-key", "k")
-        )
-        .await
-        .unwrap(),
+        status_of(&c, c.post(s.url("/")).bearer_auth("test-token").header("x-api-key", "k")).await.unwrap(),
         StatusCode::OK
     );
-    assert_eq!(
-        status_of(&c, c.post(s.url("/")).bearer_auth("test-token"))
-            .await
-            .unwrap(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        status_of(&c, c.post(s.url("/")).header("x-api-key", "k"))
-            .await
-            .unwrap(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(status_of(&c, c.post(s.url("/")).bearer_auth("test-token")).await.unwrap(), StatusCode::UNAUTHORIZED);
+    assert_eq!(status_of(&c, c.post(s.url("/")).header("x-api-key", "k")).await.unwrap(), StatusCode::UNAUTHORIZED);
     assert_eq!(s.history()[0].auth, "bearer+headers");
 }
 
 fn mtls_config(ca_path: &std::path::Path, mode: &str, extra: &str) -> String {
-    format!(
-        "[auth]\nclient_certificate = \"{mode}\"\nclient_ca = \"{}\"\n{extra}",
-        ca_path.display()
-    )
+    format!("[auth]\nclient_certificate = \"{mode}\"\nclient_ca = \"{}\"\n{extra}", ca_path.display())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,63 +84,30 @@ async fn client_certificate_required() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(&mtls_config(&netdata.write(dir.path()), "required", "")).await;
 
-    for (cn, sans) in [
-        ("app.netdata.cloud", vec![]),
-        ("api.netdata.cloud", vec![]),
-        ("whatever", vec!["app.netdata.cloud"]),
-    ] {
+    for (cn, sans) in
+        [("app.netdata.cloud", vec![]), ("api.netdata.cloud", vec![]), ("whatever", vec!["app.netdata.cloud"])]
+    {
         let c = s.client_with_cert(&netdata.client_pem(cn, &sans, false));
-        assert_eq!(
-            status_of(&c, c.post(s.url("/"))).await.unwrap(),
-            StatusCode::OK,
-            "{cn} {sans:?}"
-        );
+        assert_eq!(status_of(&c, c.post(s.url("/"))).await.unwrap(), StatusCode::OK, "{cn} {sans:?}");
     }
     // A certificate from the right CA with a name not in client_names: 403 with a reason.
-    let c =
-        s.client_with_cert(&netdata.client_pem("evil.example.com", &["evil.example.com"], false));
-    let r = c
-        .post(s.url("/"))
-        .body(captured(ALERT))
-        .send()
-        .await
-        .unwrap();
+    let c = s.client_with_cert(&netdata.client_pem("evil.example.com", &["evil.example.com"], false));
+    let r = c.post(s.url("/")).body(captured(ALERT)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(json(r).await["error"]
-        .as_str()
-        .unwrap()
-        .contains("client_names"));
+    assert!(json(r).await["error"].as_str().unwrap().contains("client_names"));
     // No certificate: 403 with a reason, even with a bearer token.
     let c = s.client();
-    let r = c
-        .post(s.url("/"))
-        .bearer_auth("x")
-        .body(captured(ALERT))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(s.url("/")).bearer_auth("x").body(captured(ALERT)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(json(r).await["error"]
-        .as_str()
-        .unwrap()
-        .contains("client certificate"));
+    assert!(json(r).await["error"].as_str().unwrap().contains("client certificate"));
     // Another CA, or expired: the handshake fails.
     let c = s.client_with_cert(&other.client_pem("app.netdata.cloud", &[], false));
-    assert!(
-        status_of(&c, c.post(s.url("/"))).await.is_err(),
-        "a certificate from another CA must not connect"
-    );
+    assert!(status_of(&c, c.post(s.url("/"))).await.is_err(), "a certificate from another CA must not connect");
     let c = s.client_with_cert(&netdata.client_pem("app.netdata.cloud", &[], true));
-    assert!(
-        status_of(&c, c.post(s.url("/"))).await.is_err(),
-        "an expired certificate must not connect"
-    );
+    assert!(status_of(&c, c.post(s.url("/"))).await.is_err(), "an expired certificate must not connect");
     // The server keeps serving.
     let c = s.client_with_cert(&netdata.client_pem("app.netdata.cloud", &[], false));
-    assert_eq!(
-        status_of(&c, c.post(s.url("/"))).await.unwrap(),
-        StatusCode::OK
-    );
+    assert_eq!(status_of(&c, c.post(s.url("/"))).await.unwrap(), StatusCode::OK);
     let h = s.history();
     assert_eq!(h.len(), 4);
     assert!(h.iter().all(|e| e.auth.starts_with("mtls:")), "{h:?}");
@@ -233,48 +117,24 @@ async fn client_certificate_required() {
 async fn client_certificate_optional_with_bearer() {
     let netdata = TestCa::new("Test Netdata");
     let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(&mtls_config(
-        &netdata.write(dir.path()),
-        "optional",
-        "method = \"bearer\"\ntoken = \"tok\"",
-    ))
-    .await;
+    let s =
+        TestServer::start(&mtls_config(&netdata.write(dir.path()), "optional", "method = \"bearer\"\ntoken = \"tok\""))
+            .await;
     let c = s.client();
-    assert_eq!(
-        status_of(&c, c.post(s.url("/")).bearer_auth("tok"))
-            .await
-            .unwrap(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        status_of(&c, c.post(s.url("/")).bearer_auth("bad"))
-            .await
-            .unwrap(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(status_of(&c, c.post(s.url("/")).bearer_auth("tok")).await.unwrap(), StatusCode::OK);
+    assert_eq!(status_of(&c, c.post(s.url("/")).bearer_auth("bad")).await.unwrap(), StatusCode::UNAUTHORIZED);
     let good = s.client_with_cert(&netdata.client_pem("app.netdata.cloud", &[], false));
-    assert_eq!(
-        status_of(&good, good.post(s.url("/")).bearer_auth("tok"))
-            .await
-            .unwrap(),
-        StatusCode::OK
-    );
+    assert_eq!(status_of(&good, good.post(s.url("/")).bearer_auth("tok")).await.unwrap(), StatusCode::OK);
     assert_eq!(
         status_of(&good, good.post(s.url("/"))).await.unwrap(),
         StatusCode::UNAUTHORIZED,
         "a certificate does not replace the token"
     );
     let wrong = s.client_with_cert(&netdata.client_pem("evil", &[], false));
-    assert_eq!(
-        status_of(&wrong, wrong.post(s.url("/")).bearer_auth("tok"))
-            .await
-            .unwrap(),
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(status_of(&wrong, wrong.post(s.url("/")).bearer_auth("tok")).await.unwrap(), StatusCode::FORBIDDEN);
     let auths: Vec<String> = s.history().into_iter().map(|e| e.auth).collect();
     assert!(
-        auths.contains(&"bearer".to_string())
-            && auths.contains(&"mtls:app.netdata.cloud+bearer".to_string()),
+        auths.contains(&"bearer".to_string()) && auths.contains(&"mtls:app.netdata.cloud+bearer".to_string()),
         "{auths:?}"
     );
 }
@@ -283,8 +143,7 @@ async fn client_certificate_optional_with_bearer() {
 async fn builtin_netdata_ca_refuses_test_certificates() {
     // With the real Netdata Root CA trusted, a certificate we can make is from "another CA".
     let fake = TestCa::new("Netdata Root CA");
-    let s = TestServer::start("[auth]\nclient_certificate = \"required\"\nclient_ca = \"netdata\"")
-        .await;
+    let s = TestServer::start("[auth]\nclient_certificate = \"required\"\nclient_ca = \"netdata\"").await;
     let c = s.client_with_cert(&fake.client_pem("app.netdata.cloud", &[], false));
     assert!(status_of(&c, c.post(s.url("/"))).await.is_err());
 }
@@ -294,29 +153,14 @@ async fn repeated_failures_are_throttled_even_for_the_right_token() {
     let s = TestServer::start(&format!("{BEARER}max_failures_per_minute = 5\n")).await;
     let c = s.client();
     for i in 0..5 {
-        let st = status_of(&c, c.post(s.url("/")).bearer_auth(format!("guess-{i}")))
-            .await
-            .unwrap();
+        let st = status_of(&c, c.post(s.url("/")).bearer_auth(format!("guess-{i}"))).await.unwrap();
         assert_eq!(st, StatusCode::UNAUTHORIZED);
     }
-    let r = c
-        .post(s.url("/"))
-        .bearer_auth("test-token")
-        .body(captured(ALERT))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(s.url("/")).bearer_auth("test-token").body(captured(ALERT)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
-    assert!(json(r).await["error"]
-        .as_str()
-        .unwrap()
-        .contains("authentication failures"));
+    assert!(json(r).await["error"].as_str().unwrap().contains("authentication failures"));
     // The challenge is not throttled.
     let r = c.get(s.url("/?crc_token=a")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -325,15 +169,10 @@ async fn repeated_failures_are_throttled_even_for_the_right_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_authentication_is_refused_at_start() {
-    let e = alertray::config::Config::from_toml("[auth]\nclient_certificate = \"optional\"")
-        .unwrap_err();
+    let e = alertray::config::Config::from_toml("[auth]\nclient_certificate = \"optional\"").unwrap_err();
     assert_eq!(e.key(), Some("auth"));
-    let s = TestServer::start("[auth]\nclient_certificate = \"off\"\nallow_unauthenticated = true")
-        .await;
+    let s = TestServer::start("[auth]\nclient_certificate = \"off\"\nallow_unauthenticated = true").await;
     let c = s.client();
-    assert_eq!(
-        status_of(&c, c.post(s.url("/"))).await.unwrap(),
-        StatusCode::OK
-    );
+    assert_eq!(status_of(&c, c.post(s.url("/"))).await.unwrap(), StatusCode::OK);
     assert_eq!(s.history()[0].auth, "none");
 }

@@ -14,13 +14,11 @@ async fn raw_tls(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
     for c in CertificateDer::pem_slice_iter(&s.server_cert_pem()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = TcpStream::connect(s.addr).await.unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
@@ -30,10 +28,7 @@ async fn raw_tls(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
 }
 
 /// Reads until the server closes the connection; returns what it sent.
-async fn read_to_close(
-    stream: &mut (impl AsyncReadExt + Unpin),
-    within: Duration,
-) -> Option<String> {
+async fn read_to_close(stream: &mut (impl AsyncReadExt + Unpin), within: Duration) -> Option<String> {
     let mut buf = Vec::new();
     match tokio::time::timeout(within, stream.read_to_end(&mut buf)).await {
         Ok(_) => Some(String::from_utf8_lossy(&buf).into_owned()),
@@ -47,22 +42,10 @@ const SHORT_TIMEOUT: &str = "[server]\nrequest_timeout_secs = 1\n";
 async fn slow_headers_are_cut_off() {
     let s = TestServer::start(&format!("{SHORT_TIMEOUT}{BEARER}")).await;
     let mut tls = raw_tls(&s).await;
-    tls.write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
-        .await
-        .unwrap();
+    tls.write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").await.unwrap();
     // The server must close well before this generous bound (its timeout is 1 s).
-    assert!(
-        read_to_close(&mut tls, Duration::from_secs(10))
-            .await
-            .is_some(),
-        "a slow client held the connection"
-    );
-    assert_eq!(
-        s.post(captured("netdata-alert-warning.json"))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert!(read_to_close(&mut tls, Duration::from_secs(10)).await.is_some(), "a slow client held the connection");
+    assert_eq!(s.post(captured("netdata-alert-warning.json")).await.status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,9 +53,7 @@ async fn a_body_that_never_finishes_gets_408() {
     let s = TestServer::start(&format!("{SHORT_TIMEOUT}{BEARER}")).await;
     let mut tls = raw_tls(&s).await;
     tls.write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer test-token\r\nContent-Length: 1000\r\n\r\n{\"message\":").await.unwrap();
-    let answer = read_to_close(&mut tls, Duration::from_secs(10))
-        .await
-        .expect("the server must answer");
+    let answer = read_to_close(&mut tls, Duration::from_secs(10)).await.expect("the server must answer");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(s.history().is_empty());
 }
@@ -81,12 +62,8 @@ async fn a_body_that_never_finishes_gets_408() {
 async fn an_idle_keep_alive_connection_is_closed() {
     let s = TestServer::start(&format!("{SHORT_TIMEOUT}{BEARER}")).await;
     let mut tls = raw_tls(&s).await;
-    tls.write_all(b"GET /?crc_token=a HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let answer = read_to_close(&mut tls, Duration::from_secs(10))
-        .await
-        .expect("closed after idling");
+    tls.write_all(b"GET /?crc_token=a HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let answer = read_to_close(&mut tls, Duration::from_secs(10)).await.expect("closed after idling");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
@@ -95,32 +72,21 @@ async fn a_stalled_tls_handshake_is_cut_off() {
     let s = TestServer::start(&format!("{SHORT_TIMEOUT}{BEARER}")).await;
     let mut tcp = TcpStream::connect(s.addr).await.unwrap();
     tcp.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
-    assert!(read_to_close(&mut tcp, Duration::from_secs(10))
-        .await
-        .is_some());
+    assert!(read_to_close(&mut tcp, Duration::from_secs(10)).await.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_instead_of_tls_and_plain_http_are_refused() {
     let s = TestServer::start(BEARER).await;
-    for junk in [
-        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
-        &[0u8; 512][..],
-        &[0x16, 0x03, 0x03, 0xff, 0xff, 1, 2, 3][..],
-    ] {
+    for junk in
+        [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], &[0u8; 512][..], &[0x16, 0x03, 0x03, 0xff, 0xff, 1, 2, 3][..]]
+    {
         let mut tcp = TcpStream::connect(s.addr).await.unwrap();
         let _ = tcp.write_all(junk).await;
-        let got = read_to_close(&mut tcp, Duration::from_secs(15))
-            .await
-            .expect("closed");
+        let got = read_to_close(&mut tcp, Duration::from_secs(15)).await.expect("closed");
         assert!(!got.contains("HTTP/1.1 200"));
     }
-    assert_eq!(
-        s.post(captured("netdata-alert-warning.json"))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(s.post(captured("netdata-alert-warning.json")).await.status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,55 +106,28 @@ async fn oversized_headers_are_refused() {
     }
     // HTTP/1.1: hyper answers 431 and closes.
     let mut tls = raw_tls(&s).await;
-    let big = format!(
-        "POST / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(100 * 1024)
-    );
+    let big = format!("POST / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
     let _ = tls.write_all(big.as_bytes()).await;
-    let answer = read_to_close(&mut tls, Duration::from_secs(10))
-        .await
-        .unwrap_or_default();
+    let answer = read_to_close(&mut tls, Duration::from_secs(10)).await.unwrap_or_default();
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     assert!(s.history().is_empty());
-    assert_eq!(
-        s.post(captured("netdata-alert-warning.json"))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(s.post(captured("netdata-alert-warning.json")).await.status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_and_http2_both_deliver() {
     let s = TestServer::start(BEARER).await;
     let pem = s.server_cert_pem();
-    for (h2, expected) in [
-        (false, reqwest::Version::HTTP_11),
-        (true, reqwest::Version::HTTP_2),
-    ] {
+    for (h2, expected) in [(false, reqwest::Version::HTTP_11), (true, reqwest::Version::HTTP_2)] {
         let mut b = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
             .resolve("localhost", s.addr);
-        b = if h2 {
-            b.http2_prior_knowledge()
-        } else {
-            b.http1_only()
-        };
+        b = if h2 { b.http2_prior_knowledge() } else { b.http1_only() };
         let c = b.build().unwrap();
-        let body = if h2 {
-            captured("netdata-alert-critical.json")
-        } else {
-            captured("netdata-alert-warning.json")
-        };
-        let r = c
-            .post(s.url("/"))
-            .bearer_auth("test-token")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let body = if h2 { captured("netdata-alert-critical.json") } else { captured("netdata-alert-warning.json") };
+        let r = c.post(s.url("/")).bearer_auth("test-token").body(body).send().await.unwrap();
         assert_eq!(r.version(), expected);
         assert_eq!(r.status(), StatusCode::OK);
         let r = c.get(s.url("/?crc_token=abc123")).send().await.unwrap();
@@ -237,16 +176,12 @@ async fn renewed_certificate_files_are_picked_up_without_a_restart() {
     let s = TestServer::start_in(&cfg, dir.path()).await;
     let peer_cn = || async {
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
-            .unwrap();
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        roots.add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap()).unwrap();
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let tcp = TcpStream::connect(s.addr).await.unwrap();
         let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -254,14 +189,7 @@ async fn renewed_certificate_files_are_picked_up_without_a_restart() {
             .unwrap();
         let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-        let cn = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string();
+        let cn = cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_string();
         cn
     };
     assert_eq!(peer_cn().await, "first");

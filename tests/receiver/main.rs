@@ -2,6 +2,7 @@
 
 mod auth;
 mod challenge;
+mod core;
 mod limits;
 mod payloads;
 mod support;

@@ -23,47 +23,29 @@ async fn every_captured_body_is_stored_raw_and_parsed() {
         assert_eq!(body["duplicate"], false);
         let id = body["id"].as_i64().unwrap();
         let raw = alertray::store::raw_body(&s.reader(), id).unwrap().unwrap();
-        assert_eq!(
-            raw,
-            captured(name),
-            "{name}: the raw body is kept byte for byte"
-        );
+        assert_eq!(raw, captured(name), "{name}: the raw body is kept byte for byte");
         let entry = s.history().into_iter().find(|h| h.id == id).unwrap();
         assert_eq!(entry.kind, kind_of(name), "{name}");
     }
     // critical (swap), recovered (ram on la1: not active), warning (ram on gn4),
     // reachable then unreachable (sa1 unreachable).
     let active = s.active();
-    let mut summary: Vec<(String, Level)> = active
-        .iter()
-        .map(|a| (format!("{}/{}", a.host, a.name), a.level))
-        .collect();
+    let mut summary: Vec<(String, Level)> =
+        active.iter().map(|a| (format!("{}/{}", a.host, a.name), a.level)).collect();
     summary.sort();
     assert_eq!(
         summary,
         vec![
-            (
-                "gn4.node.garland.slvn.co/ram_in_use".to_string(),
-                Level::Warning
-            ),
-            (
-                "la1.node.garland.slvn.co/used_swap".to_string(),
-                Level::Critical
-            ),
-            (
-                "sa1.node.garland.slvn.co/reachability".to_string(),
-                Level::Unreachable
-            ),
+            ("gn4.node.garland.slvn.co/ram_in_use".to_string(), Level::Warning),
+            ("la1.node.garland.slvn.co/used_swap".to_string(), Level::Critical),
+            ("sa1.node.garland.slvn.co/reachability".to_string(), Level::Unreachable),
         ]
     );
     let crit = active.iter().find(|a| a.level == Level::Critical).unwrap();
     assert_eq!(crit.value.as_deref(), Some("100%"));
     assert_eq!(crit.rooms[0].name, "All nodes");
     assert!(crit.url.as_deref().unwrap().contains("transition=ee19d16d"));
-    assert_eq!(
-        crit.triggered_at.unwrap().to_rfc3339(),
-        "2026-04-10T22:11:48-05:00"
-    );
+    assert_eq!(crit.triggered_at.unwrap().to_rfc3339(), "2026-04-10T22:11:48-05:00");
     let token = alertray::store::latest_token(&s.reader()).unwrap().unwrap();
     assert_eq!(token.token, "2b633082-34ec-4ec3-946c-5e81076c39af");
 }
@@ -88,24 +70,15 @@ fn flat(severity: &str, variant: usize) -> Value {
     match variant % 4 {
         0 => {
             o.insert("alarm".into(), json!("disk_space_usage"));
-            o.insert(
-                "alarm_url".into(),
-                json!("https://app.netdata.cloud/a/disk.space.disk_space_usage:::node-0"),
-            );
-            o.insert(
-                "rooms".into(),
-                json!({"All nodes": "https://app.netdata.cloud/r/all"}),
-            );
+            o.insert("alarm_url".into(), json!("https://app.netdata.cloud/a/disk.space.disk_space_usage:::node-0"));
+            o.insert("rooms".into(), json!({"All nodes": "https://app.netdata.cloud/r/all"}));
             o.insert("additional_active_critical_alerts".into(), json!(1));
             o.insert("additional_active_warning_alerts".into(), json!(2));
         }
         1 => {
             o.insert("alert".into(), json!("disk_space_usage"));
             o.insert("alert_url".into(), json!("https://app.netdata.cloud/a/x"));
-            o.insert(
-                "Rooms".into(),
-                json!([{"name": "All nodes", "url": "https://app.netdata.cloud/r/all"}]),
-            );
+            o.insert("Rooms".into(), json!([{"name": "All nodes", "url": "https://app.netdata.cloud/r/all"}]));
             o.insert("additional_active_critical_alerts".into(), json!("1"));
             o.insert("additional_active_warning_alerts".into(), json!("2"));
         }
@@ -119,10 +92,7 @@ fn flat(severity: &str, variant: usize) -> Value {
         _ => {
             o.insert("alert".into(), json!("disk_space_usage"));
             o.insert("rooms".into(), json!([{"name": "All nodes"}]));
-            o.insert(
-                "extra_key_from_the_future".into(),
-                json!({"nested": [1, 2, 3]}),
-            );
+            o.insert("extra_key_from_the_future".into(), json!({"nested": [1, 2, 3]}));
         }
     }
     v
@@ -132,11 +102,8 @@ fn flat(severity: &str, variant: usize) -> Value {
 async fn flat_documented_bodies_in_every_spelling() {
     let s = TestServer::start(BEARER).await;
     for variant in 0..4 {
-        for (sev, level) in [
-            ("warning", Level::Warning),
-            ("CRITICAL", Level::Critical),
-            ("Critical", Level::Critical),
-        ] {
+        for (sev, level) in [("warning", Level::Warning), ("CRITICAL", Level::Critical), ("Critical", Level::Critical)]
+        {
             let r = s.post(flat(sev, variant).to_string()).await;
             assert_eq!(r.status(), StatusCode::OK);
             let active = s.active();
@@ -149,22 +116,13 @@ async fn flat_documented_bodies_in_every_spelling() {
             assert_eq!(a.kind, AlertKind::Alert);
             assert_eq!(a.space.as_deref(), Some("Ops"));
             if variant < 2 {
-                assert_eq!(
-                    a.rooms[0].url.as_deref(),
-                    Some("https://app.netdata.cloud/r/all")
-                );
+                assert_eq!(a.rooms[0].url.as_deref(), Some("https://app.netdata.cloud/r/all"));
             }
-            assert_eq!(
-                a.triggered_at.unwrap().to_rfc3339(),
-                "2024-05-01T10:00:00+02:00"
-            );
+            assert_eq!(a.triggered_at.unwrap().to_rfc3339(), "2024-05-01T10:00:00+02:00");
         }
         let r = s.post(flat("clear", variant).to_string()).await;
         assert_eq!(r.status(), StatusCode::OK);
-        assert!(
-            s.active().iter().all(|a| a.host != format!("web{variant}")),
-            "cleared {variant}"
-        );
+        assert!(s.active().iter().all(|a| a.host != format!("web{variant}")), "cleared {variant}");
     }
     let h = s.history();
     assert_eq!(h.len(), 16);
@@ -196,40 +154,29 @@ async fn lifecycles_publish_events_after_the_store_commits() {
             Err(e) => panic!("no alert event: {e:?}"),
         }
     };
-    s.post(nested("Warning", "t1", "2026-04-10T10:00:00Z", "h1").to_string())
-        .await;
+    s.post(nested("Warning", "t1", "2026-04-10T10:00:00Z", "h1").to_string()).await;
     let (c, a) = next(&mut events);
     assert_eq!((c, a.level), (Change::Raised, Level::Warning));
-    s.post(nested("Critical", "t2", "2026-04-10T10:01:00Z", "h1").to_string())
-        .await;
+    s.post(nested("Critical", "t2", "2026-04-10T10:01:00Z", "h1").to_string()).await;
     assert_eq!(next(&mut events).0, Change::Escalated);
     assert_eq!(s.active().len(), 1);
-    s.post(nested("Clear", "t3", "2026-04-10T10:02:00Z", "h1").to_string())
-        .await;
+    s.post(nested("Clear", "t3", "2026-04-10T10:02:00Z", "h1").to_string()).await;
     let (c, a) = next(&mut events);
     assert_eq!((c, a.host.as_str()), (Change::Cleared, "h1"));
     assert!(s.active().is_empty());
 
-    s.post(captured("netdata-reachability-unreachable.json"))
-        .await;
+    s.post(captured("netdata-reachability-unreachable.json")).await;
     assert_eq!(next(&mut events).0, Change::Unreachable);
     assert_eq!(s.active()[0].level, Level::Unreachable);
-    s.post(captured("netdata-reachability-reachable.json"))
-        .await;
+    s.post(captured("netdata-reachability-reachable.json")).await;
     assert_eq!(next(&mut events).0, Change::Reachable);
     assert!(s.active().is_empty());
 
     // Out of order: an older clear arriving after a newer raise changes nothing.
-    s.post(nested("Critical", "t5", "2026-04-10T11:00:00Z", "h2").to_string())
-        .await;
-    s.post(nested("Clear", "t4", "2026-04-10T10:59:00Z", "h2").to_string())
-        .await;
+    s.post(nested("Critical", "t5", "2026-04-10T11:00:00Z", "h2").to_string()).await;
+    s.post(nested("Clear", "t4", "2026-04-10T10:59:00Z", "h2").to_string()).await;
     assert_eq!(s.active().len(), 1);
-    assert_eq!(
-        s.history().len(),
-        7,
-        "the late clear is still kept in history"
-    );
+    assert_eq!(s.history().len(), 7, "the late clear is still kept in history");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,13 +211,7 @@ async fn a_restart_restores_exactly_the_same_state() {
     for i in 0..20 {
         let status = ["Warning", "Critical", "Clear"][i % 3];
         s.post(
-            nested(
-                status,
-                &format!("r{i}"),
-                &format!("2026-04-10T10:{i:02}:00Z"),
-                &format!("n{}", i % 7),
-            )
-            .to_string(),
+            nested(status, &format!("r{i}"), &format!("2026-04-10T10:{i:02}:00Z"), &format!("n{}", i % 7)).to_string(),
         )
         .await;
     }
@@ -283,23 +224,16 @@ async fn a_restart_restores_exactly_the_same_state() {
     let s = TestServer::start_in(BEARER, dir.path()).await;
     assert_eq!(s.active(), alerts_before);
     assert_eq!(s.history(), history_before);
-    assert_eq!(
-        alertray::store::latest_token(&s.reader()).unwrap(),
-        token_before
-    );
+    assert_eq!(alertray::store::latest_token(&s.reader()).unwrap(), token_before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_objects_are_kept_and_shown_by_their_message() {
     let s = TestServer::start(BEARER).await;
     let mut events = s.events.subscribe();
-    let r = s
-        .post(json!({"message": "Netdata invented a new thing", "foo": [1]}).to_string())
-        .await;
+    let r = s.post(json!({"message": "Netdata invented a new thing", "foo": [1]}).to_string()).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = s
-        .post(json!({"zeta": 1, "alpha": {"b": 2}}).to_string())
-        .await;
+    let r = s.post(json!({"zeta": 1, "alpha": {"b": 2}}).to_string()).await;
     assert_eq!(r.status(), StatusCode::OK);
     let h = s.history();
     assert_eq!(h.len(), 2);
@@ -322,34 +256,19 @@ async fn bad_bodies_get_the_right_status_and_the_server_keeps_serving() {
     let big = format!("{{\"message\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
     let cases: Vec<(&str, Vec<u8>, StatusCode)> = vec![
         ("not JSON", b"hello".to_vec(), StatusCode::BAD_REQUEST),
-        (
-            "truncated JSON",
-            b"{\"message\": \"x".to_vec(),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "an array",
-            b"[{\"message\": \"x\"}]".to_vec(),
-            StatusCode::BAD_REQUEST,
-        ),
+        ("truncated JSON", b"{\"message\": \"x".to_vec(), StatusCode::BAD_REQUEST),
+        ("an array", b"[{\"message\": \"x\"}]".to_vec(), StatusCode::BAD_REQUEST),
         ("a string", b"\"x\"".to_vec(), StatusCode::BAD_REQUEST),
         ("empty", Vec::new(), StatusCode::BAD_REQUEST),
         ("deeply nested", deep.into_bytes(), StatusCode::BAD_REQUEST),
         ("2 MiB", big.into_bytes(), StatusCode::PAYLOAD_TOO_LARGE),
-        (
-            "invalid UTF-8",
-            b"{\"message\": \"\xff\"}".to_vec(),
-            StatusCode::BAD_REQUEST,
-        ),
+        ("invalid UTF-8", b"{\"message\": \"\xff\"}".to_vec(), StatusCode::BAD_REQUEST),
     ];
     for (what, body, status) in cases {
         let r = s.post(body).await;
         assert_eq!(r.status(), status, "{what}");
         let j = json(r).await;
-        assert!(
-            j["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{what}: {j}"
-        );
+        assert!(j["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {j}");
     }
     assert!(s.history().is_empty());
     let r = s.post(captured("netdata-alert-critical.json")).await;

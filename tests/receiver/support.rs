@@ -7,9 +7,7 @@ use std::sync::Arc;
 use alertray::alerts::Event;
 use alertray::app::{self, Running};
 use alertray::config::Config;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -23,11 +21,8 @@ impl TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         TestCa { issuer }
     }
@@ -39,12 +34,7 @@ impl TestCa {
     /// A client certificate with subject CN `cn` (and `sans` as DNS SANs), as one PEM with
     /// its key, valid now unless `expired`.
     pub fn client_pem(&self, cn: &str, sans: &[&str], expired: bool) -> String {
-        self.leaf_pem(
-            cn,
-            sans,
-            expired,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        )
+        self.leaf_pem(cn, sans, expired, rcgen::ExtendedKeyUsagePurpose::ClientAuth)
     }
 
     /// A server certificate for `sans`, as one PEM with its key.
@@ -52,15 +42,8 @@ impl TestCa {
         self.leaf_pem(cn, sans, false, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
     }
 
-    fn leaf_pem(
-        &self,
-        cn: &str,
-        sans: &[&str],
-        expired: bool,
-        eku: rcgen::ExtendedKeyUsagePurpose,
-    ) -> String {
-        let mut params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    fn leaf_pem(&self, cn: &str, sans: &[&str], expired: bool, eku: rcgen::ExtendedKeyUsagePurpose) -> String {
+        let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![eku];
         let now = time::OffsetDateTime::now_utc();
@@ -111,16 +94,13 @@ impl TestServer {
     /// Starts a receiver keeping its data in `dir` (for restarts).
     pub async fn start_in(toml: &str, dir: &Path) -> TestServer {
         let toml = toml.replace("$DIR", &dir.display().to_string());
-        let config =
-            Arc::new(Config::from_toml(&format!("{toml}\n")).unwrap_or_else(|e| panic!("{e}")));
+        let config = Arc::new(Config::from_toml(&format!("{toml}\n")).unwrap_or_else(|e| panic!("{e}")));
         let mut config_local = (*config).clone();
         config_local.server.listen = "127.0.0.1:0".parse().unwrap();
         let config = Arc::new(config_local);
         let (events, _) = broadcast::channel(1024);
         let shutdown = CancellationToken::new();
-        let running = app::start(config.clone(), dir, events.clone(), shutdown.clone())
-            .await
-            .unwrap();
+        let running = app::start(config.clone(), dir, events.clone(), shutdown.clone()).await.unwrap();
         TestServer {
             addr: running.addr,
             data_dir: dir.to_path_buf(),
@@ -157,10 +137,7 @@ impl TestServer {
 
     /// An HTTPS client presenting a client certificate (`pem` holds cert and key).
     pub fn client_with_cert(&self, pem: &str) -> reqwest::Client {
-        self.builder()
-            .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
-            .build()
-            .unwrap()
+        self.builder().identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap()).build().unwrap()
     }
 
     /// POSTs `body` with the test bearer token.
@@ -206,9 +183,7 @@ impl Drop for TestServer {
 
 /// A captured body from the contract's folder.
 pub fn captured(name: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/captured")
-        .join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captured").join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

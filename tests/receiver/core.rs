@@ -1,0 +1,124 @@
+//! The running core as the desktop shell drives it: reloading the config, acknowledging,
+//! snoozing, and what survives a restart.
+
+use std::sync::Arc;
+
+use alertray::alerts::Level;
+use alertray::app::{Alertray, Paths, ReceiverStatus};
+use alertray::config::Config;
+use alertray::policy::{Snooze, SnoozeScope};
+use alertray::store::{self, SnoozeChange};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::*;
+
+fn cfg(extra: &str) -> Config {
+    Config::from_toml(&format!("[server]\nlisten = \"127.0.0.1:0\"\n{BEARER}{extra}")).unwrap()
+}
+
+fn client_for(core_dir: &std::path::Path, addr: &str) -> (reqwest::Client, String) {
+    let pem = std::fs::read(core_dir.join("tls/cert.pem")).unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let c = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    (c, format!("https://localhost:{}/", addr.port()))
+}
+
+fn addr_of(s: &ReceiverStatus) -> String {
+    match s {
+        ReceiverStatus::Running { addr, .. } => addr.clone(),
+        other => panic!("not running: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_stops_the_receiver_with_the_key_and_a_good_one_restarts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths { config_file: dir.path().join("c.toml"), data_dir: dir.path().join("data") };
+    let core = Alertray::open(paths).unwrap();
+    let mut failures = core.events.subscribe();
+    let addr = addr_of(&core.apply(Ok(cfg(""))).await);
+    let (c, url) = client_for(&dir.path().join("data"), &addr);
+    let r = c.post(&url).bearer_auth("test-token").body(captured("netdata-alert-critical.json")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let bad = Config::from_toml("[auth]\nmethod = \"bearer\"");
+    let status = core.apply(bad).await;
+    match &status {
+        ReceiverStatus::Stopped { key, reason } => {
+            assert_eq!(key.as_deref(), Some("auth.token"));
+            assert!(reason.contains("auth.token"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(core.status(), status);
+    assert!(c.post(&url).body("{}").send().await.is_err(), "nothing listens any more");
+    let mut saw_failure = false;
+    while let Ok(e) = failures.try_recv() {
+        saw_failure |= matches!(e, alertray::alerts::Event::ReceiverFailed { .. });
+    }
+    assert!(saw_failure);
+
+    // A good config again: a new port, the same store.
+    let addr = addr_of(&core.apply(Ok(cfg(""))).await);
+    let (c, url) = client_for(&dir.path().join("data"), &addr);
+    let r = c.post(&url).bearer_auth("test-token").body(captured("netdata-alert-warning.json")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let active = store::active(&core.reader().unwrap()).unwrap();
+    assert_eq!(active.len(), 2);
+    core.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_and_snoozes_survive_a_restart_and_escalation_drops_the_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths { config_file: dir.path().join("c.toml"), data_dir: dir.path().join("data") };
+    let warning: Value = serde_json::from_slice(&captured("netdata-alert-warning.json")).unwrap();
+    let key;
+    {
+        let core = Alertray::open(paths.clone()).unwrap();
+        let addr = addr_of(&core.apply(Ok(cfg(""))).await);
+        let (c, url) = client_for(&paths.data_dir, &addr);
+        c.post(&url).bearer_auth("test-token").body(warning.to_string()).send().await.unwrap();
+        key = store::active(&core.reader().unwrap()).unwrap()[0].key.clone();
+        assert!(core.store.acknowledge(&key, true).await.unwrap());
+        assert!(!core.store.acknowledge("no such key", true).await.unwrap());
+        let until = store::now_ms() + 3_600_000;
+        core.snooze(SnoozeChange::Set(Snooze {
+            scope: SnoozeScope::Node("gn4.node.garland.slvn.co".into()),
+            until_ms: until,
+        }))
+        .await
+        .unwrap();
+        core.snooze(SnoozeChange::Set(Snooze { scope: SnoozeScope::All, until_ms: until })).await.unwrap();
+        core.snooze(SnoozeChange::Clear(SnoozeScope::All)).await.unwrap();
+        assert_eq!(core.policy.get().snoozes.len(), 1);
+        core.stop().await;
+    }
+    let core = Arc::new(Alertray::open(paths.clone()).unwrap());
+    let snoozes = core.policy.get().snoozes;
+    assert_eq!(snoozes.len(), 1, "{snoozes:?}");
+    assert_eq!(snoozes[0].scope, SnoozeScope::Node("gn4.node.garland.slvn.co".into()));
+    let active = store::active(&core.reader().unwrap()).unwrap();
+    assert!(active[0].acknowledged, "the acknowledgement survived");
+
+    // Escalation to Critical drops it.
+    let addr = addr_of(&core.apply(Ok(cfg(""))).await);
+    let (c, url) = client_for(&paths.data_dir, &addr);
+    let mut escalated = warning.clone();
+    escalated["alert"]["state"]["status"] = "Critical".into();
+    escalated["alert"]["transition_id"] = "escalation".into();
+    escalated["alert"]["triggered_at"] = "2026-04-10T20:30:00-06:00".into();
+    c.post(&url).bearer_auth("test-token").body(escalated.to_string()).send().await.unwrap();
+    let active = store::active(&core.reader().unwrap()).unwrap();
+    assert_eq!(active[0].key, key);
+    assert_eq!(active[0].level, Level::Critical);
+    assert!(!active[0].acknowledged, "escalation dropped the acknowledgement");
+    core.stop().await;
+}
