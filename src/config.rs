@@ -695,6 +695,30 @@ pub fn write_private_new(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Validates `raw` and writes it to `path` (mode 0600), replacing the file atomically.
+/// Comments in the old file are not kept.
+pub fn save(path: &Path, raw: &RawConfig) -> Result<Config, ConfigError> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let cfg = raw.clone().validate(base)?;
+    let text = toml::to_string_pretty(raw).map_err(|e| ConfigError::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    })?;
+    let tmp = path.with_extension("toml.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    write_private_new(&tmp, &format!("# Written by Alertray's Settings window.\n{text}"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })?;
+    Ok(cfg)
+}
+
+/// Reads a config file as written, without validating it.
+pub fn load_raw(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    RawConfig::from_toml(&text, path)
+}
+
 /// Writes a commented config with fresh secrets to `path` (mode 0600).
 pub fn init(path: &Path) -> Result<(), ConfigError> {
     let text = template(&generate_secret(), &generate_secret());
@@ -769,6 +793,28 @@ mod tests {
         assert_eq!(e.key(), Some("notifications.quiet_hours"));
         let e = err("[auth]\nallow_unauthenticated = true\n[notifications]\nmin_severity = \"loud\"");
         assert_eq!(e.key(), Some("notifications.min_severity"));
+    }
+
+    #[test]
+    fn save_validates_writes_privately_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let mut raw = RawConfig::default();
+        raw.auth.method = Some("bearer".into());
+        assert_eq!(save(&p, &raw).unwrap_err().key(), Some("auth.token"));
+        assert!(!p.exists(), "nothing written for an invalid config");
+        raw.auth.token = Some(Secret::new("tok"));
+        raw.auth.headers = Some([("X-Key".to_string(), Secret::new("v"))].into());
+        save(&p, &raw).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let back = Config::load(&p).unwrap();
+        assert_eq!(back.auth.method, AuthMethod::Bearer { token: Secret::new("tok") });
+        assert_eq!(back.auth.headers.len(), 1);
+        assert_eq!(load_raw(&p).unwrap().auth.token, Some(Secret::new("tok")));
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! - [`notify`]: the [`notify::Notifier`] port, notify-rust popups, storm folding.
 //! - [`policy`]: which popups are held back (snooze, quiet hours, minimum severity).
 //! - [`tray`]: what the tray shows (icon, tooltip, menu entries), for the shell to draw.
+//! - [`guide`]: the values to paste into Netdata Cloud's webhook form.
+//! - [`headless`]: `alertray serve`, the receiver without a window.
 //! - [`app`]: paths and start-up wiring shared by the CLI and the desktop shell.
 
 pub mod alerts;
@@ -30,6 +32,8 @@ pub mod app;
 pub mod auth;
 pub mod challenge;
 pub mod config;
+pub mod guide;
+pub mod headless;
 pub mod notify;
 pub mod payload;
 pub mod policy;

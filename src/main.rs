@@ -2,16 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
-use alertray::alerts::{Alert, Event, Summary};
-use alertray::app::{Alertray, Paths, ReceiverStatus};
+use alertray::alerts::{Alert, Summary};
+use alertray::app::Paths;
 use alertray::config::{self, Config, ConfigError};
-use alertray::notify::DesktopNotifier;
 use alertray::store::{self, HistoryQuery};
 
 // The receiver allocates and frees a body, a JSON tree and a response per request from many
@@ -132,7 +128,13 @@ fn other(e: impl std::fmt::Display) -> Failure {
 
 fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
     match cli.command {
-        Command::Serve { no_popups } => serve(paths, cli.config.is_some(), no_popups),
+        Command::Serve { no_popups } => {
+            alertray::headless::init_logging();
+            alertray::headless::serve(paths, cli.config.is_some(), no_popups).map_err(|e| match e {
+                alertray::headless::HeadlessError::Config(c) => Failure::Config(c),
+                alertray::headless::HeadlessError::Other(o) => Failure::Other(o),
+            })
+        }
         Command::Alerts { history, json, limit, since, status, host, search } => {
             let conn = store::open_reader(&paths.db()).map_err(other)?;
             if history {
@@ -181,7 +183,7 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
         }
         Command::Guide => {
             let cfg = Config::load(&paths.config_file)?;
-            print!("{}", guide(&cfg));
+            print!("{}", alertray::guide::ConnectGuide::of(&cfg).text());
             Ok(())
         }
         Command::Config { action } => match action {
@@ -230,37 +232,6 @@ fn print_active(active: &[Alert]) {
     }
 }
 
-fn guide(cfg: &Config) -> String {
-    use alertray::config::{AuthMethod, ClientCertMode};
-    let mut s = String::new();
-    let url =
-        cfg.server.webhook_url().unwrap_or_else(|| "(set server.public_url to your tunnel's https:// URL)".into());
-    s.push_str(&format!("Webhook URL:        {url}\n"));
-    match &cfg.auth.method {
-        AuthMethod::None => s.push_str("Authentication:     Mutual TLS (no Basic/Bearer)\n"),
-        AuthMethod::Basic { username, password } => s.push_str(&format!(
-            "Authentication:     Basic\nUsername:           {username}\nPassword:           {}\n",
-            password.expose()
-        )),
-        AuthMethod::Bearer { token } => {
-            s.push_str(&format!("Authentication:     Bearer\nToken:              {}\n", token.expose()))
-        }
-    }
-    for (name, value) in &cfg.auth.headers {
-        s.push_str(&format!("Extra header:       {name}: {}\n", value.expose()));
-    }
-    match &cfg.auth.challenge_secret {
-        Some(c) => s.push_str(&format!("Challenge secret:   {}\n", c.expose())),
-        None => s.push_str("Challenge secret:   (not set: add auth.challenge_secret)\n"),
-    }
-    s.push_str(match cfg.auth.client_certificate {
-        ClientCertMode::Required => "Client certificate: required (needs a tunnel that passes TLS through)\n",
-        ClientCertMode::Optional => "Client certificate: checked when presented\n",
-        ClientCertMode::Off => "Client certificate: not asked for\n",
-    });
-    s
-}
-
 /// "30m", "12h", "7d", "45s" or an RFC 3339 time, to Unix ms.
 fn parse_since(s: &str) -> Result<i64, Failure> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
@@ -295,118 +266,5 @@ fn ago(ms: i64) -> String {
         60..=3599 => format!("{}m", secs / 60),
         3600..=86_399 => format!("{}h", secs / 3600),
         _ => format!("{}d", secs / 86_400),
-    }
-}
-
-/// `true` when a desktop notification service can plausibly be reached.
-fn desktop_session() -> bool {
-    if cfg!(any(target_os = "macos", windows)) {
-        return true;
-    }
-    std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
-        || std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| PathBuf::from(d).join("bus").exists())
-}
-
-fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), Failure> {
-    init_logging();
-    if !config_given && !paths.config_file.exists() {
-        config::init(&paths.config_file)?;
-        eprintln!(
-            "First run: wrote {} with a fresh bearer token and challenge secret.\nRun `alertray guide` to see what to paste into Netdata Cloud.",
-            paths.config_file.display()
-        );
-    }
-    // A bad config is refused before anything else happens, with exit code 2.
-    let cfg = Config::load(&paths.config_file)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(other)?;
-    rt.block_on(async move {
-        let core = Alertray::open(paths.clone()).map_err(other)?;
-        let shutdown = CancellationToken::new();
-        let log_events = core.events.subscribe();
-        let status = core.apply(Ok(cfg)).await;
-        let ReceiverStatus::Running { addr, fingerprint, cert_path, self_signed } = status else {
-            return Err(Failure::Other(status.error().unwrap_or("the receiver did not start").to_string()));
-        };
-        let cfg = core.config().await.expect("a running receiver has a config");
-        eprintln!("Listening on https://{addr}{}", cfg.server.path);
-        eprintln!(
-            "Certificate: {cert_path} ({}), SHA-256 {fingerprint}",
-            if self_signed { "self-signed" } else { "from tls.cert" }
-        );
-        eprintln!("Store: {}", core.store.path().display());
-        if let Some(url) = cfg.server.webhook_url() {
-            eprintln!("Webhook URL for Netdata Cloud: {url}");
-        }
-        if cfg.notifications.enabled && !no_popups {
-            if desktop_session() {
-                core.spawn_popups(
-                    Arc::new(DesktopNotifier::new("Alertray", Some("dialog-warning".into()))),
-                    shutdown.clone(),
-                );
-            } else {
-                tracing::warn!("no desktop session bus found: desktop notifications are off (alerts are still stored)");
-            }
-        }
-        tokio::spawn(log_events_until(log_events, shutdown.clone()));
-        wait_for_signal().await;
-        eprintln!("Shutting down...");
-        shutdown.cancel();
-        core.stop().await;
-        Ok(())
-    })
-}
-
-/// Logs to stderr, filtered by `ALERTRAY_LOG` (default: Alertray's info lines and others' warnings).
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ALERTRAY_LOG").unwrap_or_else(|_| "alertray=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
-/// One log line per alert event, for whoever watches the terminal.
-async fn log_events_until(mut events: broadcast::Receiver<Event>, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            ev = events.recv() => match ev {
-                Ok(Event::Alert { change, alert, .. }) => {
-                    tracing::info!(host = %alert.host, alert = %alert.name, level = alert.level.label(), "{change:?}");
-                }
-                Ok(Event::TestReceived { .. }) => {
-                    tracing::info!("Test notification received; `alertray token` shows its verification token")
-                }
-                Ok(Event::Unknown { message, notification_id }) => {
-                    tracing::info!(id = notification_id, "notification of unknown shape: {message}")
-                }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

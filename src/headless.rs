@@ -1,0 +1,146 @@
+//! The receiver without a window: `alertray serve`, and the desktop app when there is no
+//! display. Runs until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::Event;
+use crate::app::{Alertray, Paths, ReceiverStatus};
+use crate::config::{self, Config};
+use crate::notify::DesktopNotifier;
+
+/// Why the headless receiver stopped with an error.
+#[derive(Debug)]
+pub enum HeadlessError {
+    /// The config is invalid (exit code 2).
+    Config(String),
+    /// Anything else (exit code 1).
+    Other(String),
+}
+
+impl From<config::ConfigError> for HeadlessError {
+    fn from(e: config::ConfigError) -> HeadlessError {
+        HeadlessError::Config(e.to_string())
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> HeadlessError {
+    HeadlessError::Other(e.to_string())
+}
+
+/// `true` when a desktop notification service can plausibly be reached.
+pub fn desktop_session() -> bool {
+    if cfg!(any(target_os = "macos", windows)) {
+        return true;
+    }
+    std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
+        || std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| PathBuf::from(d).join("bus").exists())
+}
+
+/// Runs the receiver until SIGINT or SIGTERM, writing a config with fresh secrets first when
+/// none exists and `config_given` is false.
+pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), HeadlessError> {
+    if !config_given && !paths.config_file.exists() {
+        config::init(&paths.config_file)?;
+        eprintln!(
+            "First run: wrote {} with a fresh bearer token and challenge secret.\nRun `alertray guide` to see what to paste into Netdata Cloud.",
+            paths.config_file.display()
+        );
+    }
+    // A bad config is refused before anything else happens, with exit code 2.
+    let cfg = Config::load(&paths.config_file)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(other)?;
+    rt.block_on(async move {
+        let core = Alertray::open(paths.clone()).map_err(other)?;
+        let shutdown = CancellationToken::new();
+        let log_events = core.events.subscribe();
+        let status = core.apply(Ok(cfg)).await;
+        let ReceiverStatus::Running { addr, fingerprint, cert_path, self_signed } = status else {
+            return Err(HeadlessError::Other(status.error().unwrap_or("the receiver did not start").to_string()));
+        };
+        let cfg = core.config().await.expect("a running receiver has a config");
+        eprintln!("Listening on https://{addr}{}", cfg.server.path);
+        eprintln!(
+            "Certificate: {cert_path} ({}), SHA-256 {fingerprint}",
+            if self_signed { "self-signed" } else { "from tls.cert" }
+        );
+        eprintln!("Store: {}", core.store.path().display());
+        if let Some(url) = cfg.server.webhook_url() {
+            eprintln!("Webhook URL for Netdata Cloud: {url}");
+        }
+        if cfg.notifications.enabled && !no_popups {
+            if desktop_session() {
+                core.spawn_popups(
+                    Arc::new(DesktopNotifier::new("Alertray", Some("dialog-warning".into()))),
+                    shutdown.clone(),
+                );
+            } else {
+                tracing::warn!("no desktop session bus found: desktop notifications are off (alerts are still stored)");
+            }
+        }
+        tokio::spawn(log_events_until(log_events, shutdown.clone()));
+        wait_for_signal().await;
+        eprintln!("Shutting down...");
+        shutdown.cancel();
+        core.stop().await;
+        Ok(())
+    })
+}
+
+/// Logs to stderr, filtered by `ALERTRAY_LOG` (default: Alertray's info lines and others' warnings).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ALERTRAY_LOG").unwrap_or_else(|_| "alertray=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// One log line per alert event, for whoever watches the terminal.
+async fn log_events_until(mut events: broadcast::Receiver<Event>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ev = events.recv() => match ev {
+                Ok(Event::Alert { change, alert, .. }) => {
+                    tracing::info!(host = %alert.host, alert = %alert.name, level = alert.level.label(), "{change:?}");
+                }
+                Ok(Event::TestReceived { .. }) => {
+                    tracing::info!("Test notification received; `alertray token` shows its verification token")
+                }
+                Ok(Event::Unknown { message, notification_id }) => {
+                    tracing::info!(id = notification_id, "notification of unknown shape: {message}")
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
