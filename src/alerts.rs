@@ -309,13 +309,19 @@ fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
     Transition { update: StateUpdate::Upsert(alert.clone()), event: Some(Event::Alert { change, alert, previous }) }
 }
 
-/// Sorts active alerts for display: worst first, then unacknowledged, then newest.
+/// Sorts active alerts for display: unacknowledged first; among them Critical, then
+/// unreachable nodes, then Warning; then newest.
 pub fn sort_for_display(alerts: &mut [Alert]) {
+    let rank = |l: Level| match l {
+        Level::Critical => 3,
+        Level::Unreachable => 2,
+        Level::Warning => 1,
+        Level::Clear | Level::Reachable => 0,
+    };
     alerts.sort_by(|a, b| {
-        b.level
-            .rank()
-            .cmp(&a.level.rank())
-            .then(a.acknowledged.cmp(&b.acknowledged))
+        a.acknowledged
+            .cmp(&b.acknowledged)
+            .then(rank(b.level).cmp(&rank(a.level)))
             .then(b.updated_ms.cmp(&a.updated_ms))
             .then(a.key.cmp(&b.key))
     });

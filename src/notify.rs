@@ -291,6 +291,16 @@ pub async fn run_popups(
     }
 }
 
+/// Opens an `http(s)` URL in the default browser; anything else is refused, since URLs come
+/// from the network.
+pub fn open_url(url: &str) -> Result<(), String> {
+    let lower = url.trim().to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return Err(format!("refusing to open {url:?}: only http(s) URLs are opened"));
+    }
+    open::that_detached(url.trim()).map_err(|e| format!("could not open {url} in the browser: {e}"))
+}
+
 /// Desktop popups through notify-rust (D-Bus on Linux and BSD, native elsewhere).
 pub struct DesktopNotifier {
     app_name: String,
@@ -312,8 +322,8 @@ impl DesktopNotifier {
             ids: Mutex::new(HashMap::new()),
             listeners: Arc::new(AtomicUsize::new(0)),
             opener: Arc::new(|url: &str| {
-                if let Err(e) = open::that_detached(url) {
-                    tracing::warn!("could not open {url} in the browser: {e}");
+                if let Err(e) = open_url(url) {
+                    tracing::warn!("{e}");
                 }
             }),
         }

@@ -25,6 +25,9 @@ use crate::alerts::{self, Alert, Event, StateUpdate};
 use crate::payload::Notification;
 use crate::policy::{Snooze, SnoozeScope};
 
+/// The error of the store's read queries.
+pub use rusqlite::Error as QueryError;
+
 /// A body seen again within this window (and without a transition id) is a duplicate.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(300);
 /// The most deliveries waiting for the writer; beyond it the receiver answers 503.

@@ -1,3 +1,263 @@
+//! Alertray's desktop shell: the tray, the windows and the commands they call, over the
+//! `alertray` core, which it hosts in-process. Logic that needs no window lives in the core;
+//! this crate forwards.
+//!
+//! - `tray`: draws the core's tray model and turns menu clicks into core calls.
+//! - `windows`: the Alerts, Settings and Connect guide windows, created on demand.
+//! - `commands`: what the windows' pages may invoke.
+
+mod commands;
+mod tray;
+mod windows;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alertray::alerts::Event;
+use alertray::app::{Alertray, Paths, ReceiverStatus};
+use alertray::notify::DesktopNotifier;
+use tauri::{Emitter, Manager, RunEvent, Runtime};
+use tokio_util::sync::CancellationToken;
+
+pub use commands::CommandError;
+
+/// The event the windows listen to: something they show may have changed.
+pub const CHANGED_EVENT: &str = "alertray://changed";
+
+/// What the shell keeps for its commands and its tray.
+pub struct Shell {
+    /// The core, running.
+    pub core: Arc<Alertray>,
+    /// Cancelled when the app quits.
+    pub shutdown: CancellationToken,
+    /// Where the log files are.
+    pub log_dir: PathBuf,
+    /// The tray model the current menu was built from (menu ids index into it).
+    pub tray_model: std::sync::Mutex<Option<alertray::tray::TrayModel>>,
+    /// Coalesces refresh requests from bursts of events.
+    pub refresh: tokio::sync::Notify,
+}
+
+/// `true` when a window can be shown (on Linux: an X11 or Wayland display is set).
+pub fn has_display() -> bool {
+    if cfg!(any(target_os = "macos", windows)) {
+        return true;
+    }
+    ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()))
+}
+
+fn paths_from_env() -> Paths {
+    Paths::resolve(
+        std::env::var_os("ALERTRAY_CONFIG").map(PathBuf::from),
+        std::env::var_os("ALERTRAY_DATA_DIR").map(PathBuf::from),
+    )
+}
+
+/// Logs to stderr and to a file in `<data dir>/logs` that rotates daily (7 kept).
+fn init_logging(log_dir: &std::path::Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("ALERTRAY_LOG")
+            .unwrap_or_else(|_| "alertray=info,alertray_app=info,warn".into())
+    };
+    let _ = std::fs::create_dir_all(log_dir);
+    let file = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("alertray")
+        .filename_suffix("log")
+        .max_log_files(7)
+        .build(log_dir);
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter_boxed(filter());
+    match file {
+        Ok(appender) => {
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let file_layer =
+                tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer).with_filter_boxed(filter());
+            let _ = tracing_subscriber::registry().with(stderr).with(file_layer).try_init();
+            Some(guard)
+        }
+        Err(e) => {
+            let _ = tracing_subscriber::registry().with(stderr).try_init();
+            tracing::warn!("cannot write logs to {}: {e}", log_dir.display());
+            None
+        }
+    }
+}
+
+/// A small extension so both layers can take a boxed filter without naming its type.
+trait BoxedFilter<S> {
+    fn with_filter_boxed(self, f: tracing_subscriber::EnvFilter)
+        -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>;
+}
+
+impl<S, L> BoxedFilter<S> for L
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    L: tracing_subscriber::Layer<S> + Send + Sync + 'static,
+{
+    fn with_filter_boxed(
+        self,
+        f: tracing_subscriber::EnvFilter,
+    ) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync> {
+        Box::new(self.with_filter(f))
+    }
+}
+
+/// Runs the desktop app; returns the process exit code.
 pub fn run() -> i32 {
+    let paths = paths_from_env();
+    if !has_display() {
+        eprintln!("alertray-app: no display (neither DISPLAY nor WAYLAND_DISPLAY is set); running the receiver without a window.");
+        alertray::headless::init_logging();
+        return match alertray::headless::serve(&paths, std::env::var_os("ALERTRAY_CONFIG").is_some(), false) {
+            Ok(()) => 0,
+            Err(alertray::headless::HeadlessError::Config(e)) => {
+                eprintln!("alertray-app: {e}");
+                2
+            }
+            Err(alertray::headless::HeadlessError::Other(e)) => {
+                eprintln!("alertray-app: {e}");
+                1
+            }
+        };
+    }
+    let log_dir = paths.data_dir.join("logs");
+    let _guard = init_logging(&log_dir);
+    if std::env::var_os("ALERTRAY_CONFIG").is_none() && !paths.config_file.exists() {
+        match alertray::config::init(&paths.config_file) {
+            Ok(()) => tracing::info!("first run: wrote {} with fresh secrets", paths.config_file.display()),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+    let core = match Alertray::open(paths) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("alertray-app: {e}");
+            return 1;
+        }
+    };
+    let builder = tauri::Builder::default()
+        // First, so that a second start only opens the Alerts window of the first.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            windows::open(app, windows::Page::Alerts);
+        }))
+        .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
+        .plugin(tauri_plugin_clipboard_manager::init());
+    run_app(builder, core, log_dir)
+}
+
+/// Builds and runs the app on `builder` (the real runtime, or Tauri's mock runtime in tests).
+pub fn run_app<R: Runtime>(builder: tauri::Builder<R>, core: Arc<Alertray>, log_dir: PathBuf) -> i32 {
+    let app = match build_app(builder, core, log_dir) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("alertray-app: {e}");
+            return 1;
+        }
+    };
+    app.run(|handle, event| match event {
+        // Closing the last window leaves the app in the tray; only Quit (an explicit exit
+        // code) ends it.
+        RunEvent::ExitRequested { api, code: None, .. } => api.prevent_exit(),
+        RunEvent::Exit => {
+            let shell = handle.state::<Shell>();
+            shell.shutdown.cancel();
+            let core = shell.core.clone();
+            tauri::async_runtime::block_on(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), core.stop()).await;
+            });
+        }
+        _ => {}
+    });
     0
+}
+
+/// The app, built and set up, not yet running.
+pub fn build_app<R: Runtime>(
+    builder: tauri::Builder<R>,
+    core: Arc<Alertray>,
+    log_dir: PathBuf,
+) -> tauri::Result<tauri::App<R>> {
+    let shell = Shell {
+        core,
+        shutdown: CancellationToken::new(),
+        log_dir,
+        tray_model: std::sync::Mutex::new(None),
+        refresh: tokio::sync::Notify::new(),
+    };
+    builder
+        .manage(shell)
+        .invoke_handler(commands::handler())
+        .setup(|app| {
+            let handle = app.handle().clone();
+            tray::create(&handle)?;
+            tauri::async_runtime::spawn(start(handle));
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+}
+
+/// Starts the receiver, popups and the refresh loop; opens Settings at the problem when the
+/// config does not load.
+async fn start<R: Runtime>(app: tauri::AppHandle<R>) {
+    let shell = app.state::<Shell>();
+    let core = shell.core.clone();
+    let shutdown = shell.shutdown.clone();
+    let mut events = core.events.subscribe();
+    let status = core.reload().await;
+    if let ReceiverStatus::Stopped { reason, key } = &status {
+        tracing::error!("the receiver is not running: {reason}");
+        windows::open_at(&app, windows::Page::Settings, key.as_deref());
+    }
+    let notify_enabled = core.config().await.is_none_or(|c| c.notifications.enabled);
+    if notify_enabled && std::env::var_os("ALERTRAY_NO_POPUPS").is_none() {
+        let icon = write_icon(&core.paths.data_dir);
+        core.spawn_popups(Arc::new(DesktopNotifier::new("Alertray", icon)), shutdown.clone());
+    }
+    let refresher = app.clone();
+    tauri::async_runtime::spawn(async move { refresh_loop(refresher).await });
+    request_refresh(&app, "started");
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ev = events.recv() => match ev {
+                Ok(Event::TestReceived { .. }) => request_refresh(&app, "token"),
+                Ok(Event::Listening { .. }) | Ok(Event::ReceiverFailed { .. }) => request_refresh(&app, "receiver"),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => request_refresh(&app, "alerts"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+}
+
+/// Asks for the tray and the windows to be brought up to date.
+pub fn request_refresh<R: Runtime>(app: &tauri::AppHandle<R>, what: &str) {
+    let _ = app.emit(CHANGED_EVENT, what);
+    app.state::<Shell>().refresh.notify_one();
+}
+
+/// Redraws the tray when asked, at most every 100 ms, so a storm is not a redraw storm.
+async fn refresh_loop<R: Runtime>(app: tauri::AppHandle<R>) {
+    let shell = app.state::<Shell>();
+    loop {
+        tokio::select! {
+            _ = shell.shutdown.cancelled() => break,
+            _ = shell.refresh.notified() => {}
+            // Snoozes expire on their own: redraw now and then even without events.
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        tray::refresh(&app);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes the app icon into the data dir for notification servers, which want a file path.
+fn write_icon(data_dir: &std::path::Path) -> Option<String> {
+    let path = data_dir.join("alertray.png");
+    if !path.exists() {
+        std::fs::write(&path, include_bytes!("../../icons/icon.png")).ok()?;
+    }
+    Some(path.display().to_string())
 }

@@ -1,0 +1,311 @@
+//! The commands the windows' pages invoke. Each one forwards to the core and returns its
+//! result, or a [`CommandError`] with a stable `code` and a message for the user.
+
+use alertray::alerts::Alert;
+use alertray::app::ReceiverStatus;
+use alertray::config::{self, ConfigError, RawConfig};
+use alertray::guide::ConnectGuide;
+use alertray::policy::{Snooze, SnoozeScope};
+use alertray::store::{self, HistoryEntry, HistoryQuery, SnoozeChange, VerificationToken};
+use alertray::tray::TrayModel;
+use serde::{Deserialize, Serialize};
+use tauri::{Runtime, State};
+
+use crate::Shell;
+
+/// An error a command returns to the page: `{"code": ..., "message": ..., "key": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandError {
+    /// What kind of failure: `invalid_config`, `store`, `not_found`, `refused`, `io`.
+    pub code: &'static str,
+    /// A sentence for the user.
+    pub message: String,
+    /// The config key at fault, for `invalid_config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl CommandError {
+    fn new(code: &'static str, message: impl ToString) -> CommandError {
+        CommandError { code, message: message.to_string(), key: None }
+    }
+}
+
+impl From<ConfigError> for CommandError {
+    fn from(e: ConfigError) -> CommandError {
+        CommandError { code: "invalid_config", key: e.key().map(str::to_string), message: e.to_string() }
+    }
+}
+
+impl From<store::StoreError> for CommandError {
+    fn from(e: store::StoreError) -> CommandError {
+        CommandError::new("store", e)
+    }
+}
+
+impl From<store::QueryError> for CommandError {
+    fn from(e: store::QueryError) -> CommandError {
+        CommandError::new("store", e)
+    }
+}
+
+type Result<T> = std::result::Result<T, CommandError>;
+
+/// The invoke handler with every command.
+pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static {
+    tauri::generate_handler![
+        status,
+        active_alerts,
+        history,
+        acknowledge,
+        snooze,
+        resume,
+        settings,
+        validate_settings,
+        save_settings,
+        generate_secret,
+        guide,
+        open_url,
+        set_autostart,
+        copy_text
+    ]
+}
+
+/// What the windows show in their header, and where files are.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    receiver: ReceiverStatus,
+    tray: TrayModel,
+    snoozes: Vec<Snooze>,
+    config_path: String,
+    data_dir: String,
+    log_dir: String,
+}
+
+#[tauri::command]
+fn status<R: Runtime>(app: tauri::AppHandle<R>, shell: State<'_, Shell>) -> Status {
+    Status {
+        receiver: shell.core.status(),
+        tray: crate::tray::current_model(&app),
+        snoozes: shell.core.policy.get().snoozes,
+        config_path: shell.core.paths.config_file.display().to_string(),
+        data_dir: shell.core.paths.data_dir.display().to_string(),
+        log_dir: shell.log_dir.display().to_string(),
+    }
+}
+
+#[tauri::command]
+fn active_alerts(shell: State<'_, Shell>) -> Result<Vec<Alert>> {
+    Ok(store::active(&shell.core.reader()?)?)
+}
+
+/// History filters as the page sends them.
+#[derive(Debug, Default, Deserialize)]
+pub struct HistoryArgs {
+    since_ms: Option<i64>,
+    status: Option<String>,
+    host: Option<String>,
+    text: Option<String>,
+    before_id: Option<i64>,
+    limit: Option<usize>,
+}
+
+#[tauri::command]
+fn history(shell: State<'_, Shell>, query: HistoryArgs) -> Result<Vec<HistoryEntry>> {
+    let nonempty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    let q = HistoryQuery {
+        since_ms: query.since_ms,
+        until_ms: None,
+        status: nonempty(query.status),
+        host: nonempty(query.host),
+        text: nonempty(query.text),
+        before_id: query.before_id,
+        limit: Some(query.limit.unwrap_or(50).clamp(1, 500)),
+    };
+    Ok(store::history(&shell.core.reader()?, &q)?)
+}
+
+#[tauri::command]
+async fn acknowledge<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    shell: State<'_, Shell>,
+    key: String,
+    acknowledged: bool,
+) -> Result<()> {
+    if !shell.core.store.acknowledge(&key, acknowledged).await? {
+        return Err(CommandError::new("not_found", "this alert is no longer active"));
+    }
+    crate::request_refresh(&app, "alerts");
+    Ok(())
+}
+
+/// A snooze as the page asks for it.
+#[derive(Debug, Deserialize)]
+pub struct SnoozeArgs {
+    #[serde(flatten)]
+    scope: SnoozeScope,
+    /// Minutes from now; ignored when `until_tomorrow` is set.
+    minutes: Option<i64>,
+    /// Until tomorrow 08:00.
+    #[serde(default)]
+    until_tomorrow: bool,
+}
+
+#[tauri::command]
+async fn snooze<R: Runtime>(app: tauri::AppHandle<R>, shell: State<'_, Shell>, snooze: SnoozeArgs) -> Result<i64> {
+    let until_ms = if snooze.until_tomorrow {
+        alertray::policy::tomorrow_at_eight(chrono::Local::now()).timestamp_millis()
+    } else {
+        let minutes = snooze.minutes.unwrap_or(60);
+        if !(1..=7 * 24 * 60).contains(&minutes) {
+            return Err(CommandError::new("refused", "a snooze lasts from 1 minute to 7 days"));
+        }
+        store::now_ms() + minutes * 60_000
+    };
+    shell.core.snooze(SnoozeChange::Set(Snooze { scope: snooze.scope, until_ms })).await?;
+    crate::request_refresh(&app, "snooze");
+    Ok(until_ms)
+}
+
+#[tauri::command]
+async fn resume<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    shell: State<'_, Shell>,
+    scope: Option<SnoozeScope>,
+) -> Result<()> {
+    let change = match scope {
+        Some(s) => SnoozeChange::Clear(s),
+        None => SnoozeChange::ClearAll,
+    };
+    shell.core.snooze(change).await?;
+    crate::request_refresh(&app, "snooze");
+    Ok(())
+}
+
+/// The config as written, for the Settings form.
+#[derive(Debug, Serialize)]
+pub struct Settings {
+    raw: RawConfig,
+    /// Why the file could not be read, if it could not (the form then starts from defaults).
+    load_error: Option<CommandError>,
+    config_path: String,
+    log_dir: String,
+    autostart: bool,
+}
+
+#[tauri::command]
+fn settings<R: Runtime>(app: tauri::AppHandle<R>, shell: State<'_, Shell>) -> Settings {
+    let (raw, load_error) = match config::load_raw(&shell.core.paths.config_file) {
+        Ok(raw) => (raw, None),
+        Err(e) => (RawConfig::default(), Some(CommandError::from(e))),
+    };
+    Settings {
+        raw,
+        load_error,
+        config_path: shell.core.paths.config_file.display().to_string(),
+        log_dir: shell.log_dir.display().to_string(),
+        autostart: autostart_enabled(&app),
+    }
+}
+
+#[tauri::command]
+fn validate_settings(shell: State<'_, Shell>, raw: RawConfig) -> Result<()> {
+    let base = shell.core.paths.config_file.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    raw.validate(&base)?;
+    Ok(())
+}
+
+#[tauri::command]
+async fn save_settings<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    shell: State<'_, Shell>,
+    raw: RawConfig,
+) -> Result<ReceiverStatus> {
+    let cfg = config::save(&shell.core.paths.config_file, &raw)?;
+    let status = shell.core.apply(Ok(cfg)).await;
+    crate::request_refresh(&app, "receiver");
+    Ok(status)
+}
+
+#[tauri::command]
+fn generate_secret() -> String {
+    config::generate_secret().expose().to_string()
+}
+
+/// What the Connect guide shows.
+#[derive(Debug, Serialize)]
+pub struct Guide {
+    guide: Option<ConnectGuide>,
+    token: Option<VerificationToken>,
+    receiver: ReceiverStatus,
+    now_ms: i64,
+}
+
+#[tauri::command]
+async fn guide(shell: State<'_, Shell>) -> Result<Guide> {
+    let token = store::latest_token(&shell.core.reader()?)?;
+    Ok(Guide {
+        guide: shell.core.config().await.map(|c| ConnectGuide::of(&c)),
+        token,
+        receiver: shell.core.status(),
+        now_ms: store::now_ms(),
+    })
+}
+
+/// Opens an http(s) URL in the default browser.
+pub fn open_in_browser(url: &str) {
+    if let Err(e) = alertray::notify::open_url(url) {
+        tracing::warn!("{e}");
+    }
+}
+
+#[tauri::command]
+fn open_url(url: String) -> Result<()> {
+    alertray::notify::open_url(&url).map_err(|e| CommandError::new("refused", e))
+}
+
+fn autostart_enabled<R: Runtime>(app: &tauri::AppHandle<R>) -> bool {
+    use tauri::Manager as _;
+    app.try_state::<tauri_plugin_autostart::AutoLaunchManager>().is_some_and(|m| m.is_enabled().unwrap_or(false))
+}
+
+#[tauri::command]
+fn set_autostart<R: Runtime>(app: tauri::AppHandle<R>, enabled: bool) -> Result<bool> {
+    use tauri::Manager as _;
+    let manager = app
+        .try_state::<tauri_plugin_autostart::AutoLaunchManager>()
+        .ok_or_else(|| CommandError::new("refused", "autostart is not available here"))?;
+    let result = if enabled { manager.enable() } else { manager.disable() };
+    result.map_err(|e| CommandError::new("io", format!("cannot change autostart: {e}")))?;
+    Ok(manager.is_enabled().unwrap_or(enabled))
+}
+
+#[tauri::command]
+fn copy_text<R: Runtime>(app: tauri::AppHandle<R>, text: String) -> Result<()> {
+    use tauri::Manager as _;
+    use tauri_plugin_clipboard_manager::ClipboardExt as _;
+    if app.try_state::<tauri_plugin_clipboard_manager::Clipboard<R>>().is_none() {
+        return Err(CommandError::new("refused", "the clipboard is not available here"));
+    }
+    app.clipboard().write_text(text).map_err(|e| CommandError::new("io", format!("cannot copy: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_errors_have_a_stable_json_shape() {
+        let e = CommandError::from(alertray::config::Config::from_toml("[auth]\nmethod = \"x\"").unwrap_err());
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({
+                "code": "invalid_config",
+                "key": "auth.method",
+                "message": "auth.method = \"x\" is not accepted: \"none\", \"basic\" or \"bearer\""
+            })
+        );
+        let e = CommandError::new("not_found", "gone");
+        assert_eq!(serde_json::to_value(&e).unwrap(), serde_json::json!({"code": "not_found", "message": "gone"}));
+    }
+}

@@ -1,0 +1,73 @@
+//! The windows, created on demand: closing one destroys it and frees its webview; the app
+//! stays in the tray.
+
+use tauri::{Manager, Runtime, WebviewUrl, WebviewWindowBuilder};
+
+/// Which window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// Active alerts and history.
+    Alerts,
+    /// Every setting of the config.
+    Settings,
+    /// What to paste into Netdata Cloud.
+    Guide,
+}
+
+impl Page {
+    /// The window's label (also the page's route).
+    pub fn label(self) -> &'static str {
+        match self {
+            Page::Alerts => "alerts",
+            Page::Settings => "settings",
+            Page::Guide => "guide",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Page::Alerts => "Alertray: alerts",
+            Page::Settings => "Alertray: settings",
+            Page::Guide => "Alertray: connect Netdata Cloud",
+        }
+    }
+
+    fn size(self) -> (f64, f64) {
+        match self {
+            Page::Alerts => (1000.0, 640.0),
+            Page::Settings => (760.0, 720.0),
+            Page::Guide => (820.0, 720.0),
+        }
+    }
+}
+
+/// Shows the window, creating it if needed.
+pub fn open<R: Runtime>(app: &tauri::AppHandle<R>, page: Page) {
+    open_at(app, page, None);
+}
+
+/// Shows the window scrolled to `anchor` (a config key, for Settings).
+pub fn open_at<R: Runtime>(app: &tauri::AppHandle<R>, page: Page, anchor: Option<&str>) {
+    let route = match anchor {
+        Some(a) => format!("index.html#{}/{}", page.label(), a),
+        None => format!("index.html#{}", page.label()),
+    };
+    if let Some(w) = app.get_webview_window(page.label()) {
+        if anchor.is_some() {
+            let _ = w.eval(format!("location.hash = {:?}", route.trim_start_matches("index.html")));
+        }
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+        return;
+    }
+    let (w, h) = page.size();
+    let built = WebviewWindowBuilder::new(app, page.label(), WebviewUrl::App(route.into()))
+        .title(page.title())
+        .inner_size(w, h)
+        .min_inner_size(560.0, 400.0)
+        .build();
+    if let Err(e) = built {
+        tracing::error!("cannot open the {} window: {e}", page.label());
+    }
+}

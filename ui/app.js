@@ -1,0 +1,518 @@
+// Alertray's windows: Alerts (#alerts), Settings (#settings[/key]) and the Connect guide
+// (#guide). Every fact comes from the core through commands; this file only draws.
+"use strict";
+
+const tauri = window.__TAURI__;
+const invoke = (cmd, args) => tauri.core.invoke(cmd, args);
+const $ = (sel, root = document) => root.querySelector(sel);
+const page = $("#page");
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+// Replaces an element's children, flattening arrays and skipping null/undefined/false.
+function fill(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+}
+
+function toast(text) {
+  const t = $("#toast");
+  t.textContent = text;
+  t.classList.add("show");
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => t.classList.remove("show"), 2200);
+}
+
+function errorText(e) {
+  return (e && e.message) || String(e);
+}
+
+async function copy(text, what) {
+  try {
+    await invoke("copy_text", { text });
+    toast(`${what} copied`);
+  } catch (e) {
+    toast(errorText(e));
+  }
+}
+
+function ago(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+const when = (ms) => new Date(ms).toLocaleString();
+
+// ---- header: receiver status -------------------------------------------------------------
+
+async function drawReceiver() {
+  const st = await invoke("status");
+  const r = st.receiver;
+  const el = $("#receiver");
+  el.replaceChildren();
+  el.classList.toggle("stopped", r.state !== "running");
+  el.append(h("span", { class: "dot" }));
+  el.append(r.state === "running" ? `Receiver listening on ${r.addr}` : `Receiver not running: ${r.reason}`);
+  return st;
+}
+
+// ---- Alerts --------------------------------------------------------------------------------
+
+const alertsView = { tab: "active", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [] };
+
+function levelWord(level) {
+  return { critical: "Critical", warning: "Warning", unreachable: "Unreachable", clear: "Clear", reachable: "Reachable" }[level] || level;
+}
+
+async function drawAlerts() {
+  const tabs = h("div", { class: "tabs", role: "tablist" },
+    h("button", { id: "tab-active", class: alertsView.tab === "active" ? "active" : "", onclick: () => { alertsView.tab = "active"; drawAlerts(); } }, "Active"),
+    h("button", { id: "tab-history", class: alertsView.tab === "history" ? "active" : "", onclick: () => { alertsView.tab = "history"; alertsView.pages = []; drawAlerts(); } }, "History"));
+  const body = h("div", { id: "alerts-body" });
+  fill(page, h("h1", {}, "Alerts"), tabs, body);
+  if (alertsView.tab === "active") await drawActive(body);
+  else await drawHistory(body);
+}
+
+async function drawActive(body) {
+  let active;
+  try {
+    active = await invoke("active_alerts");
+  } catch (e) {
+    fill(body, h("div", { class: "empty" }, errorText(e)));
+    return;
+  }
+  const st = await invoke("status");
+  const counts = {};
+  for (const a of active) if (!a.acknowledged) counts[a.level] = (counts[a.level] || 0) + 1;
+  const acked = active.filter((a) => a.acknowledged).length;
+  const pills = h("div", { class: "summary" },
+    ["critical", "unreachable", "warning"].filter((l) => counts[l]).map((l) => h("span", { class: `pill ${l}` }, `${counts[l]} ${l}`)),
+    acked ? h("span", { class: "pill muted" }, `${acked} acknowledged`) : null,
+    st.snoozes.length ? h("span", { class: "pill muted" }, `${st.snoozes.length} snooze${st.snoozes.length > 1 ? "s" : ""} in force`) : null);
+  if (!active.length) {
+    fill(body, pills, h("div", { class: "empty", id: "all-clear" }, "All clear: no active alerts."));
+    return;
+  }
+  const rows = active.map((a) => h("tr", { class: a.acknowledged ? "acknowledged" : "", "data-key": a.key },
+    h("td", { class: `sev ${a.level}`, title: levelWord(a.level) }),
+    h("td", {}, h("div", { class: "host" }, a.host), h("div", { class: "small" }, a.space || "")),
+    h("td", {}, h("div", { class: "alert-name" }, a.name), h("div", { class: "small" }, a.summary || a.message)),
+    h("td", {}, h("span", { class: `pill ${a.level}` }, levelWord(a.level)), " ", a.value || ""),
+    h("td", { title: when(a.since_ms) }, ago(a.since_ms)),
+    h("td", { class: "small" }, (a.rooms || []).map((r) => r.name).join(", ")),
+    h("td", { class: "actions" },
+      h("button", { class: "btn", disabled: !a.url, onclick: () => invoke("open_url", { url: a.url }).catch((e) => toast(errorText(e))) }, "Open"), " ",
+      h("button", { class: "btn ack", onclick: async () => {
+        try { await invoke("acknowledge", { key: a.key, acknowledged: !a.acknowledged }); } catch (e) { toast(errorText(e)); }
+        drawAlerts();
+      } }, a.acknowledged ? "Unacknowledge" : "Acknowledge"), " ",
+      h("button", { class: "btn", title: "No popups for this alert for 1 hour", onclick: () => snooze({ scope: "alert", target: a.key }, `${a.name} on ${a.host}`) }, "Snooze 1 h"), " ",
+      h("button", { class: "btn", title: "No popups for this node for 1 hour", onclick: () => snooze({ scope: "node", target: a.host }, a.host) }, "Snooze node"))));
+  fill(body, pills, h("table", { id: "active-table" },
+    h("thead", {}, h("tr", {}, h("th", {}), h("th", {}, "Node"), h("th", {}, "Alert"), h("th", {}, "State"), h("th", {}, "Since"), h("th", {}, "Rooms"), h("th", {}))),
+    h("tbody", {}, rows)));
+}
+
+async function snooze(scope, what) {
+  try {
+    const until = await invoke("snooze", { snooze: { ...scope, minutes: 60 } });
+    toast(`${what}: no popups until ${new Date(until).toLocaleTimeString()}`);
+  } catch (e) {
+    toast(errorText(e));
+  }
+}
+
+async function drawHistory(body) {
+  const f = alertsView.filters;
+  const rerun = () => { alertsView.pages = []; loadHistory(list); };
+  const debounced = debounce(rerun, 250);
+  const filters = h("div", { class: "filters" },
+    h("input", { type: "search", id: "history-search", placeholder: "Search messages, nodes, alerts", value: f.text, oninput: (e) => { f.text = e.target.value; debounced(); } }),
+    select("history-status", f.status, [["", "Any status"], ["critical", "Critical"], ["warning", "Warning"], ["clear", "Clear"], ["unreachable", "Unreachable"], ["reachable", "Reachable"]], (v) => { f.status = v; rerun(); }),
+    h("input", { type: "text", id: "history-host", placeholder: "Node", value: f.host, oninput: (e) => { f.host = e.target.value; debounced(); } }),
+    select("history-range", f.range, [["", "Any time"], ["3600000", "Last hour"], ["86400000", "Last 24 hours"], ["604800000", "Last 7 days"], ["2592000000", "Last 30 days"]], (v) => { f.range = v; rerun(); }));
+  const list = h("div", { id: "history-list" });
+  fill(body, filters, list);
+  await loadHistory(list);
+}
+
+function select(id, value, options, onchange) {
+  return h("select", { id, onchange: (e) => onchange(e.target.value) },
+    options.map(([v, label]) => h("option", { value: v, selected: v === value }, label)));
+}
+
+const PAGE_SIZE = 50;
+
+async function loadHistory(list) {
+  const f = alertsView.filters;
+  const before = alertsView.pages.length ? alertsView.pages[alertsView.pages.length - 1] : null;
+  const query = {
+    text: f.text || null, status: f.status || null, host: f.host || null,
+    since_ms: f.range ? Date.now() - Number(f.range) : null, before_id: before, limit: PAGE_SIZE,
+  };
+  let rows;
+  try {
+    rows = await invoke("history", { query });
+  } catch (e) {
+    fill(list, h("div", { class: "empty" }, errorText(e)));
+    return;
+  }
+  if (!rows.length) {
+    fill(list, h("div", { class: "empty" }, "No notifications match."));
+    return;
+  }
+  const table = h("table", { id: "history-table" },
+    h("thead", {}, h("tr", {}, h("th", {}), h("th", {}, "Received"), h("th", {}, "Status"), h("th", {}, "Node"), h("th", {}, "Message"))),
+    h("tbody", {}, rows.map((r) => h("tr", {},
+      h("td", { class: `sev ${r.status || ""}` }),
+      h("td", { title: r.triggered_at ? `Triggered ${r.triggered_at}` : "" }, when(r.received_ms)),
+      h("td", {}, h("span", { class: `pill ${r.status || "muted"}` }, r.status ? levelWord(r.status) : r.kind)),
+      h("td", { class: "host" }, r.host || ""),
+      h("td", {}, r.message, r.deliveries > 1 ? h("span", { class: "small" }, ` (delivered ${r.deliveries} times)`) : null,
+        r.url ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); invoke("open_url", { url: r.url }); } }, "open")] : null)))));
+  const pager = h("div", { class: "pager" },
+    h("button", { class: "btn", disabled: !alertsView.pages.length, onclick: () => { alertsView.pages.pop(); loadHistory(list); } }, "Newer"),
+    h("span", { class: "small" }, `Page ${alertsView.pages.length + 1}`),
+    h("button", { class: "btn", disabled: rows.length < PAGE_SIZE, onclick: () => { alertsView.pages.push(rows[rows.length - 1].id); loadHistory(list); } }, "Older"));
+  fill(list, table, pager);
+}
+
+function debounce(fn, ms) {
+  let t;
+  return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };
+}
+
+// ---- Settings ------------------------------------------------------------------------------
+
+// Every setting of the config, grouped. `key` is the dotted config key the core names in its
+// errors; the core validates, this only lays out.
+const SETTINGS = [
+  { group: "Receiver", fields: [
+    { key: "server.listen", label: "Listen address", type: "text", placeholder: "127.0.0.1:8443", help: "IP address and port of the HTTPS receiver. Your tunnel forwards to it." },
+    { key: "server.path", label: "Webhook path", type: "text", placeholder: "/", help: "Every other path answers 404." },
+    { key: "server.public_url", label: "Public URL", type: "text", placeholder: "https://name.ngrok.app/", help: "The https:// URL your tunnel gives you." },
+    { key: "server.max_connections", label: "Max connections", type: "number", placeholder: "256" },
+    { key: "server.request_timeout_secs", label: "Request timeout (s)", type: "number", placeholder: "10" },
+  ] },
+  { group: "Certificate", fields: [
+    { key: "tls.cert", label: "Certificate chain (PEM)", type: "text", placeholder: "leave empty for a self-signed certificate" },
+    { key: "tls.key", label: "Private key (PEM)", type: "text", placeholder: "leave empty for a self-signed certificate" },
+  ] },
+  { group: "Authentication", anchor: "auth", fields: [
+    { key: "auth.client_certificate", label: "Client certificate", type: "select", options: ["", "required", "optional", "off"], help: "Mutual TLS with Netdata's certificate. Needs a tunnel that passes TLS through." },
+    { key: "auth.client_ca", label: "Client CA", type: "text", placeholder: "netdata", help: "\"netdata\" (built in) or the path of a PEM bundle." },
+    { key: "auth.client_names", label: "Accepted certificate names", type: "list", placeholder: "app.netdata.cloud, api.netdata.cloud" },
+    { key: "auth.method", label: "Method", type: "select", options: ["", "none", "basic", "bearer"] },
+    { key: "auth.username", label: "Basic user name", type: "text" },
+    { key: "auth.password", label: "Basic password", type: "secret" },
+    { key: "auth.token", label: "Bearer token", type: "secret" },
+    { key: "auth.challenge_secret", label: "Challenge secret", type: "secret", help: "Paste the same value into Netdata's form." },
+    { key: "auth.headers", label: "Extra headers", type: "headers", help: "Headers every POST must carry, as set in Netdata's Extra headers." },
+    { key: "auth.max_failures_per_minute", label: "Failures allowed per minute", type: "number", placeholder: "10" },
+    { key: "auth.allow_unauthenticated", label: "Allow no authentication", type: "bool", help: "Not recommended: the receiver faces the internet." },
+  ] },
+  { group: "Notifications", fields: [
+    { key: "notifications.enabled", label: "Desktop popups", type: "bool", default: true },
+    { key: "notifications.max_popups_per_minute", label: "Popups per minute", type: "number", placeholder: "10", help: "Beyond this, popups fold into one summary." },
+    { key: "notifications.min_severity", label: "Minimum severity", type: "select", options: ["", "clear", "warning", "critical"], help: "clear: every popup; warning: no recovery popups; critical: critical and unreachable only." },
+    { key: "notifications.quiet_hours", label: "Quiet hours", type: "text", placeholder: "22:00-07:00" },
+    { key: "notifications.quiet_hours_allow_critical", label: "Critical during quiet hours", type: "bool", default: true },
+  ] },
+  { group: "History", fields: [
+    { key: "store.retention_days", label: "Keep history (days)", type: "number", placeholder: "90", help: "0 keeps everything." },
+  ] },
+];
+
+const settingsView = { raw: {}, errors: {} };
+
+function getPath(obj, key) {
+  return key.split(".").reduce((o, k) => (o == null ? undefined : o[k]), obj);
+}
+
+function setPath(obj, key, value) {
+  const parts = key.split(".");
+  let o = obj;
+  for (const p of parts.slice(0, -1)) o = o[p] = o[p] || {};
+  const last = parts[parts.length - 1];
+  if (value === null || value === undefined || value === "" || (Array.isArray(value) && !value.length)) delete o[last];
+  else o[last] = value;
+}
+
+function fieldInput(f) {
+  const id = `f-${f.key.replace(/\./g, "-")}`;
+  const value = getPath(settingsView.raw, f.key);
+  const changed = () => validate();
+  switch (f.type) {
+    case "select":
+      return h("select", { id, "data-key": f.key, onchange: changed },
+        f.options.map((o) => h("option", { value: o, selected: (value || "") === o }, o || "(default)")));
+    case "bool":
+      return h("input", { id, type: "checkbox", "data-key": f.key, checked: value ?? f.default ?? false, onchange: changed });
+    case "number":
+      return h("input", { id, type: "number", "data-key": f.key, value: value ?? "", placeholder: f.placeholder, oninput: debounce(changed, 300) });
+    case "list":
+      return h("input", { id, type: "text", "data-key": f.key, value: (value || []).join(", "), placeholder: f.placeholder, oninput: debounce(changed, 300) });
+    case "secret": {
+      const input = h("input", { id, type: "password", "data-key": f.key, value: value || "", autocomplete: "off", oninput: debounce(changed, 300) });
+      return h("div", { class: "row" }, input,
+        h("button", { class: "btn", type: "button", onclick: (e) => { input.type = input.type === "password" ? "text" : "password"; e.target.textContent = input.type === "password" ? "Show" : "Hide"; } }, "Show"),
+        h("button", { class: "btn", type: "button", onclick: () => input.value ? copy(input.value, f.label) : toast("Nothing to copy") }, "Copy"),
+        h("button", { class: "btn", type: "button", onclick: async () => { input.value = await invoke("generate_secret"); validate(); toast(`New ${f.label.toLowerCase()} generated: save to use it`); } }, "Generate"));
+    }
+    case "headers": {
+      const rows = h("div", { id, "data-key": f.key, class: "headers" });
+      const add = (name = "", val = "") => rows.append(h("div", { class: "row header-row" },
+        h("input", { type: "text", class: "hname", placeholder: "X-Api-Key", value: name, oninput: debounce(changed, 300) }),
+        h("input", { type: "password", class: "hvalue", placeholder: "value", value: val, oninput: debounce(changed, 300) }),
+        h("button", { class: "btn", type: "button", onclick: (e) => { e.target.parentElement.remove(); validate(); } }, "Remove")));
+      for (const [k, v] of Object.entries(value || {})) add(k, v);
+      return h("div", {}, rows, h("button", { class: "btn", type: "button", onclick: () => add() }, "Add header"));
+    }
+    default:
+      return h("input", { id, type: "text", "data-key": f.key, value: value ?? "", placeholder: f.placeholder, oninput: debounce(changed, 300) });
+  }
+}
+
+function readForm() {
+  const raw = JSON.parse(JSON.stringify(settingsView.raw));
+  for (const g of SETTINGS) for (const f of g.fields) {
+    const el = page.querySelector(`[data-key="${f.key}"]`);
+    if (!el) continue;
+    let v;
+    switch (f.type) {
+      case "bool": v = el.checked; if (f.default === v && getPath(settingsView.raw, f.key) === undefined) v = null; break;
+      case "number": v = el.value === "" ? null : Number(el.value); break;
+      case "list": v = el.value.split(",").map((s) => s.trim()).filter(Boolean); break;
+      case "headers": {
+        v = {};
+        for (const row of el.querySelectorAll(".header-row")) {
+          const name = $(".hname", row).value.trim();
+          if (name) v[name] = $(".hvalue", row).value;
+        }
+        if (!Object.keys(v).length) v = null;
+        break;
+      }
+      default: v = el.value.trim() === "" ? null : el.value.trim();
+    }
+    setPath(raw, f.key, v);
+  }
+  return raw;
+}
+
+function showErrors(err) {
+  for (const el of page.querySelectorAll(".field")) {
+    el.classList.remove("invalid");
+    $(".error", el).textContent = "";
+  }
+  $("#form-error").textContent = "";
+  if (!err) return;
+  const field = err.key && (page.querySelector(`.field[data-key="${err.key}"]`) || page.querySelector(`.field[data-key^="${err.key.split(".headers")[0]}"]`));
+  if (field && err.key !== "auth") {
+    field.classList.add("invalid");
+    $(".error", field).textContent = err.message;
+  } else {
+    $("#form-error").textContent = err.message;
+  }
+}
+
+async function validate() {
+  try {
+    await invoke("validate_settings", { raw: readForm() });
+    showErrors(null);
+    return true;
+  } catch (e) {
+    showErrors(e);
+    return false;
+  }
+}
+
+async function drawSettings(anchor) {
+  const s = await invoke("settings");
+  settingsView.raw = s.raw || {};
+  const groups = SETTINGS.map((g) => h("fieldset", { id: `group-${g.anchor || g.group.toLowerCase()}` }, h("legend", {}, g.group),
+    g.fields.map((f) => h("div", { class: "field", "data-key": f.key },
+      h("label", { for: `f-${f.key.replace(/\./g, "-")}` }, f.label), fieldInput(f),
+      f.help ? h("div", { class: "help" }, f.help) : null,
+      h("div", { class: "error" })))));
+  const autostart = h("input", { type: "checkbox", id: "autostart", checked: s.autostart, onchange: async (e) => {
+    try { e.target.checked = await invoke("set_autostart", { enabled: e.target.checked }); toast(e.target.checked ? "Alertray starts at login" : "Autostart off"); }
+    catch (err) { e.target.checked = !e.target.checked; toast(errorText(err)); }
+  } });
+  const result = h("span", { class: "result", id: "save-result" });
+  fill(page, 
+    h("h1", {}, "Settings"),
+    s.load_error ? h("div", { class: "note warn" }, `The config file could not be read: ${s.load_error.message}`) : null,
+    h("div", { class: "small" }, `Config file: ${s.config_path}`),
+    h("div", { id: "form-error", class: "note warn", style: "display:none" }),
+    groups,
+    h("fieldset", {}, h("legend", {}, "App"),
+      h("div", { class: "field" }, h("label", { for: "autostart" }, "Start at login"), autostart),
+      h("div", { class: "field" }, h("label", {}, "Log files"), h("code", { id: "log-dir" }, s.log_dir))),
+    h("div", { class: "savebar" },
+      h("button", { class: "btn primary", id: "save", onclick: save }, "Save and apply"), result));
+  // The form error box shows only with text in it.
+  const fe = $("#form-error");
+  new MutationObserver(() => { fe.style.display = fe.textContent ? "" : "none"; }).observe(fe, { childList: true, characterData: true, subtree: true });
+  await validate();
+  if (anchor) focusField(anchor);
+}
+
+function focusField(key) {
+  const field = page.querySelector(`.field[data-key="${key}"]`) || $(`#group-${key.split(".")[0]}`);
+  if (!field) return;
+  field.scrollIntoView({ block: "center" });
+  field.classList.add("flash");
+  const input = field.querySelector("input, select");
+  if (input) input.focus();
+}
+
+async function save() {
+  const result = $("#save-result");
+  result.className = "result";
+  result.textContent = "Saving...";
+  try {
+    const st = await invoke("save_settings", { raw: readForm() });
+    showErrors(null);
+    settingsView.raw = readForm();
+    if (st.state === "running") {
+      result.className = "result ok";
+      result.textContent = `Saved. The receiver is listening on ${st.addr}.`;
+    } else {
+      result.className = "result bad";
+      result.textContent = `Saved, but the receiver is not running: ${st.reason}`;
+      if (st.key) focusField(st.key);
+    }
+  } catch (e) {
+    showErrors(e);
+    result.className = "result bad";
+    result.textContent = `Not saved: ${errorText(e)}`;
+    if (e.key) focusField(e.key);
+  }
+  drawReceiver();
+}
+
+// ---- Connect guide -------------------------------------------------------------------------
+
+const TUNNELS = [
+  ["bore", "bore local 8443 --to bore.pub", true],
+  ["ngrok TLS / TCP", "ngrok tls 8443", true],
+  ["frp https / tcp", "frpc with type = \"tcp\"", true],
+  ["Tailscale Funnel (TCP)", "tailscale funnel --tcp 443 tcp://localhost:8443", true],
+  ["cloudflared", "cloudflared tunnel --url https://localhost:8443 --no-tls-verify", false],
+  ["ngrok HTTP", "ngrok http https://localhost:8443", false],
+  ["Tailscale Funnel (HTTPS)", "tailscale funnel https+insecure://localhost:8443", false],
+  ["localtunnel", "lt --port 8443 --local-https --allow-invalid-cert", false],
+];
+
+function copyLine(label, value, id, secret) {
+  const shown = value == null || value === "" ? null : value;
+  return h("div", { class: "copyline" },
+    h("strong", {}, label),
+    h("code", { id }, shown === null ? "(not set)" : (secret ? "•".repeat(Math.min(24, shown.length)) : shown)),
+    h("span", {},
+      secret && shown ? h("button", { class: "btn", onclick: (e) => { const c = $(`#${id}`); const hidden = c.textContent.startsWith("•"); c.textContent = hidden ? shown : "•".repeat(Math.min(24, shown.length)); e.target.textContent = hidden ? "Hide" : "Show"; } }, "Show") : null, " ",
+      h("button", { class: "btn", disabled: shown === null, onclick: () => copy(shown, label) }, "Copy")));
+}
+
+async function drawGuide() {
+  let g;
+  try {
+    g = await invoke("guide");
+  } catch (e) {
+    fill(page, h("div", { class: "empty" }, errorText(e)));
+    return;
+  }
+  const c = g.guide;
+  const lines = [];
+  if (c) {
+    lines.push(copyLine("Webhook URL", c.webhook_url, "guide-url", false));
+    lines.push(copyLine("Authentication", { none: "Mutual TLS only", basic: "Basic", bearer: "Bearer" }[c.method], "guide-method", false));
+    if (c.method === "basic") {
+      lines.push(copyLine("Username", c.username, "guide-username", false));
+      lines.push(copyLine("Password", c.password, "guide-password", true));
+    }
+    if (c.method === "bearer") lines.push(copyLine("Token", c.token, "guide-token", true));
+    c.headers.forEach(([k, v], i) => lines.push(copyLine(`Header ${k}`, v, `guide-header-${i}`, true)));
+    lines.push(copyLine("Challenge secret", c.challenge_secret, "guide-challenge", true));
+  }
+  const tokenBox = h("div", { class: "card", id: "verification" },
+    g.token
+      ? h("div", { class: "copyline" }, h("strong", {}, "Verification token"), h("code", { id: "guide-verification-token" }, g.token.token),
+        h("span", {}, h("span", { class: "small", id: "token-age", "data-ms": g.token.received_ms }, `received ${ago(g.token.received_ms)}`), " ",
+          h("button", { class: "btn", onclick: () => copy(g.token.token, "Verification token") }, "Copy")))
+      : h("p", { class: "small", id: "guide-no-token" }, "Waiting for a Test notification: press Test in Netdata Cloud's webhook form. The token appears here within seconds."));
+  const certNote = c && c.client_certificate === "required"
+    ? h("div", { class: "note" }, "Client certificates are required: use a tunnel that passes TLS through, and a certificate Netdata trusts for the public name (tls.cert, tls.key).")
+    : h("div", { class: "note" }, "Client certificates are not required, so any tunnel works: the token or password above protects the receiver.");
+  fill(page, 
+    h("h1", {}, "Connect Netdata Cloud"),
+    h("ol", {},
+      h("li", {}, "Start a tunnel to ", h("code", {}, c ? c.listen : "the receiver"), " and set its https:// URL as Public URL in Settings."),
+      h("li", {}, "In Netdata Cloud: Space settings → Alerts & Notifications → Notification methods → Add configuration → Webhook."),
+      h("li", {}, "Paste the values below. Saving makes Netdata check the URL with a challenge, which Alertray answers."),
+      h("li", {}, "Press Test, then paste the verification token shown below into the form.")),
+    c ? null : h("div", { class: "note warn" }, "The config did not load, so there is nothing to paste yet: fix it in Settings."),
+    h("h2", {}, "Values for the webhook form"),
+    h("div", { class: "card" }, lines),
+    h("h2", {}, "Verification"),
+    tokenBox,
+    h("h2", {}, "Tunnels"),
+    certNote,
+    h("table", { id: "tunnels" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Tunnel"), h("th", {}, "Example"), h("th", {}, "Netdata's client certificate"))),
+      h("tbody", {}, TUNNELS.map(([name, cmd, passes]) => h("tr", {}, h("td", {}, name), h("td", {}, h("code", {}, cmd)),
+        h("td", {}, passes ? "reaches Alertray: mutual TLS possible" : "ends at the tunnel's edge: use Bearer, Basic or headers")))),
+    ));
+}
+
+setInterval(() => {
+  const el = $("#token-age");
+  if (el) el.textContent = `received ${ago(Number(el.dataset.ms))}`;
+}, 1000);
+
+// ---- routing and live updates --------------------------------------------------------------
+
+function route() {
+  const [name, ...rest] = location.hash.replace(/^#/, "").split("/");
+  return { name: name || "alerts", anchor: rest.join("/") || null };
+}
+
+async function draw() {
+  const r = route();
+  document.title = { alerts: "Alertray: alerts", settings: "Alertray: settings", guide: "Alertray: connect Netdata Cloud" }[r.name] || "Alertray";
+  await drawReceiver().catch(() => {});
+  if (r.name === "settings") await drawSettings(r.anchor);
+  else if (r.name === "guide") await drawGuide();
+  else await drawAlerts();
+}
+
+window.addEventListener("hashchange", draw);
+draw();
+
+// The core says what changed; redraw what shows it (never the Settings form being edited).
+tauri.event.listen("alertray://changed", debounce(async () => {
+  const r = route();
+  await drawReceiver().catch(() => {});
+  if (r.name === "alerts") {
+    if (alertsView.tab === "active") drawActive($("#alerts-body"));
+    else if (!alertsView.pages.length) loadHistory($("#history-list"));
+  } else if (r.name === "guide") {
+    drawGuide();
+  }
+}, 150));
