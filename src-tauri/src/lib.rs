@@ -145,12 +145,24 @@ pub fn run() -> i32 {
         }))
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
         .plugin(tauri_plugin_clipboard_manager::init());
-    run_app(builder, core, log_dir)
+    run_app(builder, tauri::generate_context!(), core, log_dir)
+}
+
+/// What to build besides the core wiring.
+#[derive(Debug, Clone, Copy)]
+pub struct ShellOptions {
+    /// Create the tray icon (GTK menus need a real display; Tauri's mock runtime has none).
+    pub tray: bool,
 }
 
 /// Builds and runs the app on `builder` (the real runtime, or Tauri's mock runtime in tests).
-pub fn run_app<R: Runtime>(builder: tauri::Builder<R>, core: Arc<Alertray>, log_dir: PathBuf) -> i32 {
-    let app = match build_app(builder, core, log_dir) {
+pub fn run_app<R: Runtime>(
+    builder: tauri::Builder<R>,
+    context: tauri::Context<R>,
+    core: Arc<Alertray>,
+    log_dir: PathBuf,
+) -> i32 {
+    let app = match build_app(builder, context, core, log_dir, ShellOptions { tray: true }) {
         Ok(app) => app,
         Err(e) => {
             eprintln!("alertray-app: {e}");
@@ -177,8 +189,10 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>, core: Arc<Alertray>, log_
 /// The app, built and set up, not yet running.
 pub fn build_app<R: Runtime>(
     builder: tauri::Builder<R>,
+    context: tauri::Context<R>,
     core: Arc<Alertray>,
     log_dir: PathBuf,
+    options: ShellOptions,
 ) -> tauri::Result<tauri::App<R>> {
     let shell = Shell {
         core,
@@ -190,13 +204,21 @@ pub fn build_app<R: Runtime>(
     builder
         .manage(shell)
         .invoke_handler(commands::handler())
-        .setup(|app| {
+        .setup(move |app| {
             let handle = app.handle().clone();
-            tray::create(&handle)?;
+            // Without a tray the app is still useful through its windows and popups.
+            if options.tray {
+                if let Err(e) = tray::create(&handle) {
+                    tracing::error!("cannot create the tray icon: {e}");
+                }
+            }
+            if let Some(page) = windows::Page::from_args(std::env::args()) {
+                windows::open(&handle, page);
+            }
             tauri::async_runtime::spawn(start(handle));
             Ok(())
         })
-        .build(tauri::generate_context!())
+        .build(context)
 }
 
 /// Starts the receiver, popups and the refresh loop; opens Settings at the problem when the

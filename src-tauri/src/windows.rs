@@ -15,6 +15,18 @@ pub enum Page {
 }
 
 impl Page {
+    /// The page named by `--show alerts|settings|guide` on the command line, if any.
+    pub fn from_args(args: impl Iterator<Item = String>) -> Option<Page> {
+        let args: Vec<String> = args.collect();
+        let i = args.iter().position(|a| a == "--show")?;
+        match args.get(i + 1).map(String::as_str) {
+            Some("alerts") => Some(Page::Alerts),
+            Some("settings") => Some(Page::Settings),
+            Some("guide") => Some(Page::Guide),
+            _ => None,
+        }
+    }
+
     /// The window's label (also the page's route).
     pub fn label(self) -> &'static str {
         match self {

@@ -1,0 +1,165 @@
+//! The shell's commands, invoked through Tauri's IPC on the mock runtime, over a real core
+//! (real store in a temp dir, real receiver on a loopback port).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alertray::app::{Alertray, Paths, ReceiverStatus};
+use alertray::store::Delivery;
+use serde_json::{json, Value};
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime, INVOKE_KEY};
+use tauri::webview::InvokeRequest;
+use tauri::WebviewWindow;
+
+struct Harness {
+    core: Arc<Alertray>,
+    window: WebviewWindow<MockRuntime>,
+    _app: tauri::App<MockRuntime>,
+    _dir: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("config.toml");
+    std::fs::write(
+        &config_file,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nclient_certificate = \"off\"\nmethod = \"bearer\"\ntoken = \"tok\"\nchallenge_secret = \"sec\"\n",
+    )
+    .unwrap();
+    let paths = Paths { config_file, data_dir: dir.path().join("data") };
+    let core = Arc::new(Alertray::open(paths).unwrap());
+    let mut app = alertray_app::build_app(
+        mock_builder(),
+        mock_context(noop_assets()),
+        core.clone(),
+        dir.path().join("logs"),
+        alertray_app::ShellOptions { tray: false },
+    )
+    .unwrap();
+    // One turn of the (mock) event loop runs the app's setup, which starts the receiver.
+    #[allow(deprecated)]
+    app.run_iteration(|_, _| {});
+    let window = tauri::WebviewWindowBuilder::new(&app, "alerts", Default::default()).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(core.status(), ReceiverStatus::Running { .. }) {
+        assert!(Instant::now() < deadline, "the receiver did not start: {:?}", core.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Harness { core, window, _app: app, _dir: dir }
+}
+
+impl Harness {
+    fn invoke(&self, cmd: &str, args: Value) -> Result<Value, Value> {
+        let req = InvokeRequest {
+            cmd: cmd.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: "tauri://localhost".parse().unwrap(),
+            body: InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        };
+        tauri::test::get_ipc_response(&self.window, req).map(|b| b.deserialize::<Value>().unwrap())
+    }
+
+    fn deliver(&self, name: &str) {
+        let body = std::fs::read(format!("{}/../tests/fixtures/captured/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let notification = alertray::payload::parse(&body).unwrap();
+        let d = Delivery {
+            body,
+            notification,
+            received_ms: alertray::store::now_ms(),
+            peer: "test".into(),
+            auth: "test".into(),
+        };
+        tauri::async_runtime::block_on(self.core.store.record(d)).unwrap();
+    }
+}
+
+#[test]
+fn alerts_acknowledge_and_history() {
+    let h = harness();
+    h.deliver("netdata-alert-critical.json");
+    h.deliver("netdata-alert-warning.json");
+    let active = h.invoke("active_alerts", json!({})).unwrap();
+    assert_eq!(active.as_array().unwrap().len(), 2);
+    assert_eq!(active[0]["level"], "critical");
+    let key = active[0]["key"].as_str().unwrap().to_string();
+
+    h.invoke("acknowledge", json!({"key": key, "acknowledged": true})).unwrap();
+    let active = h.invoke("active_alerts", json!({})).unwrap();
+    let acked = active.as_array().unwrap().iter().find(|a| a["key"] == key.as_str()).unwrap();
+    assert_eq!(acked["acknowledged"], true);
+    let status = h.invoke("status", json!({})).unwrap();
+    assert_eq!(status["tray"]["icon"], "warning", "an acknowledged critical no longer counts: {status}");
+
+    let err = h.invoke("acknowledge", json!({"key": "nope", "acknowledged": true})).unwrap_err();
+    assert_eq!(err["code"], "not_found");
+
+    let hist = h.invoke("history", json!({"query": {"status": "critical"}})).unwrap();
+    assert_eq!(hist.as_array().unwrap().len(), 1);
+    let hist = h.invoke("history", json!({"query": {"text": "gn4", "limit": 10}})).unwrap();
+    assert_eq!(hist.as_array().unwrap().len(), 1);
+    assert_eq!(hist[0]["host"], "gn4.node.garland.slvn.co");
+}
+
+#[test]
+fn snooze_and_resume() {
+    let h = harness();
+    let until = h.invoke("snooze", json!({"snooze": {"scope": "all", "minutes": 15}})).unwrap();
+    assert!(until.as_i64().unwrap() > alertray::store::now_ms());
+    let status = h.invoke("status", json!({})).unwrap();
+    assert_eq!(status["tray"]["icon"], "snoozed");
+    assert_eq!(status["snoozes"][0]["scope"], "all");
+    h.invoke("snooze", json!({"snooze": {"scope": "node", "target": "web1", "until_tomorrow": true}})).unwrap();
+    assert_eq!(h.core.policy.get().snoozes.len(), 2);
+    let err = h.invoke("snooze", json!({"snooze": {"scope": "all", "minutes": 0}})).unwrap_err();
+    assert_eq!(err["code"], "refused");
+    h.invoke("resume", json!({})).unwrap();
+    assert!(h.core.policy.get().snoozes.is_empty());
+    assert_eq!(h.invoke("status", json!({})).unwrap()["tray"]["icon"], "all_clear");
+}
+
+#[test]
+fn settings_validate_inline_and_save_applies_without_restart() {
+    let h = harness();
+    let s = h.invoke("settings", json!({})).unwrap();
+    assert_eq!(s["raw"]["auth"]["token"], "tok");
+    let mut raw = s["raw"].clone();
+    raw["auth"]["method"] = json!("digest");
+    let err = h.invoke("validate_settings", json!({"raw": raw})).unwrap_err();
+    assert_eq!(err["code"], "invalid_config");
+    assert_eq!(err["key"], "auth.method");
+    assert_eq!(err["message"], "auth.method = \"digest\" is not accepted: \"none\", \"basic\" or \"bearer\"");
+    let err = h.invoke("save_settings", json!({"raw": raw})).unwrap_err();
+    assert_eq!(err["key"], "auth.method");
+
+    raw["auth"]["method"] = json!("basic");
+    raw["auth"]["username"] = json!("netdata");
+    raw["auth"]["password"] = json!("pw");
+    h.invoke("validate_settings", json!({"raw": raw})).unwrap();
+    let status = h.invoke("save_settings", json!({"raw": raw})).unwrap();
+    assert_eq!(status["state"], "running", "{status}");
+    let guide = h.invoke("guide", json!({})).unwrap();
+    assert_eq!(guide["guide"]["method"], "basic");
+    assert_eq!(guide["guide"]["username"], "netdata");
+    let written = std::fs::read_to_string(&h.core.paths.config_file).unwrap();
+    assert!(written.contains("method = \"basic\""), "{written}");
+
+    let secret = h.invoke("generate_secret", json!({})).unwrap();
+    assert_eq!(secret.as_str().unwrap().len(), 43);
+}
+
+#[test]
+fn guide_shows_the_latest_verification_token() {
+    let h = harness();
+    let g = h.invoke("guide", json!({})).unwrap();
+    assert!(g["token"].is_null());
+    assert_eq!(g["guide"]["challenge_secret"], "sec");
+    h.deliver("netdata-token.json");
+    let g = h.invoke("guide", json!({})).unwrap();
+    assert_eq!(g["token"]["token"], "2b633082-34ec-4ec3-946c-5e81076c39af");
+    let err = h.invoke("open_url", json!({"url": "file:///etc/passwd"})).unwrap_err();
+    assert_eq!(err["code"], "refused");
+}
