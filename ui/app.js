@@ -292,7 +292,7 @@ function fieldInput(f) {
 function readForm() {
   const raw = JSON.parse(JSON.stringify(settingsView.raw));
   for (const g of SETTINGS) for (const f of g.fields) {
-    const el = page.querySelector(`[data-key="${f.key}"]`);
+    const el = page.querySelector(`#f-${f.key.replace(/\./g, "-")}`);
     if (!el) continue;
     let v;
     switch (f.type) {
@@ -318,7 +318,8 @@ function readForm() {
 function showErrors(err) {
   for (const el of page.querySelectorAll(".field")) {
     el.classList.remove("invalid");
-    $(".error", el).textContent = "";
+    const box = $(".error", el);
+    if (box) box.textContent = "";
   }
   $("#form-error").textContent = "";
   if (!err) return;
@@ -503,6 +504,14 @@ async function draw() {
 }
 
 window.addEventListener("hashchange", draw);
+// Ctrl+W (or Escape outside a form field) closes the window; the app stays in the tray.
+window.addEventListener("keydown", (e) => {
+  const inField = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement?.tagName);
+  if ((e.ctrlKey && e.key.toLowerCase() === "w") || (e.key === "Escape" && !inField)) {
+    e.preventDefault();
+    tauri.window.getCurrentWindow().close();
+  }
+});
 draw();
 
 // The core says what changed; redraw what shows it (never the Settings form being edited).

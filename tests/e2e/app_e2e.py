@@ -1,0 +1,494 @@
+#!/usr/bin/env python3
+"""End-to-end test of the real Alertray desktop app, as a user meets it.
+
+Runs under an X display (Xvfb in CI) with a private D-Bus session bus and a real
+notification server (dunst) on it:
+
+1. starts the app through tauri-driver (WebKitWebDriver) with its Alerts window open;
+2. POSTs a captured critical body over HTTPS to the app's receiver;
+3. checks the Notify call dunst received (summary, urgency), the tray menu exported over
+   D-Bus (com.canonical.dbusmenu), and, through WebDriver, the Alerts window;
+4. acknowledges the alert in the window and checks the tray menu changes;
+5. POSTs the recovery and checks it clears everywhere;
+6. takes screenshots of the Alerts, Settings and Connect guide windows (--screenshots);
+7. with --figures, measures RSS, start-up times and POST -> Notify latency.
+
+Prints "e2e: N passed, M failed" last and exits non-zero on any failure.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "captured"
+APP = ROOT / "target" / "debug" / "alertray-app"
+MENU_PATH = "/org/ayatana/NotificationItem/tray_icon_tray_app_alertray/Menu"
+TOKEN = "e2e-token"
+
+RESULTS = []
+
+
+def check(name, fn):
+    """Runs one named check; records pass or fail with the reason."""
+    try:
+        fn()
+        RESULTS.append((name, None))
+        print(f"PASS {name}", flush=True)
+    except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the run
+        RESULTS.append((name, e))
+        print(f"FAIL {name}: {e}", flush=True)
+        traceback.print_exc()
+
+
+def wait_for(what, fn, timeout=30.0, interval=0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = fn()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Desktop:
+    """A private session bus (no service activation) with dunst on it."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        conf = work / "bus.conf"
+        conf.write_text(
+            '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" '
+            '"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">'
+            f"<busconfig><type>session</type><listen>unix:dir={work}</listen><auth>EXTERNAL</auth>"
+            '<policy context="default"><allow send_destination="*" eavesdrop="true"/>'
+            '<allow eavesdrop="true"/><allow own="*"/></policy></busconfig>'
+        )
+        self.dbus = subprocess.Popen(
+            ["dbus-daemon", f"--config-file={conf}", "--nofork", "--print-address=1"],
+            stdout=subprocess.PIPE, text=True)
+        self.address = self.dbus.stdout.readline().strip()
+        rc = work / "dunstrc"
+        rc.write_text(
+            "[global]\n    history_length = 5000\n"
+            "[urgency_low]\n    timeout = 0\n[urgency_normal]\n    timeout = 0\n[urgency_critical]\n    timeout = 0\n"
+            "[tag_low]\n    msg_urgency = low\n    set_category = urgency-low\n"
+            "[tag_normal]\n    msg_urgency = normal\n    set_category = urgency-normal\n"
+            "[tag_critical]\n    msg_urgency = critical\n    set_category = urgency-critical\n")
+        self.dunst = subprocess.Popen(["dunst", "-config", str(rc)], env=self.env(),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for("dunst on the private bus", lambda: self.dunstctl("is-paused").returncode == 0)
+
+    def env(self, **extra):
+        e = dict(os.environ)
+        e.update(DBUS_SESSION_BUS_ADDRESS=self.address, NO_AT_BRIDGE="1")
+        e.update(extra)
+        return e
+
+    def dunstctl(self, *args):
+        return subprocess.run(["dunstctl", *args], env=self.env(), capture_output=True, text=True)
+
+    def popups(self):
+        """Closes what is displayed and returns dunst's whole history, oldest first."""
+        self.dunstctl("close-all")
+        data = json.loads(self.dunstctl("history").stdout)["data"][0]
+        out = [{"id": n["id"]["data"], "summary": n["summary"]["data"], "body": n["body"]["data"],
+                "urgency": n["category"]["data"].replace("urgency-", "")} for n in data]
+        return sorted(out, key=lambda n: n["id"])
+
+    def gdbus(self, *args):
+        r = subprocess.run(["gdbus", *args], env=self.env(), capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr.strip())
+        return r.stdout
+
+    def menu_owner(self):
+        names = re.findall(r"'(:1\.\d+)'", self.gdbus(
+            "call", "--session", "--dest", "org.freedesktop.DBus", "--object-path", "/org/freedesktop/DBus",
+            "--method", "org.freedesktop.DBus.ListNames"))
+        for n in names:
+            try:
+                if MENU_PATH in self.gdbus("introspect", "--session", "--dest", n, "--object-path", "/", "-r"):
+                    return n
+            except RuntimeError:
+                continue
+        return None
+
+    def menu(self):
+        """The tray menu as (id, label) pairs, labels as a user reads them."""
+        owner = self.menu_owner()
+        if not owner:
+            return []
+        layout = self.gdbus("call", "--session", "--dest", owner, "--object-path", MENU_PATH,
+                            "--method", "com.canonical.dbusmenu.GetLayout", "--", "0", "-1", "[]")
+        items = []
+        for m in re.finditer(r"\((\d+), \{([^}]*)\}", layout):
+            label = re.search(r"'label': <'((?:[^'\\]|\\.)*)'>", m.group(2))
+            if label:
+                # GTK mnemonics double underscores in exported labels.
+                items.append((int(m.group(1)), label.group(1).replace("__", "_")))
+        return items
+
+    def click(self, label_prefix):
+        owner = self.menu_owner()
+        item = next(i for i, l in self.menu() if l.startswith(label_prefix))
+        self.gdbus("call", "--session", "--dest", owner, "--object-path", MENU_PATH,
+                   "--method", "com.canonical.dbusmenu.Event", "--", str(item), "clicked", "<0>", "0")
+
+    def close(self):
+        for p in (self.dunst, self.dbus):
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+class Receiver:
+    """HTTPS client for the app's receiver, trusting its self-signed certificate."""
+
+    def __init__(self, port, data_dir: Path):
+        self.url = f"https://127.0.0.1:{port}/"
+        self.data_dir = data_dir
+        self.ctx = None
+
+    def context(self):
+        if self.ctx is None:
+            ctx = ssl.create_default_context(cafile=str(self.data_dir / "tls" / "cert.pem"))
+            ctx.check_hostname = True
+            self.ctx = ctx
+        return self.ctx
+
+    def up(self):
+        try:
+            with urllib.request.urlopen(self.url + "?crc_token=e2e", context=self.context(), timeout=2) as r:
+                return r.status == 200
+        except Exception:  # noqa: BLE001 - not up yet
+            self.ctx = None
+            return False
+
+    def post(self, body: bytes):
+        req = urllib.request.Request(self.url, data=body, method="POST", headers={
+            "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=self.context(), timeout=10) as r:
+            assert r.status == 200, r.status
+            return json.loads(r.read())
+
+
+def fixture(name, **changes):
+    body = json.loads((FIXTURES / name).read_text())
+    for path, value in changes.items():
+        obj = body
+        keys = path.split("__")
+        for k in keys[:-1]:
+            obj = obj[k]
+        obj[keys[-1]] = value
+    return json.dumps(body).encode()
+
+
+def write_config(work: Path, port: int, extra=""):
+    cfg = work / "config.toml"
+    cfg.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\npublic_url = "https://alerts.example.net/"\n'
+        f'[auth]\nclient_certificate = "off"\nmethod = "bearer"\ntoken = "{TOKEN}"\nchallenge_secret = "e2e-secret"\n'
+        f"{extra}")
+    return cfg
+
+
+def app_env(desktop: Desktop, work: Path, cfg: Path, data: Path):
+    return desktop.env(ALERTRAY_CONFIG=str(cfg), ALERTRAY_DATA_DIR=str(data),
+                       XDG_CONFIG_HOME=str(work / "xdg-config"), XDG_DATA_HOME=str(work / "xdg-data"),
+                       XDG_CACHE_HOME=str(work / "xdg-cache"), ALERTRAY_LOG="alertray=debug,alertray_app=debug,warn")
+
+
+def run_ui_test(args, work: Path, desktop: Desktop):
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.common.options import ArgOptions
+
+    port = free_port()
+    data = work / "data"
+    cfg = write_config(work, port)
+    driver_port = free_port()
+    driver_log = open(work / "tauri-driver.log", "w")
+    driver_proc = subprocess.Popen(
+        [args.tauri_driver, "--port", str(driver_port), "--native-port", str(free_port())],
+        env=app_env(desktop, work, cfg, data), stdout=driver_log, stderr=subprocess.STDOUT)
+    wait_for("tauri-driver", lambda: socket.create_connection(("127.0.0.1", driver_port), 1).close() or True)
+    opts = ArgOptions()
+    opts.set_capability("browserName", "wry")
+    opts.set_capability("tauri:options", {"application": str(APP), "args": ["--show", "alerts"]})
+    driver = webdriver.Remote(command_executor=f"http://127.0.0.1:{driver_port}", options=opts)
+    receiver = Receiver(port, data)
+    shots = Path(args.screenshots)
+    shots.mkdir(parents=True, exist_ok=True)
+    key_label = "la1.node.garland.slvn.co: used_swap = 100%"
+    try:
+        check("receiver starts with the app", lambda: wait_for("the receiver", receiver.up, 60))
+
+        def raise_critical():
+            r = receiver.post(fixture("netdata-alert-critical.json"))
+            assert r["duplicate"] is False, r
+            receiver.post(fixture("netdata-alert-warning.json"))
+        check("a captured critical body is accepted over HTTPS", raise_critical)
+
+        def notify_call():
+            popups = wait_for("the critical popup", lambda: [
+                p for p in desktop.popups() if p["summary"] == "la1.node.garland.slvn.co: used_swap is Critical"])
+            assert popups[0]["urgency"] == "critical", popups
+            assert "Value: 100%" in popups[0]["body"], popups
+        check("the Notify call carries the right summary and urgency", notify_call)
+
+        def tray_lists():
+            labels = wait_for("the alert in the tray menu", lambda: [l for _, l in desktop.menu() if key_label in l])
+            assert labels[0].startswith("● "), labels
+            status = [l for _, l in desktop.menu()][0]
+            assert status == "1 critical, 1 warning", status
+        check("the tray menu (dbusmenu) lists the alert", tray_lists)
+
+        def window_shows():
+            table = wait_for("the active table", lambda: driver.find_element(By.ID, "active-table"))
+            wait_for("used_swap in the Alerts window", lambda: "used_swap" in table.text and "100%" in table.text)
+            time.sleep(0.5)
+            driver.save_screenshot(str(shots / "alerts.png"))
+        check("the Alerts window shows the alert", window_shows)
+
+        def acknowledge():
+            row = driver.find_element(By.CSS_SELECTOR, "#active-table tbody tr")
+            assert "used_swap" in row.text, row.text
+            row.find_element(By.CSS_SELECTOR, "button.ack").click()
+            wait_for("the tray to show the acknowledgement",
+                     lambda: any(l.startswith("✓ ") and key_label in l for _, l in desktop.menu()))
+            wait_for("the status line", lambda: desktop.menu()[0][1] == "1 warning, 1 acknowledged")
+            wait_for("the row dimmed", lambda: driver.find_elements(By.CSS_SELECTOR, "#active-table tr.acknowledged"))
+        check("acknowledging in the window changes the tray menu", acknowledge)
+
+        def recovery_clears():
+            receiver.post(fixture("netdata-alert-critical.json", alert__state__status="Clear",
+                                  alert__transition_id="e2e-recovery", message="Recovered, swap, on la1"))
+            receiver.post(fixture("netdata-alert-warning.json", alert__state__status="Clear",
+                                  alert__transition_id="e2e-recovery-2", message="Recovered, ram, on gn4"))
+            wait_for("the tray to clear", lambda: desktop.menu() and not any("used_swap" in l for _, l in desktop.menu())
+                     and desktop.menu()[0][1] == "All clear")
+            wait_for("the window to clear", lambda: driver.find_elements(By.ID, "all-clear"))
+            popups = wait_for("the recovery popup", lambda: [
+                p for p in desktop.popups() if p["summary"] == "la1.node.garland.slvn.co: used_swap recovered"])
+            assert popups[-1]["urgency"] == "low", popups
+        check("the recovery clears it everywhere", recovery_clears)
+
+        def screenshots():
+            # Put some life back into the windows for the pictures.
+            receiver.post(fixture("netdata-alert-critical.json", alert__transition_id="e2e-shot-1"))
+            receiver.post(fixture("netdata-alert-warning.json", alert__transition_id="e2e-shot-2"))
+            receiver.post(fixture("netdata-reachability-unreachable.json", message="Slvn.co/sa1.node.garland.slvn.co is unreachable (e2e)"))
+            receiver.post(fixture("netdata-token.json"))
+            wait_for("three active alerts", lambda: len(driver.find_elements(By.CSS_SELECTOR, "#active-table tbody tr")) == 3)
+            time.sleep(0.5)
+            driver.save_screenshot(str(shots / "alerts.png"))
+            driver.find_element(By.ID, "tab-history").click()
+            wait_for("the history", lambda: driver.find_elements(By.CSS_SELECTOR, "#history-table tbody tr"))
+            driver.save_screenshot(str(shots / "history.png"))
+            driver.execute_script("location.hash = 'settings'")
+            wait_for("the settings form", lambda: driver.find_elements(By.ID, "f-server-listen"))
+            time.sleep(0.5)
+            driver.save_screenshot(str(shots / "settings.png"))
+            driver.execute_script("location.hash = 'guide'")
+            wait_for("the verification token", lambda: "2b633082-34ec-4ec3-946c-5e81076c39af" in driver.find_element(By.ID, "verification").text)
+            time.sleep(0.3)
+            driver.save_screenshot(str(shots / "guide.png"))
+        check("screenshots of the Alerts, Settings and Connect guide windows", screenshots)
+
+        def settings_inline():
+            driver.execute_script("location.hash = 'settings'")
+            field = wait_for("the method select", lambda: driver.find_element(By.ID, "f-auth-method"))
+            token = driver.find_element(By.ID, "f-auth-token")
+            # Typing (not clear()) fires the input events a user's editing fires.
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", token)
+            token.send_keys(Keys.CONTROL, "a")
+            token.send_keys(Keys.BACKSPACE)
+            try:
+                wait_for("the core's message next to the token",
+                         lambda: "auth.token" in driver.find_element(By.CSS_SELECTOR, '.field[data-key="auth.token"] .error').text, 10)
+            except AssertionError as e:
+                state = driver.execute_script(
+                    "return [document.getElementById('f-auth-token').value, document.getElementById('form-error').textContent,"
+                    " document.querySelector('.field[data-key=\"auth.token\"]').outerHTML]")
+                direct = driver.execute_async_script(
+                    "const done = arguments[arguments.length - 1];"
+                    "try { const raw = readForm(); invoke('validate_settings', {raw}).then(() => done(['ok', JSON.stringify(raw)]), (err) => done(['err', JSON.stringify(err), JSON.stringify(raw)])); } catch (x) { done(['throw', String(x)]); }")
+                raise AssertionError(f"{e}: {state} {direct}") from None
+            assert field is not None
+        check("Settings validates inline with the core's messages", settings_inline)
+    finally:
+        try:
+            driver.quit()
+        except Exception:  # noqa: BLE001
+            pass
+        driver_proc.send_signal(signal.SIGTERM)
+        try:
+            driver_proc.wait(10)
+        except subprocess.TimeoutExpired:
+            driver_proc.kill()
+        driver_log.close()
+        subprocess.run(["pkill", "-f", str(APP)], check=False)
+
+
+def process_tree_rss_kib(pid):
+    """RSS of a process and all its descendants, in KiB."""
+    total = 0
+    children = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(p.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    stack = [pid]
+    while stack:
+        q = stack.pop()
+        try:
+            for line in Path(f"/proc/{q}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+        stack.extend(children.get(q, []))
+    return total
+
+
+def run_figures(work: Path, desktop: Desktop):
+    """RSS, start-up times and POST -> Notify latency of the real app (no WebDriver)."""
+    port = free_port()
+    data = work / "figures-data"
+    cfg = write_config(work, port, "[notifications]\nmax_popups_per_minute = 1000\n")
+    receiver = Receiver(port, data)
+    t0 = time.monotonic()
+    app = subprocess.Popen([str(APP)], env=app_env(desktop, work, cfg, data),
+                           stdout=open(work / "figures-app.log", "w"), stderr=subprocess.STDOUT)
+    figures = {}
+    try:
+        wait_for("the receiver", receiver.up, 60, 0.02)
+        figures["start_to_listening_ms"] = round((time.monotonic() - t0) * 1000)
+        wait_for("the tray", desktop.menu, 60, 0.02)
+        figures["start_to_tray_ms"] = round((time.monotonic() - t0) * 1000)
+        time.sleep(3)
+        figures["rss_idle_no_window_mib"] = round(process_tree_rss_kib(app.pid) / 1024, 1)
+        desktop.click("Show alerts")
+        wait_for("the Alerts window", lambda: subprocess.run(
+            ["xdotool", "search", "--name", "Alertray: alerts"], capture_output=True).returncode == 0)
+        time.sleep(3)
+        figures["rss_alerts_window_mib"] = round(process_tree_rss_kib(app.pid) / 1024, 1)
+        win = subprocess.run(["xdotool", "search", "--name", "Alertray: alerts"], capture_output=True, text=True).stdout.split()[0]
+        subprocess.run(["xdotool", "windowfocus", "--sync", win], check=False)
+        subprocess.run(["xdotool", "key", "--window", win, "ctrl+w"], check=False)
+        subprocess.run(["xdotool", "key", "ctrl+w"], check=False)
+        wait_for("the window to close", lambda: subprocess.run(
+            ["xdotool", "search", "--name", "Alertray: alerts"], capture_output=True).returncode != 0, 20)
+        time.sleep(5)
+        figures["rss_after_closing_mib"] = round(process_tree_rss_kib(app.pid) / 1024, 1)
+
+        # POST -> Notify latency: watch Notify calls on the bus as they happen.
+        mon = subprocess.Popen(["dbus-monitor", "--address", desktop.address,
+                                "interface='org.freedesktop.Notifications',member='Notify'"],
+                               stdout=subprocess.PIPE, text=True)
+        seen = {}
+        lock = threading.Condition()
+
+        def reader():
+            for line in mon.stdout:
+                m = re.search(r'string "lat-(\d+): load is Warning"', line)
+                if m:
+                    with lock:
+                        seen[int(m.group(1))] = time.monotonic()
+                        lock.notify_all()
+        threading.Thread(target=reader, daemon=True).start()
+        time.sleep(1)
+        latencies = []
+        n = 1000
+        for i in range(n):
+            body = json.dumps({
+                "message": f"Raised to Warning, load, on lat-{i}",
+                "node": {"id": f"lat-{i}", "hostname": f"lat-{i}"},
+                "alert": {"name": "load", "state": {"status": "Warning", "value_str": "9"}, "transition_id": f"lat-t{i}"},
+            }).encode()
+            sent = time.monotonic()
+            receiver.post(body)
+            with lock:
+                lock.wait_for(lambda: i in seen, timeout=10)
+                if i in seen:
+                    latencies.append((seen[i] - sent) * 1000)
+            if i % 50 == 49:
+                desktop.dunstctl("close-all")
+        mon.terminate()
+        latencies.sort()
+        figures["notify_latency_count"] = len(latencies)
+        figures["notify_latency_p50_ms"] = round(statistics.median(latencies), 1)
+        figures["notify_latency_p99_ms"] = round(latencies[int(len(latencies) * 0.99) - 1], 1)
+    finally:
+        app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(10)
+        except subprocess.TimeoutExpired:
+            app.kill()
+    print("figures: " + json.dumps(figures), flush=True)
+    assert figures.get("notify_latency_count") == 1000, figures
+    return figures
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tauri-driver", default=shutil.which("tauri-driver") or str(Path.home() / ".cargo/bin/tauri-driver"))
+    ap.add_argument("--figures", action="store_true", help="also measure RSS, start-up and latency")
+    ap.add_argument("--screenshots", default=str(ROOT / "target" / "e2e-screenshots"),
+                    help="where to save the windows' screenshots (the README's come from docs/screenshots)")
+    args = ap.parse_args()
+    if not os.environ.get("DISPLAY"):
+        print("e2e: needs an X display (run it through ./dev test)", file=sys.stderr)
+        return 2
+    if not APP.exists():
+        print(f"e2e: {APP} is missing: cargo build -p alertray-app", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="alertray-e2e-"))
+    desktop = Desktop(work)
+    try:
+        run_ui_test(args, work, desktop)
+        if args.figures:
+            check("figures", lambda: run_figures(work, desktop))
+    finally:
+        desktop.close()
+    failed = [n for n, e in RESULTS if e]
+    print(f"logs in {work}")
+    print(f"e2e: {len(RESULTS) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
