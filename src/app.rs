@@ -228,6 +228,7 @@ impl Alertray {
                     .await
                 {
                     Ok(running) => {
+                        tracing::info!(addr = %running.addr, fingerprint = %running.cert.fingerprint, "receiver listening");
                         let status = ReceiverStatus::Running {
                             addr: running.addr.to_string(),
                             fingerprint: running.cert.fingerprint.clone(),

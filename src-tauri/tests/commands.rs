@@ -19,14 +19,22 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
+const GOOD_CONFIG: &str = "[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nclient_certificate = \"off\"\nmethod = \"bearer\"\ntoken = \"tok\"\nchallenge_secret = \"sec\"\n";
+
 fn harness() -> Harness {
+    let h = harness_with(GOOD_CONFIG);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(h.core.status(), ReceiverStatus::Running { .. }) {
+        assert!(Instant::now() < deadline, "the receiver did not start: {:?}", h.core.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h
+}
+
+fn harness_with(config: &str) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let config_file = dir.path().join("config.toml");
-    std::fs::write(
-        &config_file,
-        "[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nclient_certificate = \"off\"\nmethod = \"bearer\"\ntoken = \"tok\"\nchallenge_secret = \"sec\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config_file, config).unwrap();
     let paths = Paths { config_file, data_dir: dir.path().join("data") };
     let core = Arc::new(Alertray::open(paths).unwrap());
     let mut app = alertray_app::build_app(
@@ -41,11 +49,6 @@ fn harness() -> Harness {
     #[allow(deprecated)]
     app.run_iteration(|_, _| {});
     let window = tauri::WebviewWindowBuilder::new(&app, "alerts", Default::default()).build().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !matches!(core.status(), ReceiverStatus::Running { .. }) {
-        assert!(Instant::now() < deadline, "the receiver did not start: {:?}", core.status());
-        std::thread::sleep(Duration::from_millis(20));
-    }
     Harness { core, window, _app: app, _dir: dir }
 }
 
@@ -162,4 +165,29 @@ fn guide_shows_the_latest_verification_token() {
     assert_eq!(g["token"]["token"], "2b633082-34ec-4ec3-946c-5e81076c39af");
     let err = h.invoke("open_url", json!({"url": "file:///etc/passwd"})).unwrap_err();
     assert_eq!(err["code"], "refused");
+}
+
+#[test]
+fn a_bad_config_starts_stopped_and_opens_settings_at_the_problem() {
+    use tauri::Manager as _;
+    let h = harness_with("[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nmethod = \"bearer\"\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h._app.get_webview_window("settings").is_none() {
+        assert!(Instant::now() < deadline, "Settings did not open; status {:?}", h.core.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match h.core.status() {
+        ReceiverStatus::Stopped { key, .. } => assert_eq!(key.as_deref(), Some("auth.token")),
+        other => panic!("{other:?}"),
+    }
+    let url = h._app.get_webview_window("settings").unwrap().url().unwrap();
+    assert_eq!(url.fragment(), Some("settings/auth.token"), "{url}");
+    let status = h.invoke("status", json!({})).unwrap();
+    assert_eq!(status["tray"]["icon"], "not_running");
+    assert!(status["tray"]["status_line"].as_str().unwrap().starts_with("Receiver not running: auth.token"));
+    // Fixing it in Settings starts the receiver without a restart.
+    let mut raw = h.invoke("settings", json!({})).unwrap()["raw"].clone();
+    raw["auth"]["token"] = json!("now-set");
+    let st = h.invoke("save_settings", json!({"raw": raw})).unwrap();
+    assert_eq!(st["state"], "running");
 }

@@ -220,7 +220,8 @@ def write_config(work: Path, port: int, extra=""):
 
 
 def app_env(desktop: Desktop, work: Path, cfg: Path, data: Path):
-    return desktop.env(ALERTRAY_CONFIG=str(cfg), ALERTRAY_DATA_DIR=str(data),
+    (work / "home").mkdir(exist_ok=True)
+    return desktop.env(ALERTRAY_CONFIG=str(cfg), ALERTRAY_DATA_DIR=str(data), HOME=str(work / "home"),
                        XDG_CONFIG_HOME=str(work / "xdg-config"), XDG_DATA_HOME=str(work / "xdg-data"),
                        XDG_CACHE_HOME=str(work / "xdg-cache"), ALERTRAY_LOG="alertray=debug,alertray_app=debug,warn")
 
@@ -322,6 +323,32 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             time.sleep(0.3)
             driver.save_screenshot(str(shots / "guide.png"))
         check("screenshots of the Alerts, Settings and Connect guide windows", screenshots)
+
+        def single_instance():
+            second = subprocess.run([str(APP)], env=app_env(desktop, work, cfg, data), timeout=60,
+                                    capture_output=True, text=True)
+            assert second.returncode == 0, second.stderr[-2000:]
+            assert receiver.up(), "the first instance still serves"
+        check("starting it again hands over to the running app (single instance)", single_instance)
+
+        def autostart():
+            driver.execute_script("location.hash = 'settings'")
+            box = wait_for("the autostart switch", lambda: driver.find_element(By.ID, "autostart"))
+            # The autostart plugin writes $HOME/.config/autostart on Linux.
+            entries = lambda: list((work / "home" / ".config" / "autostart").glob("*.desktop"))  # noqa: E731
+            assert not box.is_selected() and not entries(), "autostart is off until turned on"
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+            box.click()
+            entry = wait_for("a login entry", entries)
+            assert str(APP) in entry[0].read_text() or "alertray-app" in entry[0].read_text(), entry[0].read_text()
+            box.click()
+            wait_for("the login entry removed", lambda: not entries())
+        check("autostart can be turned on and off", autostart)
+
+        def log_file():
+            logs = wait_for("a log file", lambda: list((data / "logs").glob("alertray*.log")))
+            assert "receiver listening" in logs[0].read_text(), logs[0].read_text()[-2000:]
+        check("the app logs to a rotating file in the data dir", log_file)
 
         def settings_inline():
             driver.execute_script("location.hash = 'settings'")
