@@ -122,3 +122,38 @@ async fn acknowledgements_and_snoozes_survive_a_restart_and_escalation_drops_the
     assert!(!active[0].acknowledged, "escalation dropped the acknowledgement");
     core.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_older_than_the_retention_is_pruned_but_active_alerts_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::db_path(dir.path());
+    let day = 86_400_000;
+    let now = store::now_ms();
+    {
+        let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+        let record = |name: &str, received_ms: i64| {
+            let body = captured(name);
+            let notification = alertray::payload::parse(&body).unwrap();
+            store::Delivery { body, notification, received_ms, peer: "t".into(), auth: "t".into() }
+        };
+        // 100 days old: a recovery (history only) and a critical that is still active.
+        s.record(record("netdata-alert-recovered.json", now - 100 * day)).await.unwrap();
+        s.record(record("netdata-alert-critical.json", now - 100 * day)).await.unwrap();
+        s.record(record("netdata-alert-warning.json", now - day)).await.unwrap();
+    }
+    // Reopening with 90 days of retention prunes at start.
+    let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 90).unwrap();
+    let conn = store::open_reader(&db).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let kinds: Vec<_> = store::history(&conn, &Default::default()).unwrap().into_iter().map(|h| h.status).collect();
+        if kinds.len() == 2 {
+            assert!(!kinds.contains(&Some("clear".to_string())), "{kinds:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not pruned: {kinds:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(store::active(&conn).unwrap().len(), 2, "active alerts are never pruned");
+    drop(s);
+}

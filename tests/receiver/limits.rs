@@ -206,3 +206,37 @@ async fn renewed_certificate_files_are_picked_up_without_a_restart() {
     }
     assert_eq!(cn, "second");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let s = TestServer::start(&format!("[server]\nmax_connections = 2\nrequest_timeout_secs = 30\n{BEARER}")).await;
+    let held1 = raw_tls(&s).await;
+    let held2 = raw_tls(&s).await;
+    // A third connection is not accepted while two are held: its handshake cannot finish.
+    let third = tokio::spawn({
+        let addr = s.addr;
+        let pem = s.server_cert_pem();
+        async move {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(&pem) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .is_ok()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!third.is_finished(), "the third connection was served beyond the cap");
+    drop(held1);
+    let ok = tokio::time::timeout(Duration::from_secs(10), third).await.expect("served once a slot freed").unwrap();
+    assert!(ok);
+    drop(held2);
+}
