@@ -244,8 +244,10 @@ pub fn describe(n: &Notification, id: i64, now_ms: i64) -> Option<Alert> {
 }
 
 /// Computes what notification `n` (stored as `id`, received at `now_ms`) does, given the
-/// active entry under its key, if any.
-pub fn transition(prev: Option<&Alert>, n: &Notification, id: i64, now_ms: i64) -> Transition {
+/// active entry under its key, if any, and the newest `triggered_at` (Unix ms) stored for its
+/// key, if any: a notification older than that is stale, whether the alert is active or was
+/// cleared since.
+pub fn transition(prev: Option<&Alert>, n: &Notification, id: i64, now_ms: i64, newest_ms: Option<i64>) -> Transition {
     match n {
         Notification::Test(t) => Transition {
             update: StateUpdate::Keep,
@@ -257,7 +259,7 @@ pub fn transition(prev: Option<&Alert>, n: &Notification, id: i64, now_ms: i64) 
         },
         // An unknown status word changes nothing; the notification is still stored.
         _ => match describe(n, id, now_ms) {
-            Some(alert) if !is_stale(prev, alert.triggered_at) => apply_level(prev, alert),
+            Some(alert) if !is_stale(newest_ms, alert.triggered_at) => apply_level(prev, alert),
             _ => keep(),
         },
     }
@@ -267,8 +269,8 @@ fn keep() -> Transition {
     Transition { update: StateUpdate::Keep, event: None }
 }
 
-fn is_stale(prev: Option<&Alert>, at: Option<DateTime<FixedOffset>>) -> bool {
-    matches!((prev.and_then(|p| p.triggered_at), at), (Some(p), Some(n)) if n < p)
+fn is_stale(newest_ms: Option<i64>, at: Option<DateTime<FixedOffset>>) -> bool {
+    matches!((newest_ms, at), (Some(newest), Some(at)) if at.timestamp_millis() < newest)
 }
 
 fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
@@ -397,6 +399,11 @@ mod tests {
         .unwrap()
     }
 
+    /// The newest triggered_at the store would know: the active entry's.
+    fn newest(prev: Option<&Alert>) -> Option<i64> {
+        prev.and_then(|p| p.triggered_at).map(|t| t.timestamp_millis())
+    }
+
     fn upserted(t: &Transition) -> Alert {
         match &t.update {
             StateUpdate::Upsert(a) => a.clone(),
@@ -414,13 +421,13 @@ mod tests {
     #[test]
     fn raise_escalate_update_clear() {
         let w = alert_body("Warning", "2026-01-01T00:00:00Z", "90%");
-        let t = transition(None, &w, 1, 1000);
+        let t = transition(None, &w, 1, 1000, newest(None));
         assert_eq!(change(&t), Some(Change::Raised));
         let mut a = upserted(&t);
         a.acknowledged = true;
 
         let c = alert_body("Critical", "2026-01-01T00:01:00Z", "99%");
-        let t = transition(Some(&a), &c, 2, 2000);
+        let t = transition(Some(&a), &c, 2, 2000, newest(Some(&a)));
         assert_eq!(change(&t), Some(Change::Escalated));
         let a2 = upserted(&t);
         assert!(!a2.acknowledged, "escalation drops the acknowledgement");
@@ -429,12 +436,12 @@ mod tests {
         let mut acked = a2.clone();
         acked.acknowledged = true;
         let w2 = alert_body("Warning", "2026-01-01T00:02:00Z", "91%");
-        let t = transition(Some(&acked), &w2, 3, 3000);
+        let t = transition(Some(&acked), &w2, 3, 3000, newest(Some(&acked)));
         assert_eq!(change(&t), Some(Change::Updated));
         assert!(upserted(&t).acknowledged, "de-escalation keeps it");
 
         let clear = alert_body("Clear", "2026-01-01T00:03:00Z", "10%");
-        let t = transition(Some(&a2), &clear, 4, 4000);
+        let t = transition(Some(&a2), &clear, 4, 4000, newest(Some(&a2)));
         assert_eq!(t.update, StateUpdate::Remove(a2.key.clone()));
         assert_eq!(change(&t), Some(Change::Cleared));
     }
@@ -442,18 +449,24 @@ mod tests {
     #[test]
     fn stale_and_repeated_notifications_change_nothing_visible() {
         let c = alert_body("Critical", "2026-01-01T00:05:00Z", "99%");
-        let a = upserted(&transition(None, &c, 1, 1000));
+        let a = upserted(&transition(None, &c, 1, 1000, newest(None)));
         let old_clear = alert_body("Clear", "2026-01-01T00:04:00Z", "1%");
-        assert_eq!(transition(Some(&a), &old_clear, 2, 2000), keep());
-        let repeat = transition(Some(&a), &c, 3, 3000);
+        assert_eq!(transition(Some(&a), &old_clear, 2, 2000, newest(Some(&a))), keep());
+        let repeat = transition(Some(&a), &c, 3, 3000, newest(Some(&a)));
         assert!(repeat.event.is_none());
         assert!(matches!(repeat.update, StateUpdate::Upsert(_)));
+        // Cleared, then an older raise arrives late: it must not raise the alert again.
+        let clear = alert_body("Clear", "2026-01-01T00:06:00Z", "1%");
+        assert_eq!(transition(Some(&a), &clear, 4, 4000, newest(Some(&a))).update, StateUpdate::Remove(a.key.clone()));
+        let late_raise = alert_body("Critical", "2026-01-01T00:05:30Z", "98%");
+        let cleared_at = Some(chrono::DateTime::parse_from_rfc3339("2026-01-01T00:06:00Z").unwrap().timestamp_millis());
+        assert_eq!(transition(None, &late_raise, 5, 5000, cleared_at), keep());
     }
 
     #[test]
     fn summary_counts_unacknowledged() {
         let c = alert_body("Critical", "2026-01-01T00:05:00Z", "99%");
-        let a = upserted(&transition(None, &c, 1, 1000));
+        let a = upserted(&transition(None, &c, 1, 1000, newest(None)));
         let mut b = a.clone();
         b.acknowledged = true;
         let s = Summary::of(&[a, b]);

@@ -200,6 +200,7 @@ CREATE TABLE IF NOT EXISTS notifications (
     url           TEXT,
     transition_id TEXT,
     triggered_at  TEXT,
+    triggered_ms  INTEGER,
     body_sha256   BLOB,
     body          BLOB NOT NULL,
     deliveries    INTEGER NOT NULL DEFAULT 1
@@ -268,6 +269,7 @@ impl Store {
         let retention = Arc::new(AtomicU32::new(retention_days));
         let active = load_active(&conn).map_err(sqlite(path))?.into_iter().map(|a| (a.key.clone(), a)).collect();
         let transitions = load_transitions(&conn).map_err(sqlite(path))?;
+        let newest = load_newest(&conn).map_err(sqlite(path))?;
         let writer = Writer {
             conn,
             path: path.to_path_buf(),
@@ -277,6 +279,7 @@ impl Store {
             busy: busy.clone(),
             active,
             transitions,
+            newest,
         };
         let (stop_checkpoints, checkpoint_stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
@@ -383,6 +386,9 @@ struct Writer {
     active: HashMap<String, Alert>,
     /// Every stored transition id and its notification's id, for duplicate detection.
     transitions: HashMap<String, i64>,
+    /// The newest `triggered_at` (Unix ms) stored per alert key, active or cleared, so that a
+    /// late, older notification cannot change the state.
+    newest: HashMap<String, i64>,
     /// Set at every commit; the checkpointer clears it, and waits for a quiet second.
     busy: Arc<AtomicBool>,
 }
@@ -393,8 +399,10 @@ struct Batch<'a> {
     tx: Transaction<'a>,
     active: &'a HashMap<String, Alert>,
     transitions: &'a HashMap<String, i64>,
+    newest: &'a HashMap<String, i64>,
     new_active: HashMap<String, Option<Alert>>,
     new_transitions: HashMap<String, i64>,
+    new_newest: HashMap<String, i64>,
 }
 
 impl Batch<'_> {
@@ -407,6 +415,10 @@ impl Batch<'_> {
 
     fn transition(&self, id: &str) -> Option<i64> {
         self.new_transitions.get(id).or_else(|| self.transitions.get(id)).copied()
+    }
+
+    fn newest(&self, key: &str) -> Option<i64> {
+        self.new_newest.get(key).or_else(|| self.newest.get(key)).copied()
     }
 }
 
@@ -434,8 +446,10 @@ impl Writer {
                 tx: self.conn.transaction()?,
                 active: &self.active,
                 transitions: &self.transitions,
+                newest: &self.newest,
                 new_active: HashMap::new(),
                 new_transitions: HashMap::new(),
+                new_newest: HashMap::new(),
             };
             let mut outcomes = Vec::with_capacity(batch.len());
             for job in &batch {
@@ -455,11 +469,11 @@ impl Writer {
                     }
                 });
             }
-            let Batch { tx, new_active, new_transitions, .. } = b;
+            let Batch { tx, new_active, new_transitions, new_newest, .. } = b;
             tx.commit()?;
-            Ok((outcomes, new_active, new_transitions))
+            Ok((outcomes, new_active, new_transitions, new_newest))
         })();
-        let result = result.map(|(outcomes, new_active, new_transitions)| {
+        let result = result.map(|(outcomes, new_active, new_transitions, new_newest)| {
             for (key, a) in new_active {
                 match a {
                     Some(a) => self.active.insert(key, a),
@@ -467,6 +481,7 @@ impl Writer {
                 };
             }
             self.transitions.extend(new_transitions);
+            self.newest.extend(new_newest);
             outcomes
         });
         match result {
@@ -588,8 +603,8 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
     let f = Fields::of(n);
     b.tx.prepare_cached(
         "INSERT INTO notifications (received_at, peer, auth, kind, status, raw_status, alert_key, host, node_id,
-            space, name, message, url, transition_id, triggered_at, body_sha256, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            space, name, message, url, transition_id, triggered_at, triggered_ms, body_sha256, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?
     .execute(params![
         d.received_ms,
@@ -607,6 +622,7 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
         f.url,
         n.transition_id(),
         f.triggered_at,
+        f.triggered_ms,
         sha,
         d.body
     ])?;
@@ -615,7 +631,13 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
         b.new_transitions.insert(tid.to_string(), id);
     }
     let prev = f.key.as_deref().and_then(|k| b.active(k));
-    let t = alerts::transition(prev, n, id, d.received_ms);
+    let newest = f.key.as_deref().and_then(|k| b.newest(k));
+    let t = alerts::transition(prev, n, id, d.received_ms, newest);
+    if let (Some(k), Some(ms)) = (&f.key, f.triggered_ms) {
+        if newest.is_none_or(|n| ms > n) {
+            b.new_newest.insert(k.clone(), ms);
+        }
+    }
     match t.update {
         StateUpdate::Upsert(a) => {
             b.tx.prepare_cached(
@@ -705,6 +727,7 @@ struct Fields {
     name: Option<String>,
     url: Option<String>,
     triggered_at: Option<String>,
+    triggered_ms: Option<i64>,
 }
 
 impl Fields {
@@ -720,6 +743,7 @@ impl Fields {
                 name: Some(a.name.clone()),
                 url: a.url.clone(),
                 triggered_at: a.triggered_at.map(|t| t.to_rfc3339()),
+                triggered_ms: a.triggered_at.map(|t| t.timestamp_millis()),
             },
             Notification::Reachability(r) => Fields {
                 key: Some(r.key.clone()),
@@ -731,6 +755,7 @@ impl Fields {
                 name: None,
                 url: r.url.clone(),
                 triggered_at: None,
+                triggered_ms: None,
             },
             Notification::Test(_) | Notification::Unknown(_) => Fields {
                 key: None,
@@ -742,6 +767,7 @@ impl Fields {
                 name: None,
                 url: None,
                 triggered_at: None,
+                triggered_ms: None,
             },
         }
     }
@@ -778,6 +804,15 @@ fn load_active(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
         }
     }
     Ok(out)
+}
+
+fn load_newest(conn: &Connection) -> Result<HashMap<String, i64>, rusqlite::Error> {
+    let mut stmt = conn.prepare(
+        "SELECT alert_key, MAX(triggered_ms) FROM notifications
+         WHERE alert_key IS NOT NULL AND triggered_ms IS NOT NULL GROUP BY alert_key",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    rows.collect()
 }
 
 fn load_transitions(conn: &Connection) -> Result<HashMap<String, i64>, rusqlite::Error> {
