@@ -246,9 +246,19 @@ impl Store {
         if let Some(dir) = path.parent() {
             create_private_dir(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
         }
-        let conn = Connection::open(path).map_err(sqlite(path))?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite(path))?;
+        let conn = match open_writer(path) {
+            Err(StoreError::Sqlite { source, .. }) if is_corrupt(&source) => {
+                // Keep the damaged file for inspection or recovery; never overwrite it.
+                let aside = move_aside(path)?;
+                tracing::error!(
+                    "the database {} is damaged ({source}); moved it to {} and started a new one",
+                    path.display(),
+                    aside.display()
+                );
+                open_writer(path)?
+            }
+            other => other?,
+        };
         // FULL: the WAL is fsync'ed at every commit, so a committed delivery survives power loss.
         conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite(path))?;
         // 32 MiB of page cache keeps the indexes' hot pages in memory under load.
@@ -337,6 +347,38 @@ impl Store {
             TrySendError::Disconnected(_) => StoreError::Unavailable("the writer stopped"),
         })
     }
+}
+
+fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(sqlite(path))?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite(path))?;
+    // A damaged file can open and still fail on its first real read.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(sqlite(path))?;
+    Ok(conn)
+}
+
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase) | Some(rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Renames the database (and its WAL and shared-memory files) to `<name>.corrupt-<unix ms>`.
+fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
+    let stamp = now_ms();
+    let aside = with_suffix(path, &format!(".corrupt-{stamp}"));
+    for (from, to) in [
+        (path.to_path_buf(), aside.clone()),
+        (with_suffix(path, "-wal"), with_suffix(&aside, "-wal")),
+        (with_suffix(path, "-shm"), with_suffix(&aside, "-shm")),
+    ] {
+        if from.exists() {
+            std::fs::rename(&from, &to).map_err(|source| StoreError::Io { path: from.clone(), source })?;
+        }
+    }
+    Ok(aside)
 }
 
 /// Creates a folder readable by its owner only (0700 on Unix) if it does not exist yet.
