@@ -42,16 +42,7 @@ PIDS=()
 cleanup() {
     local status=$?
     for pid in "${PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            # Give it a few seconds to stop cleanly (the receiver drains and closes its store).
-            for _ in $(seq 1 50); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
+        stop "$pid"
     done
     if [[ $status -ne 0 ]]; then
         echo "load.sh: logs kept in $WORK" >&2
@@ -64,8 +55,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-stop() { # stop <pid>: stops one process started here
+stop() { # stop <pid>: stops one process started here, giving it 5 s to stop cleanly
     local pid=$1
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do
         kill -0 "$pid" 2>/dev/null || break

@@ -380,6 +380,29 @@ impl Summary {
     }
 }
 
+/// A sample active alert for tests of the modules that draw alerts.
+#[cfg(test)]
+pub(crate) fn sample_alert(key: &str, level: Level, host: &str) -> Alert {
+    Alert {
+        key: key.into(),
+        kind: if level == Level::Unreachable { AlertKind::Node } else { AlertKind::Alert },
+        level,
+        host: host.into(),
+        name: "cpu".into(),
+        value: Some("97%".into()),
+        summary: None,
+        message: String::new(),
+        url: Some(format!("https://app.netdata.cloud/{key}")),
+        rooms: vec![],
+        space: None,
+        since_ms: 0,
+        updated_ms: 0,
+        triggered_at: None,
+        notification_id: 1,
+        acknowledged: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

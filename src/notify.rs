@@ -385,27 +385,18 @@ impl Notifier for DesktopNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::AlertKind;
     use crate::payload::Room;
 
     fn alert(level: Level) -> Alert {
         Alert {
             key: "k".into(),
-            kind: AlertKind::Alert,
-            level,
             host: "web1".into(),
-            name: "cpu".into(),
             value: Some("99%".into()),
             summary: Some("CPU utilization".into()),
             message: "m".into(),
             url: Some("https://u".into()),
             rooms: vec![Room { name: "All nodes".into(), url: None }],
-            space: None,
-            since_ms: 0,
-            updated_ms: 0,
-            triggered_at: None,
-            notification_id: 1,
-            acknowledged: false,
+            ..crate::alerts::sample_alert("k", level, "web1")
         }
     }
 

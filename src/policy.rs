@@ -187,32 +187,10 @@ pub fn tomorrow_at_eight(now: DateTime<Local>) -> DateTime<Local> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::AlertKind;
     use chrono::Utc;
 
     fn ev(change: Change, level: Level, key: &str, host: &str) -> Event {
-        Event::Alert {
-            change,
-            alert: Alert {
-                key: key.into(),
-                kind: AlertKind::Alert,
-                level,
-                host: host.into(),
-                name: "a".into(),
-                value: None,
-                summary: None,
-                message: String::new(),
-                url: None,
-                rooms: vec![],
-                space: None,
-                since_ms: 0,
-                updated_ms: 0,
-                triggered_at: None,
-                notification_id: 1,
-                acknowledged: false,
-            },
-            previous: None,
-        }
+        Event::Alert { change, alert: crate::alerts::sample_alert(key, level, host), previous: None }
     }
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {

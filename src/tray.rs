@@ -136,26 +136,13 @@ pub fn tray_model(active: &[Alert], receiver_error: Option<&str>, snoozed_until:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::AlertKind;
 
     fn alert(key: &str, level: Level, updated: i64, ack: bool) -> Alert {
         Alert {
-            key: key.into(),
-            kind: if level == Level::Unreachable { AlertKind::Node } else { AlertKind::Alert },
-            level,
-            host: format!("host-{key}"),
-            name: "cpu".into(),
-            value: Some("97%".into()),
-            summary: None,
-            message: String::new(),
-            url: Some(format!("https://app.netdata.cloud/{key}")),
-            rooms: vec![],
-            space: None,
             since_ms: updated,
             updated_ms: updated,
-            triggered_at: None,
-            notification_id: 1,
             acknowledged: ack,
+            ..crate::alerts::sample_alert(key, level, &format!("host-{key}"))
         }
     }
 

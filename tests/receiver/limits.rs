@@ -8,10 +8,10 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A raw TLS connection to the receiver, for clients that misbehave on purpose.
-async fn raw_tls(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
+/// A TLS client trusting the PEM certificates in `roots_pem`, speaking HTTP/1.1.
+fn client_config(roots_pem: &[u8]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&s.server_cert_pem()) {
+    for c in CertificateDer::pem_slice_iter(roots_pem) {
         roots.add(c.unwrap()).unwrap();
     }
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -20,11 +20,21 @@ async fn raw_tls(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect(s.addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
+    Arc::new(cfg)
+}
+
+/// Connects to `addr` over TLS as `localhost`.
+async fn connect(
+    addr: std::net::SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(cfg).connect(ServerName::try_from("localhost").unwrap(), tcp).await
+}
+
+/// A raw TLS connection to the receiver, for clients that misbehave on purpose.
+async fn raw_tls(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
+    connect(s.addr, client_config(&s.server_cert_pem())).await.unwrap()
 }
 
 /// Reads until the server closes the connection; returns what it sent.
@@ -175,18 +185,7 @@ async fn renewed_certificate_files_are_picked_up_without_a_restart() {
     let cfg = format!("[tls]\ncert = \"$DIR/cert.pem\"\nkey = \"$DIR/key.pem\"\n{BEARER}");
     let s = TestServer::start_in(&cfg, dir.path()).await;
     let peer_cn = || async {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap()).unwrap();
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let tcp = TcpStream::connect(s.addr).await.unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
+        let tls = connect(s.addr, client_config(ca.pem().as_bytes())).await.unwrap();
         let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         let cn = cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_string();
@@ -213,30 +212,11 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     let held1 = raw_tls(&s).await;
     let held2 = raw_tls(&s).await;
     // A third connection is not accepted while two are held: its handshake cannot finish.
-    let third = tokio::spawn({
-        let addr = s.addr;
-        let pem = s.server_cert_pem();
-        async move {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(&pem) {
-                roots.add(c.unwrap()).unwrap();
-            }
-            let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            let tcp = TcpStream::connect(addr).await.unwrap();
-            tokio_rustls::TlsConnector::from(Arc::new(cfg))
-                .connect(ServerName::try_from("localhost").unwrap(), tcp)
-                .await
-                .is_ok()
-        }
-    });
+    let third = tokio::spawn(connect(s.addr, client_config(&s.server_cert_pem())));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!third.is_finished(), "the third connection was served beyond the cap");
     drop(held1);
-    let ok = tokio::time::timeout(Duration::from_secs(10), third).await.expect("served once a slot freed").unwrap();
-    assert!(ok);
+    let third = tokio::time::timeout(Duration::from_secs(10), third).await.expect("served once a slot freed").unwrap();
+    assert!(third.is_ok(), "{:?}", third.err());
     drop(held2);
 }
