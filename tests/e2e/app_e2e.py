@@ -331,6 +331,13 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             assert receiver.up(), "the first instance still serves"
         check("starting it again hands over to the running app (single instance)", single_instance)
 
+        def copy_webhook_url():
+            desktop.click("Copy webhook URL")
+            wait_for("the webhook URL on the clipboard", lambda: subprocess.run(
+                ["xclip", "-o", "-selection", "clipboard"], capture_output=True, text=True, timeout=5,
+            ).stdout.strip() == "https://alerts.example.net/")
+        check("the tray's Copy webhook URL puts it on the clipboard", copy_webhook_url)
+
         def autostart():
             driver.execute_script("location.hash = 'settings'")
             box = wait_for("the autostart switch", lambda: driver.find_element(By.ID, "autostart"))
