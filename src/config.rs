@@ -719,6 +719,15 @@ pub fn load_raw(path: &Path) -> Result<RawConfig, ConfigError> {
     RawConfig::from_toml(&text, path)
 }
 
+/// Writes a commented config with fresh secrets to `path` unless a file is already there;
+/// `true` when it wrote one (the first run).
+pub fn init_if_missing(path: &Path) -> Result<bool, ConfigError> {
+    if path.exists() {
+        return Ok(false);
+    }
+    init(path).map(|()| true)
+}
+
 /// Writes a commented config with fresh secrets to `path` (mode 0600).
 pub fn init(path: &Path) -> Result<(), ConfigError> {
     let text = template(&generate_secret(), &generate_secret());

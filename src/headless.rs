@@ -43,8 +43,7 @@ pub fn desktop_session() -> bool {
 /// Runs the receiver until SIGINT or SIGTERM, writing a config with fresh secrets first when
 /// none exists and `config_given` is false.
 pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), HeadlessError> {
-    if !config_given && !paths.config_file.exists() {
-        config::init(&paths.config_file)?;
+    if !config_given && config::init_if_missing(&paths.config_file)? {
         eprintln!(
             "First run: wrote {} with a fresh bearer token and challenge secret.\nRun `alertray guide` to see what to paste into Netdata Cloud.",
             paths.config_file.display()

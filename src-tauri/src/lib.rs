@@ -125,9 +125,10 @@ pub fn run() -> i32 {
     }
     let log_dir = paths.data_dir.join("logs");
     let _guard = init_logging(&log_dir);
-    if std::env::var_os("ALERTRAY_CONFIG").is_none() && !paths.config_file.exists() {
-        match alertray::config::init(&paths.config_file) {
-            Ok(()) => tracing::info!("first run: wrote {} with fresh secrets", paths.config_file.display()),
+    if std::env::var_os("ALERTRAY_CONFIG").is_none() {
+        match alertray::config::init_if_missing(&paths.config_file) {
+            Ok(true) => tracing::info!("first run: wrote {} with fresh secrets", paths.config_file.display()),
+            Ok(false) => {}
             Err(e) => tracing::error!("{e}"),
         }
     }

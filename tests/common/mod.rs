@@ -140,5 +140,6 @@ impl Drop for Serve {
 
 /// A captured body from the contract's folder.
 pub fn captured(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captured").join(name)).unwrap()
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captured").join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

@@ -2,6 +2,8 @@
 
 mod auth;
 mod challenge;
+#[path = "../common/mod.rs"]
+mod common;
 mod core;
 mod limits;
 mod payloads;

@@ -182,10 +182,7 @@ impl Drop for TestServer {
 }
 
 /// A captured body from the contract's folder.
-pub fn captured(name: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captured").join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
+pub use crate::common::captured;
 
 pub const CAPTURED: [&str; 6] = [
     "netdata-alert-critical.json",
