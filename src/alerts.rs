@@ -164,6 +164,8 @@ pub enum Event {
     },
     /// The user acknowledged alerts or the active set changed without a delivery.
     StateChanged,
+    /// The tunnel started, came up, failed or stopped.
+    TunnelChanged,
 }
 
 /// What a notification does to the active set.

@@ -17,6 +17,7 @@ use crate::config::{Config, ConfigError};
 use crate::server::{self, ReceiverState};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{self, ServerCertInfo, TlsError};
+use crate::tunnel::{Tunnel, TunnelStatus};
 
 /// How many events a slow subscriber may fall behind before it misses some.
 pub const EVENT_BUFFER: usize = 1024;
@@ -161,6 +162,7 @@ struct ReceiverSlot {
     config: Option<Arc<Config>>,
     running: Option<(Running, CancellationToken)>,
     status: ReceiverStatus,
+    tunnel: Option<(Tunnel, u16)>,
 }
 
 /// Alertray's core, running: the store, the event channel, the popup policy and a receiver
@@ -178,6 +180,7 @@ pub struct Alertray {
     pub max_popups_per_minute: Arc<std::sync::atomic::AtomicU32>,
     slot: tokio::sync::Mutex<ReceiverSlot>,
     status: std::sync::Mutex<ReceiverStatus>,
+    tunnel: std::sync::Mutex<Option<tokio::sync::watch::Receiver<TunnelStatus>>>,
 }
 
 impl Alertray {
@@ -197,8 +200,14 @@ impl Alertray {
             store,
             policy,
             max_popups_per_minute: Arc::new(std::sync::atomic::AtomicU32::new(10)),
-            slot: tokio::sync::Mutex::new(ReceiverSlot { config: None, running: None, status: stopped.clone() }),
+            slot: tokio::sync::Mutex::new(ReceiverSlot {
+                config: None,
+                running: None,
+                status: stopped.clone(),
+                tunnel: None,
+            }),
             status: std::sync::Mutex::new(stopped),
+            tunnel: std::sync::Mutex::new(None),
         })
     }
 
@@ -255,7 +264,51 @@ impl Alertray {
         }
         slot.status = status.clone();
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status.clone();
+        self.supervise_tunnel(&mut slot).await;
         status
+    }
+
+    /// Starts, keeps or stops the tunnel to match the config in use: it runs while the
+    /// receiver does, and keeps running (with the same public URL) across config changes that
+    /// leave `[tunnel]` and the port alone.
+    async fn supervise_tunnel(&self, slot: &mut ReceiverSlot) {
+        let want = match (&slot.config, &slot.running) {
+            (Some(cfg), Some((running, _))) => cfg.tunnel.clone().map(|t| (t, running.addr.port())),
+            _ => None,
+        };
+        let keep = matches!((&slot.tunnel, &want), (Some((t, p)), Some((w, wp))) if t.config == *w && p == wp);
+        if keep {
+            return;
+        }
+        if let Some((old, _)) = slot.tunnel.take() {
+            old.stop().await;
+        }
+        let mut watch = self.tunnel.lock().unwrap_or_else(|p| p.into_inner());
+        *watch = None;
+        if let Some((config, port)) = want {
+            let tunnel = Tunnel::spawn(config, port, self.paths.data_dir.clone(), self.events.clone());
+            *watch = Some(tunnel.watch());
+            slot.tunnel = Some((tunnel, port));
+        }
+        drop(watch);
+        let _ = self.events.send(Event::TunnelChanged);
+    }
+
+    /// The tunnel's state now.
+    pub fn tunnel_status(&self) -> TunnelStatus {
+        match &*self.tunnel.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(w) => w.borrow().clone(),
+            None => TunnelStatus::off(),
+        }
+    }
+
+    /// The URL Netdata should post to: the tunnel's public URL while it is up, else
+    /// `server.public_url`, joined with `server.path`.
+    pub fn webhook_url(&self, cfg: &Config) -> Option<String> {
+        match self.tunnel_status().url {
+            Some(base) => Some(format!("{base}{}", cfg.server.path)),
+            None => cfg.server.webhook_url(),
+        }
     }
 
     /// Reads the config file again and applies it.
@@ -273,9 +326,12 @@ impl Alertray {
         self.slot.lock().await.config.clone()
     }
 
-    /// Stops the receiver, letting requests in flight finish.
+    /// Stops the tunnel and the receiver, letting requests in flight finish.
     pub async fn stop(&self) {
         let mut slot = self.slot.lock().await;
+        if let Some((tunnel, _)) = slot.tunnel.take() {
+            tunnel.stop().await;
+        }
         if let Some((running, token)) = slot.running.take() {
             token.cancel();
             running.stopped().await;

@@ -114,6 +114,18 @@ pub struct RawConfig {
     /// `[store]`
     #[serde(default)]
     pub store: RawStore,
+    /// `[tunnel]`
+    #[serde(default)]
+    pub tunnel: RawTunnel,
+}
+
+/// `[tunnel]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTunnel {
+    pub command: Option<String>,
+    pub url_pattern: Option<String>,
 }
 
 /// `[server]` as written.
@@ -188,6 +200,8 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// The store.
     pub store: StoreConfig,
+    /// The tunnel Alertray runs, if any.
+    pub tunnel: Option<crate::tunnel::TunnelConfig>,
 }
 
 /// `[server]`, validated.
@@ -588,8 +602,36 @@ impl RawConfig {
         let store = StoreConfig {
             retention_days: int_in("store.retention_days", self.store.retention_days, 90, 0, 36_500)? as u32,
         };
-        Ok(Config { server, tls, auth, notifications, store })
+        let tunnel = validate_tunnel(self.tunnel)?;
+        Ok(Config { server, tls, auth, notifications, store, tunnel })
     }
+}
+
+fn validate_tunnel(t: RawTunnel) -> Result<Option<crate::tunnel::TunnelConfig>, ConfigError> {
+    let Some(command) = t.command.map(|c| c.trim().to_string()).filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let argv = shell_words::split(&command).map_err(|e| {
+        ConfigError::invalid(
+            "tunnel.command",
+            format!("{command:?}"),
+            format!("a command line quoted like in a shell ({e}), like \"bore local {{port}} --to bore.pub\""),
+        )
+    })?;
+    let url_pattern = match t.url_pattern.filter(|p| !p.trim().is_empty()) {
+        None => None,
+        Some(p) => {
+            let re = regex::Regex::new(&p).ok().filter(|re| re.captures_len() >= 2).ok_or_else(|| {
+                ConfigError::invalid(
+                    "tunnel.url_pattern",
+                    format!("{p:?}"),
+                    "a regular expression whose first group captures the public address, like \"url=(https://\\\\S+)\"",
+                )
+            })?;
+            Some(re)
+        }
+    };
+    Ok(Some(crate::tunnel::TunnelConfig { command, argv, url_pattern }))
 }
 
 impl Config {
@@ -671,6 +713,14 @@ quiet_hours_allow_critical = true
 [store]
 # Days of history to keep (0 keeps everything).
 retention_days = 90
+
+[tunnel]
+# A tunnel for Alertray to start with the receiver, restart when it exits and stop on quit.
+# {{port}} is replaced by the port of server.listen. Its output is read for the public URL
+# (bore, ngrok and cloudflared are recognised), which then replaces server.public_url.
+# command = "bore local {{port}} --to bore.pub"
+# A regular expression whose first group captures the public address, for other tunnels.
+# url_pattern = "forwarding to (\\S+)"
 "#,
         token = token.expose(),
         challenge = challenge_secret.expose()
@@ -704,12 +754,18 @@ pub fn save(path: &Path, raw: &RawConfig) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
     })?;
-    let tmp = path.with_extension("toml.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    write_private_new(&tmp, &format!("# Written by Alertray's Settings window.\n{text}"))
-        .and_then(|()| std::fs::rename(&tmp, path))
+    write_private_replace(path, &format!("# Written by Alertray's Settings window.\n{text}"))
         .map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })?;
     Ok(cfg)
+}
+
+/// Writes a file readable by its owner only (0600 on Unix), replacing it atomically.
+pub fn write_private_replace(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    write_private_new(&tmp, contents).and_then(|()| std::fs::rename(&tmp, path))
 }
 
 /// Reads a config file as written, without validating it.

@@ -48,11 +48,21 @@ impl ConnectGuide {
         }
     }
 
+    /// The guide with `url` as the webhook URL (the tunnel's, when one is up).
+    pub fn with_webhook_url(mut self, url: Option<String>) -> ConnectGuide {
+        if url.is_some() {
+            self.webhook_url = url;
+        }
+        self
+    }
+
     /// The guide as plain text, one field a line.
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let url =
-            self.webhook_url.clone().unwrap_or_else(|| "(set server.public_url to your tunnel's https:// URL)".into());
+        let url = self
+            .webhook_url
+            .clone()
+            .unwrap_or_else(|| "(set tunnel.command, or server.public_url to your tunnel's https:// URL)".into());
         s.push_str(&format!("Webhook URL:        {url}\n"));
         match self.method {
             "basic" => s.push_str(&format!(

@@ -24,6 +24,8 @@
 //! - [`policy`]: which popups are held back (snooze, quiet hours, minimum severity).
 //! - [`tray`]: what the tray shows (icon, tooltip, menu entries), for the shell to draw.
 //! - [`guide`]: the values to paste into Netdata Cloud's webhook form.
+//! - [`tunnel`]: the user's tunnel command, supervised, and the public URL read from its output.
+//! - [`check`]: "Check connection", through the public URL as Netdata would go.
 //! - [`headless`]: `alertray serve`, the receiver without a window.
 //! - [`app`]: paths and start-up wiring shared by the CLI and the desktop shell.
 
@@ -31,6 +33,7 @@ pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod challenge;
+pub mod check;
 pub mod config;
 pub mod guide;
 pub mod headless;
@@ -41,3 +44,4 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod tray;
+pub mod tunnel;

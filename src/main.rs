@@ -72,6 +72,19 @@ enum Command {
     },
     /// Print what to paste into Netdata Cloud's webhook form.
     Guide,
+    /// Check the public URL as Netdata would reach it: DNS, connection, TLS, certificate,
+    /// challenge and credentials. Exits 1 when Netdata could not deliver.
+    Check {
+        /// The webhook URL to check (default: the running tunnel's URL, else server.public_url).
+        #[arg(long)]
+        url: Option<String>,
+        /// Also trust this CA (PEM) when judging the certificate, e.g. a private CA.
+        #[arg(long, value_name = "PEM")]
+        ca: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or check the config file.
     Config {
         #[command(subcommand)]
@@ -108,12 +121,15 @@ fn main() -> ExitCode {
             eprintln!("alertray: {e}");
             ExitCode::FAILURE
         }
+        Err(Failure::Quiet) => ExitCode::FAILURE,
     }
 }
 
 enum Failure {
     Config(String),
     Other(String),
+    /// Already reported on stdout.
+    Quiet,
 }
 
 impl From<ConfigError> for Failure {
@@ -183,8 +199,34 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
         }
         Command::Guide => {
             let cfg = Config::load(&paths.config_file)?;
-            print!("{}", alertray::guide::ConnectGuide::of(&cfg).text());
+            let url = alertray::check::current_webhook_url(&cfg, &paths.data_dir);
+            print!("{}", alertray::guide::ConnectGuide::of(&cfg).with_webhook_url(url).text());
             Ok(())
+        }
+        Command::Check { url, ca, json } => {
+            let cfg = Config::load(&paths.config_file)?;
+            let extra_roots = match &ca {
+                Some(p) => alertray::tls::read_pem_certs(p).map_err(|e| Failure::Config(e.to_string()))?,
+                None => Vec::new(),
+            };
+            let opts = alertray::check::CheckOptions {
+                webhook_url: url.or_else(|| alertray::check::current_webhook_url(&cfg, &paths.data_dir)),
+                local_fingerprint: alertray::tls::local_fingerprint(&cfg, &paths.data_dir),
+                extra_roots,
+                timeout: None,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(other)?;
+            let report = rt.block_on(alertray::check::run(&cfg, opts));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).map_err(other)?);
+            } else {
+                print!("{}", report.text());
+            }
+            if report.passed {
+                Ok(())
+            } else {
+                Err(Failure::Quiet)
+            }
         }
         Command::Config { action } => match action {
             ConfigAction::Init => {

@@ -76,7 +76,7 @@ pub fn popup_for(event: &Event) -> Option<Popup> {
             urgency: Urgency::Normal,
             url: None,
         }),
-        Event::Listening { .. } | Event::ReceiverFailed { .. } | Event::StateChanged => None,
+        Event::Listening { .. } | Event::ReceiverFailed { .. } | Event::StateChanged | Event::TunnelChanged => None,
     }
 }
 

@@ -168,6 +168,11 @@ async fn delivery_handler(
             return Err(e);
         }
     };
+    if req.headers().contains_key(crate::check::CHECK_HEADER) {
+        // "Check connection" proves the credentials reach the receiver; nothing is stored.
+        tracing::info!(%peer, "connection check: credentials accepted");
+        return Ok((StatusCode::OK, Json(json!({ "status": "check", "stored": false }))).into_response());
+    }
     let timeout = state.config.server.request_timeout;
     let body = match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)).await {
         Err(_) => {

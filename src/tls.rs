@@ -87,6 +87,11 @@ fn read_chain(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'
     Ok(certs)
 }
 
+/// Reads the certificates of a PEM file (`alertray check --ca`).
+pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    read_chain("--ca", path)
+}
+
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = std::fs::read(path).map_err(|source| TlsError::Io {
         what: "cannot read private key",
@@ -187,7 +192,7 @@ fn self_signed_names(public_host: Option<&str>) -> Vec<String> {
 }
 
 /// The DNS and IP names in a certificate's SAN extension, as strings.
-fn san_names(der: &[u8]) -> Vec<String> {
+pub(crate) fn san_names(der: &[u8]) -> Vec<String> {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
         return Vec::new();
     };
@@ -283,6 +288,16 @@ pub fn client_roots(ca: &ClientCa) -> Result<RootCertStore, TlsError> {
             .map_err(|e| TlsError::Setup(format!("auth.client_ca: a certificate is not a usable root: {e}")))?;
     }
     Ok(roots)
+}
+
+/// The fingerprint of the certificate the receiver serves with `cfg`, read from its file
+/// (without generating one), or `None` when there is none yet.
+pub fn local_fingerprint(cfg: &Config, data_dir: &Path) -> Option<String> {
+    let path = match &cfg.tls {
+        TlsConfig::Files { cert, .. } => cert.clone(),
+        TlsConfig::SelfSigned => data_dir.join("tls").join("cert.pem"),
+    };
+    read_chain("tls.cert", &path).ok().and_then(|c| c.first().map(|l| fingerprint(l)))
 }
 
 /// The receiver's TLS setup.
