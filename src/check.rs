@@ -498,17 +498,18 @@ async fn challenge_step(
     let Ok(req) = req else {
         return c.fail("Challenge", "could not build the request", "Check the URL.");
     };
-    let (status, body) =
-        match send(sender, req, timeout).await {
-            Ok(x) => x,
-            Err(e) => return c.fail(
+    let (status, body) = match send(sender, req, timeout).await {
+        Ok(x) => x,
+        Err(e) => {
+            return c.fail(
                 "Challenge",
                 format!("no HTTP answer: {e}"),
                 format!(
                     "Something behind the tunnel accepted TLS but did not answer HTTP: check it forwards to {listen}."
                 ),
-            ),
-        };
+            )
+        }
+    };
     let expected = crate::challenge::response_token(secret.expose().as_bytes(), token.expose());
     let answered = serde_json::from_str::<serde_json::Value>(&body)
         .ok()

@@ -340,10 +340,10 @@ impl Supervisor {
         match found {
             Some(url) => {
                 *up = true;
-                tracing::info!(command = %self.config.command, %url, "tunnel is up");
                 if let Err(e) = crate::config::write_private_replace(&url_file(&self.data_dir), &url) {
                     tracing::warn!("cannot record the tunnel URL: {e}");
                 }
+                tracing::info!(command = %self.config.command, %url, "tunnel is up");
                 self.publish(|s| {
                     s.phase = TunnelPhase::Up;
                     s.url = Some(url);

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_alertray");
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for a test).
@@ -142,4 +144,59 @@ impl Drop for Serve {
 pub fn captured(name: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captured").join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A certificate authority standing in for Netdata's.
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        TestCa { issuer }
+    }
+
+    pub fn pem(&self) -> String {
+        self.issuer.as_ref().pem()
+    }
+
+    /// A client certificate with subject CN `cn` (and `sans` as DNS SANs), as one PEM with
+    /// its key, valid now unless `expired`.
+    pub fn client_pem(&self, cn: &str, sans: &[&str], expired: bool) -> String {
+        self.leaf_pem(cn, sans, expired, rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    /// A server certificate for `sans`, as one PEM with its key.
+    pub fn server_pem(&self, cn: &str, sans: &[&str]) -> String {
+        self.leaf_pem(cn, sans, false, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    fn leaf_pem(&self, cn: &str, sans: &[&str], expired: bool, eku: rcgen::ExtendedKeyUsagePurpose) -> String {
+        let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![eku];
+        let now = time::OffsetDateTime::now_utc();
+        if expired {
+            params.not_before = now - time::Duration::days(30);
+            params.not_after = now - time::Duration::days(1);
+        } else {
+            params.not_before = now - time::Duration::days(1);
+            params.not_after = now + time::Duration::days(30);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        format!("{}{}", cert.pem(), key.serialize_pem())
+    }
+
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let p = dir.join("test-ca.pem");
+        std::fs::write(&p, self.pem()).unwrap();
+        p
+    }
 }

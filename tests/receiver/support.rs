@@ -7,64 +7,10 @@ use std::sync::Arc;
 use alertray::alerts::Event;
 use alertray::app::{self, Running};
 use alertray::config::Config;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-/// A certificate authority standing in for Netdata's.
-pub struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    pub fn new(name: &str) -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        TestCa { issuer }
-    }
-
-    pub fn pem(&self) -> String {
-        self.issuer.as_ref().pem()
-    }
-
-    /// A client certificate with subject CN `cn` (and `sans` as DNS SANs), as one PEM with
-    /// its key, valid now unless `expired`.
-    pub fn client_pem(&self, cn: &str, sans: &[&str], expired: bool) -> String {
-        self.leaf_pem(cn, sans, expired, rcgen::ExtendedKeyUsagePurpose::ClientAuth)
-    }
-
-    /// A server certificate for `sans`, as one PEM with its key.
-    pub fn server_pem(&self, cn: &str, sans: &[&str]) -> String {
-        self.leaf_pem(cn, sans, false, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
-    }
-
-    fn leaf_pem(&self, cn: &str, sans: &[&str], expired: bool, eku: rcgen::ExtendedKeyUsagePurpose) -> String {
-        let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![eku];
-        let now = time::OffsetDateTime::now_utc();
-        if expired {
-            params.not_before = now - time::Duration::days(30);
-            params.not_after = now - time::Duration::days(1);
-        } else {
-            params.not_before = now - time::Duration::days(1);
-            params.not_after = now + time::Duration::days(30);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        format!("{}{}", cert.pem(), key.serialize_pem())
-    }
-
-    pub fn write(&self, dir: &Path) -> PathBuf {
-        let p = dir.join("test-ca.pem");
-        std::fs::write(&p, self.pem()).unwrap();
-        p
-    }
-}
+pub use crate::common::TestCa;
 
 /// A receiver running in this process on 127.0.0.1 with its own data dir.
 pub struct TestServer {
