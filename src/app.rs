@@ -294,6 +294,30 @@ impl Alertray {
         let _ = self.events.send(Event::TunnelChanged);
     }
 
+    /// "Check connection": goes through the webhook URL in use as Netdata would.
+    pub async fn check(&self) -> crate::check::Report {
+        let Some(cfg) = self.config().await else {
+            let reason = self.status().error().unwrap_or("the config did not load").to_string();
+            return crate::check::Report {
+                url: None,
+                steps: vec![crate::check::Step {
+                    name: "Public URL",
+                    status: crate::check::StepStatus::Failed,
+                    detail: format!("the receiver is not running: {reason}"),
+                    fix: Some("Fix the setting Settings points at, then check again.".into()),
+                }],
+                passed: false,
+            };
+        };
+        let local_fingerprint = match self.status() {
+            ReceiverStatus::Running { fingerprint, .. } => Some(fingerprint),
+            ReceiverStatus::Stopped { .. } => None,
+        };
+        let opts =
+            crate::check::CheckOptions { webhook_url: self.webhook_url(&cfg), local_fingerprint, ..Default::default() };
+        crate::check::run(&cfg, opts).await
+    }
+
     /// The tunnel's state now.
     pub fn tunnel_status(&self) -> TunnelStatus {
         match &*self.tunnel.lock().unwrap_or_else(|p| p.into_inner()) {

@@ -53,7 +53,7 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
     let cfg = Config::load(&paths.config_file)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(other)?;
     rt.block_on(async move {
-        let core = Alertray::open(paths.clone()).map_err(other)?;
+        let core = Arc::new(Alertray::open(paths.clone()).map_err(other)?);
         let shutdown = CancellationToken::new();
         let log_events = core.events.subscribe();
         let status = core.apply(Ok(cfg)).await;
@@ -80,7 +80,7 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
                 tracing::warn!("no desktop session bus found: desktop notifications are off (alerts are still stored)");
             }
         }
-        tokio::spawn(log_events_until(log_events, shutdown.clone()));
+        tokio::spawn(log_events_until(log_events, core.clone(), shutdown.clone()));
         wait_for_signal().await;
         eprintln!("Shutting down...");
         shutdown.cancel();
@@ -101,7 +101,8 @@ pub fn init_logging() {
 }
 
 /// One log line per alert event, for whoever watches the terminal.
-async fn log_events_until(mut events: broadcast::Receiver<Event>, shutdown: CancellationToken) {
+async fn log_events_until(mut events: broadcast::Receiver<Event>, core: Arc<Alertray>, shutdown: CancellationToken) {
+    let mut shown_url = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -114,6 +115,16 @@ async fn log_events_until(mut events: broadcast::Receiver<Event>, shutdown: Canc
                 }
                 Ok(Event::Unknown { message, notification_id }) => {
                     tracing::info!(id = notification_id, "notification of unknown shape: {message}")
+                }
+                Ok(Event::TunnelChanged) => {
+                    let url = match core.config().await {
+                        Some(cfg) if core.tunnel_status().url.is_some() => core.webhook_url(&cfg),
+                        _ => None,
+                    };
+                    if url.is_some() && url != shown_url {
+                        eprintln!("Webhook URL for Netdata Cloud (through the tunnel): {}", url.as_deref().unwrap_or_default());
+                    }
+                    shown_url = url;
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => break,

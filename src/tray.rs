@@ -69,6 +69,8 @@ pub struct TrayModel {
     pub entries: Vec<TrayEntry>,
     /// How many more are active than listed.
     pub more: usize,
+    /// The tunnel's state, when Alertray runs one.
+    pub tunnel_line: Option<String>,
 }
 
 /// Computes the tray for `active`, given why the receiver is not running (if it is not) and
@@ -130,7 +132,14 @@ pub fn tray_model(active: &[Alert], receiver_error: Option<&str>, snoozed_until:
             }
         })
         .collect();
-    TrayModel { icon, tooltip, status_line, entries, more: sorted.len().saturating_sub(MAX_MENU_ALERTS) }
+    TrayModel {
+        icon,
+        tooltip,
+        status_line,
+        entries,
+        more: sorted.len().saturating_sub(MAX_MENU_ALERTS),
+        tunnel_line: None,
+    }
 }
 
 #[cfg(test)]

@@ -175,6 +175,8 @@ fn a_real_bore_tunnel_carries_deliveries_and_the_self_test_names_each_broken_pat
     assert!(base.starts_with("https://localhost:"), "{base}");
     let public_port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     assert_ne!(public_port, port, "the URL is the tunnel's, not the receiver's");
+    let line = serve.wait_for_line("through the tunnel", Duration::from_secs(5));
+    assert!(line.ends_with(&format!("{base}/")), "serve prints the URL to paste: {line}");
     assert_eq!(bore_clients(port).len(), 1, "one bore client runs");
 
     // Netdata's challenge and a captured body, through the tunnel.

@@ -210,6 +210,10 @@ const SETTINGS = [
     { key: "server.max_connections", label: "Max connections", type: "number", placeholder: "256" },
     { key: "server.request_timeout_secs", label: "Request timeout (s)", type: "number", placeholder: "10" },
   ] },
+  { group: "Tunnel", anchor: "tunnel", fields: [
+    { key: "tunnel.command", label: "Tunnel command", type: "text", placeholder: "bore local {port} --to bore.pub", help: "Started with the receiver, restarted if it exits, stopped on quit. {port} is the receiver's port. Its public URL replaces Public URL." },
+    { key: "tunnel.url_pattern", label: "URL pattern", type: "text", placeholder: "(bore, ngrok and cloudflared are recognised)", help: "For other tunnels: a regular expression whose first group captures the public address in the tunnel's output." },
+  ] },
   { group: "Certificate", fields: [
     { key: "tls.cert", label: "Certificate chain (PEM)", type: "text", placeholder: "leave empty for a self-signed certificate" },
     { key: "tls.key", label: "Private key (PEM)", type: "text", placeholder: "leave empty for a self-signed certificate" },
@@ -410,15 +414,16 @@ async function save() {
 
 // ---- Connect guide -------------------------------------------------------------------------
 
+// Tunnels, with a command that works as Tunnel command ({port}: the receiver's port).
 const TUNNELS = [
-  ["bore", "bore local 8443 --to bore.pub", true],
-  ["ngrok TLS / TCP", "ngrok tls 8443", true],
-  ["frp https / tcp", "frpc with type = \"tcp\"", true],
-  ["Tailscale Funnel (TCP)", "tailscale funnel --tcp 443 tcp://localhost:8443", true],
-  ["cloudflared", "cloudflared tunnel --url https://localhost:8443 --no-tls-verify", false],
-  ["ngrok HTTP", "ngrok http https://localhost:8443", false],
-  ["Tailscale Funnel (HTTPS)", "tailscale funnel https+insecure://localhost:8443", false],
-  ["localtunnel", "lt --port 8443 --local-https --allow-invalid-cert", false],
+  ["bore", "bore local {port} --to bore.pub", true],
+  ["ngrok TLS", "ngrok tls {port} --url tls://name.ngrok.app --log stdout", true],
+  ["frp tcp", "frpc tcp -s frp.example:7000 -l {port} -r 8443", true],
+  ["Tailscale Funnel (TCP)", "tailscale funnel --tcp 443 tcp://localhost:{port}", true],
+  ["cloudflared", "cloudflared tunnel --url https://localhost:{port} --no-tls-verify", false],
+  ["ngrok HTTP", "ngrok http https://localhost:{port} --log stdout", false],
+  ["Tailscale Funnel (HTTPS)", "tailscale funnel https+insecure://localhost:{port}", false],
+  ["localtunnel", "lt --port {port} --local-https --allow-invalid-cert", false],
 ];
 
 function copyLine(label, value, id, secret) {
@@ -431,7 +436,56 @@ function copyLine(label, value, id, secret) {
       h("button", { class: "btn", disabled: shown === null, onclick: () => copy(shown, label) }, "Copy")));
 }
 
-async function drawGuide() {
+const checkView = { running: false, report: null, error: null };
+
+const STEP_MARK = { ok: "✓", warning: "!", failed: "✗", skipped: "–" };
+
+async function runCheck() {
+  if (checkView.running) return;
+  checkView.running = true;
+  checkView.error = null;
+  drawCheck();
+  try {
+    checkView.report = await invoke("check_connection");
+  } catch (e) {
+    checkView.error = errorText(e);
+  }
+  checkView.running = false;
+  drawCheck();
+}
+
+function drawCheck() {
+  const box = $("#check");
+  if (!box) return;
+  const r = checkView.report;
+  fill(box,
+    h("div", { class: "row" },
+      h("button", { class: "btn primary", id: "check-run", disabled: checkView.running, onclick: runCheck }, checkView.running ? "Checking..." : "Check connection"),
+      h("span", { class: "small" }, "Goes through the public URL as Netdata would: DNS, connection, certificate, challenge, credentials.")),
+    checkView.error ? h("div", { class: "note warn" }, checkView.error) : null,
+    r ? h("div", { id: "check-report" },
+      h("p", { id: "check-verdict", class: r.passed ? "ok" : "bad" },
+        r.passed ? `Netdata Cloud can reach ${r.url}.` : `Netdata Cloud cannot deliver${r.url ? ` to ${r.url}` : ""} yet:`),
+      h("ul", { class: "steps" }, r.steps.map((s) => h("li", { class: `step ${s.status}`, "data-step": s.name },
+        h("span", { class: "mark" }, STEP_MARK[s.status] || "?"),
+        h("div", {}, h("strong", {}, s.name), " ", s.detail, s.fix ? h("div", { class: "fix" }, s.fix) : null))))) : null);
+}
+
+function drawTunnel(t) {
+  if (!t || t.phase === "off") {
+    return h("div", { class: "card", id: "tunnel-state", "data-phase": "off" },
+      h("p", { class: "small" }, "Alertray does not run a tunnel. Set ", h("a", { href: "#settings/tunnel.command" }, "Tunnel command"), " to have it start one with the receiver, or run your own and set Public URL."));
+  }
+  const label = { starting: "Starting...", up: "Up", failed: "Failed" }[t.phase];
+  return h("div", { class: "card", id: "tunnel-state", "data-phase": t.phase },
+    h("div", { class: "copyline" }, h("strong", {}, "Tunnel"), h("span", { class: `badge ${t.phase}` }, label),
+      h("code", {}, t.command)),
+    t.url ? h("div", { class: "copyline" }, h("strong", {}, "Public address"), h("code", { id: "tunnel-url" }, t.url)) : null,
+    t.reason ? h("p", { class: "small" }, `It ${t.reason}${t.retry_in_secs != null ? `; restarting in ${t.retry_in_secs} s` : ""}${t.restarts ? ` (restarted ${t.restarts} times)` : ""}.`) : null,
+    t.phase !== "up" && t.last_lines.length ? h("pre", { class: "output" }, t.last_lines.join("\n")) : null);
+}
+
+async function drawGuide(anchor) {
   let g;
   try {
     g = await invoke("guide");
@@ -464,11 +518,15 @@ async function drawGuide() {
   fill(page, 
     h("h1", {}, "Connect Netdata Cloud"),
     h("ol", {},
-      h("li", {}, "Start a tunnel to ", h("code", {}, c ? c.listen : "the receiver"), " and set its https:// URL as Public URL in Settings."),
+      h("li", {}, "Start a tunnel to ", h("code", {}, c ? c.listen : "the receiver"), " (or let Alertray run it: Tunnel command in Settings), or set its https:// URL as Public URL."),
       h("li", {}, "In Netdata Cloud: Space settings → Alerts & Notifications → Notification methods → Add configuration → Webhook."),
       h("li", {}, "Paste the values below. Saving makes Netdata check the URL with a challenge, which Alertray answers."),
       h("li", {}, "Press Test, then paste the verification token shown below into the form.")),
     c ? null : h("div", { class: "note warn" }, "The config did not load, so there is nothing to paste yet: fix it in Settings."),
+    h("h2", {}, "Tunnel"),
+    drawTunnel(g.tunnel),
+    h("h2", {}, "Check the connection"),
+    h("div", { class: "card", id: "check" }),
     h("h2", {}, "Values for the webhook form"),
     h("div", { class: "card" }, lines),
     h("h2", {}, "Verification"),
@@ -480,6 +538,8 @@ async function drawGuide() {
       h("tbody", {}, TUNNELS.map(([name, cmd, passes]) => h("tr", {}, h("td", {}, name), h("td", {}, h("code", {}, cmd)),
         h("td", {}, passes ? "reaches Alertray: mutual TLS possible" : "ends at the tunnel's edge: use Bearer, Basic or headers")))),
     ));
+  drawCheck();
+  if (anchor === "check" && !checkView.report && !checkView.running) runCheck();
 }
 
 setInterval(() => {
@@ -499,7 +559,7 @@ async function draw() {
   document.title = { alerts: "Alertray: alerts", settings: "Alertray: settings", guide: "Alertray: connect Netdata Cloud" }[r.name] || "Alertray";
   await drawReceiver().catch(() => {});
   if (r.name === "settings") await drawSettings(r.anchor);
-  else if (r.name === "guide") await drawGuide();
+  else if (r.name === "guide") await drawGuide(r.anchor);
   else await drawAlerts();
 }
 

@@ -3,11 +3,13 @@
 
 use alertray::alerts::Alert;
 use alertray::app::ReceiverStatus;
+use alertray::check::Report;
 use alertray::config::{self, ConfigError, RawConfig};
 use alertray::guide::ConnectGuide;
 use alertray::policy::{Snooze, SnoozeScope};
 use alertray::store::{self, HistoryEntry, HistoryQuery, SnoozeChange, VerificationToken};
 use alertray::tray::TrayModel;
+use alertray::tunnel::TunnelStatus;
 use serde::{Deserialize, Serialize};
 use tauri::{Runtime, State};
 
@@ -65,6 +67,7 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         save_settings,
         generate_secret,
         guide,
+        check_connection,
         open_url,
         set_autostart,
         copy_text
@@ -238,18 +241,27 @@ pub struct Guide {
     guide: Option<ConnectGuide>,
     token: Option<VerificationToken>,
     receiver: ReceiverStatus,
+    tunnel: TunnelStatus,
     now_ms: i64,
 }
 
 #[tauri::command]
 async fn guide(shell: State<'_, Shell>) -> Result<Guide> {
     let token = store::latest_token(&shell.core.reader()?)?;
+    let core = &shell.core;
     Ok(Guide {
-        guide: shell.core.config().await.map(|c| ConnectGuide::of(&c)),
+        guide: core.config().await.map(|c| ConnectGuide::of(&c).with_webhook_url(core.webhook_url(&c))),
         token,
-        receiver: shell.core.status(),
+        receiver: core.status(),
+        tunnel: core.tunnel_status(),
         now_ms: store::now_ms(),
     })
+}
+
+/// "Check connection": the path from the internet to the receiver, step by step.
+#[tauri::command]
+async fn check_connection(shell: State<'_, Shell>) -> Result<Report> {
+    Ok(shell.core.check().await)
 }
 
 /// Opens an http(s) URL in the default browser.

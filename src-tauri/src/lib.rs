@@ -248,6 +248,7 @@ async fn start<R: Runtime>(app: tauri::AppHandle<R>) {
             ev = events.recv() => match ev {
                 Ok(Event::TestReceived { .. }) => request_refresh(&app, "token"),
                 Ok(Event::Listening { .. }) | Ok(Event::ReceiverFailed { .. }) => request_refresh(&app, "receiver"),
+                Ok(Event::TunnelChanged) => request_refresh(&app, "tunnel"),
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => request_refresh(&app, "alerts"),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }

@@ -62,7 +62,12 @@ pub fn current_model<R: Runtime>(app: &tauri::AppHandle<R>) -> TrayModel {
         .snoozed_all_until(store::now_ms())
         .and_then(chrono::DateTime::from_timestamp_millis)
         .map(|t| t.with_timezone(&chrono::Local));
-    tray_model(&active, status.error(), snoozed)
+    let mut model = tray_model(&active, status.error(), snoozed);
+    let tunnel = core.tunnel_status();
+    if tunnel.phase != alertray::tunnel::TunnelPhase::Off {
+        model.tunnel_line = Some(tunnel.summary());
+    }
+    model
 }
 
 /// Redraws the tray if anything it shows changed.
@@ -96,6 +101,9 @@ fn item<R: Runtime>(app: &tauri::AppHandle<R>, id: &str, text: &str, enabled: bo
 fn build_menu<R: Runtime>(app: &tauri::AppHandle<R>, model: &TrayModel) -> tauri::Result<Menu<R>> {
     let menu = Menu::new(app)?;
     menu.append(&item(app, "status", &model.status_line, false)?)?;
+    if let Some(line) = &model.tunnel_line {
+        menu.append(&item(app, "tunnel", line, false)?)?;
+    }
     menu.append(&PredefinedMenuItem::separator(app)?)?;
     for (i, e) in model.entries.iter().enumerate() {
         let open = item(app, &format!("open:{i}"), "Open in Netdata Cloud", e.url.is_some())?;
@@ -133,6 +141,7 @@ fn build_menu<R: Runtime>(app: &tauri::AppHandle<R>, model: &TrayModel) -> tauri
     menu.append(&item(app, "settings", "Settings...", true)?)?;
     menu.append(&item(app, "guide", "Connect guide...", true)?)?;
     menu.append(&item(app, "copy-url", "Copy webhook URL", true)?)?;
+    menu.append(&item(app, "check", "Check connection...", true)?)?;
     menu.append(&PredefinedMenuItem::separator(app)?)?;
     menu.append(&item(app, "quit", "Quit Alertray", true)?)?;
     Ok(menu)
@@ -182,10 +191,11 @@ pub fn on_menu<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
         "show-alerts" => windows::open(app, Page::Alerts),
         "settings" => windows::open(app, Page::Settings),
         "guide" => windows::open(app, Page::Guide),
+        "check" => windows::open_at(app, Page::Guide, Some("check")),
         "copy-url" => {
             let app = app.clone();
             tauri::async_runtime::spawn(async move {
-                let url = core.config().await.and_then(|c| c.server.webhook_url());
+                let url = core.config().await.and_then(|c| core.webhook_url(&c));
                 match url {
                     Some(url) => {
                         use tauri_plugin_clipboard_manager::ClipboardExt as _;

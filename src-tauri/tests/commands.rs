@@ -191,3 +191,37 @@ fn a_bad_config_starts_stopped_and_opens_settings_at_the_problem() {
     let st = h.invoke("save_settings", json!({"raw": raw})).unwrap();
     assert_eq!(st["state"], "running");
 }
+
+#[cfg(unix)]
+#[test]
+fn the_tunnel_shows_in_the_tray_and_guide_and_check_connection_goes_through_it() {
+    // A stand-in tunnel that announces the receiver's own address as its public one, so the
+    // check goes over a real socket to the real receiver.
+    let h = harness_with(&format!(
+        "{GOOD_CONFIG}[tunnel]\ncommand = 'sh -c \"echo listening at localhost:{{port}}; exec sleep 600\"'\n"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.core.tunnel_status().phase != alertray::tunnel::TunnelPhase::Up {
+        assert!(Instant::now() < deadline, "the tunnel did not come up: {:?}", h.core.tunnel_status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let g = h.invoke("guide", json!({})).unwrap();
+    assert_eq!(g["tunnel"]["phase"], "up");
+    let url = g["tunnel"]["url"].as_str().unwrap().to_string();
+    let ReceiverStatus::Running { addr, .. } = h.core.status() else { panic!() };
+    let port = addr.rsplit(':').next().unwrap();
+    assert_eq!(url, format!("https://localhost:{port}"));
+    assert_eq!(g["guide"]["webhook_url"], format!("{url}/"), "the tunnel's URL is the one to paste");
+    let status = h.invoke("status", json!({})).unwrap();
+    assert_eq!(status["tray"]["tunnel_line"], format!("Tunnel: up at {url}"));
+
+    let r = h.invoke("check_connection", json!({})).unwrap();
+    let step = |name: &str| r["steps"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+    assert_eq!(r["url"], format!("{url}/"));
+    assert_eq!(step("Challenge")["status"], "ok", "{r:#}");
+    assert_eq!(step("Authentication")["status"], "ok", "{r:#}");
+    assert_eq!(step("TLS passthrough")["status"], "ok", "{r:#}");
+    assert_eq!(step("Certificate")["status"], "failed", "a self-signed certificate is not trusted: {r:#}");
+    assert!(step("Certificate")["detail"].as_str().unwrap().contains("self-signed"));
+    assert_eq!(r["passed"], false);
+}
