@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Event;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, TlsConfig};
 use crate::server::{self, ReceiverState};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{self, ServerCertInfo, TlsError};
@@ -119,6 +119,10 @@ pub async fn start_with(
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.server.listen, source })?;
     let router = server::router(ReceiverState::new(config.clone(), store.clone()));
     let acceptor = TlsAcceptor::from(tls.config.clone());
+    if let (Some(resolver), TlsConfig::Acme(acme)) = (&tls.acme, &config.tls) {
+        let files = crate::acme::AcmeFiles::in_data_dir(data_dir);
+        tokio::spawn(crate::acme::run(acme.clone(), files, resolver.clone(), shutdown.clone()));
+    }
     let task = tokio::spawn(server::serve(listener, acceptor, router, config, shutdown));
     let _ = events.send(Event::Listening { addr: addr.to_string(), fingerprint: tls.cert.fingerprint.clone() });
     Ok(Running { addr, cert: tls.cert, store, task })

@@ -147,6 +147,19 @@ pub struct RawServer {
 pub struct RawTls {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    pub acme: Option<RawAcme>,
+}
+
+/// `[tls.acme]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub enabled: Option<bool>,
+    pub email: Option<String>,
+    pub domain: Option<String>,
+    pub directory: Option<String>,
+    pub directory_ca: Option<PathBuf>,
 }
 
 /// `[auth]` as written.
@@ -241,6 +254,8 @@ pub enum TlsConfig {
         /// The private key.
         key: PathBuf,
     },
+    /// Obtain and renew a certificate with ACME (TLS-ALPN-01) and keep it in the data dir.
+    Acme(crate::acme::AcmeConfig),
 }
 
 /// Whether a client certificate is asked for.
@@ -433,8 +448,20 @@ impl RawConfig {
             )? as u64),
         };
 
-        let tls =
-            match (self.tls.cert, self.tls.key) {
+        let acme = match self.tls.acme.filter(|a| a.enabled.unwrap_or(true)) {
+            None => None,
+            Some(a) => Some(validate_acme(a, &server, &resolve)?),
+        };
+        let tls = match acme {
+            Some(acme) if self.tls.cert.is_none() && self.tls.key.is_none() => TlsConfig::Acme(acme),
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    "tls.acme",
+                    "(set with tls.cert/tls.key)",
+                    "either [tls.acme] (Alertray obtains the certificate) or tls.cert and tls.key (your own files), not both",
+                ))
+            }
+            None => match (self.tls.cert, self.tls.key) {
                 (None, None) => TlsConfig::SelfSigned,
                 (Some(cert), Some(key)) => TlsConfig::Files { cert: resolve(cert), key: resolve(key) },
                 (Some(_), None) => {
@@ -449,7 +476,8 @@ impl RawConfig {
                     "(missing)",
                     "a PEM certificate chain path, since tls.key is set (or neither, for a self-signed certificate)",
                 )),
-            };
+            },
+        };
 
         let a = self.auth;
         let client_certificate = match a.client_certificate.as_deref().map(str::trim) {
@@ -607,6 +635,58 @@ impl RawConfig {
     }
 }
 
+fn validate_acme(
+    a: RawAcme,
+    server: &ServerConfig,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<crate::acme::AcmeConfig, ConfigError> {
+    let domain = match a.domain.map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()) {
+        Some(d) => d,
+        None => server.public_url.as_ref().and_then(|u| u.host()).map(str::to_ascii_lowercase).ok_or_else(|| {
+            ConfigError::invalid(
+                "tls.acme.domain",
+                "(missing)",
+                "the public host name to get a certificate for, like \"alerts.example.com\" (or set server.public_url)",
+            )
+        })?,
+    };
+    let is_name = domain.parse::<std::net::IpAddr>().is_err()
+        && domain.contains('.')
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !is_name {
+        return Err(ConfigError::invalid(
+            "tls.acme.domain",
+            format!("{domain:?}"),
+            "a DNS host name with a dot, like \"alerts.example.com\" (ACME CAs do not certify IP addresses or bare names)",
+        ));
+    }
+    let email = match a.email.map(|e| e.trim().to_string()).filter(|e| !e.is_empty()) {
+        None => None,
+        Some(e) if e.contains('@') && !e.contains(char::is_whitespace) && !e.starts_with('@') && !e.ends_with('@') => {
+            Some(e)
+        }
+        Some(e) => {
+            return Err(ConfigError::invalid(
+                "tls.acme.email",
+                format!("{e:?}"),
+                "an e-mail address, like \"you@example.com\"",
+            ))
+        }
+    };
+    let directory = a.directory.map(|d| d.trim().to_string()).unwrap_or_else(|| crate::acme::LETS_ENCRYPT.to_string());
+    let ok = directory.parse::<Uri>().is_ok_and(|u| u.scheme_str() == Some("https") && u.host().is_some());
+    if !ok {
+        return Err(ConfigError::invalid(
+            "tls.acme.directory",
+            format!("{directory:?}"),
+            format!("an https:// ACME directory URL, like \"{}\"", crate::acme::LETS_ENCRYPT),
+        ));
+    }
+    Ok(crate::acme::AcmeConfig { directory, email, domain, directory_ca: a.directory_ca.map(resolve) })
+}
+
 fn validate_tunnel(t: RawTunnel) -> Result<Option<crate::tunnel::TunnelConfig>, ConfigError> {
     let Some(command) = t.command.map(|c| c.trim().to_string()).filter(|c| !c.is_empty()) else {
         return Ok(None);
@@ -672,6 +752,15 @@ request_timeout_secs = 10
 # generated once and kept in the data dir. Renewed files are picked up without a restart.
 # cert = "/path/fullchain.pem"
 # key = "/path/privkey.pem"
+
+# Or let Alertray obtain and renew a certificate for your public host name from Let's
+# Encrypt (TLS-ALPN-01 on the receiver's own port: needs a tunnel that passes TLS through
+# and forwards the public port 443 to server.listen).
+# [tls.acme]
+# email = "you@example.com"
+# domain = "alerts.example.com"      # default: the host of server.public_url
+# directory = "https://acme-v02.api.letsencrypt.org/directory"
+# directory_ca = "/path/ca.pem"      # trust this CA for the directory (test CAs like Pebble)
 
 [auth]
 # Mutual TLS with Netdata's client certificate: "required", "optional" or "off".
@@ -886,6 +975,42 @@ mod tests {
     fn unknown_keys_are_refused_with_their_name() {
         let e = err("[auth]\nmethd = \"bearer\"");
         assert!(e.to_string().contains("methd"), "{e}");
+    }
+
+    #[test]
+    fn tunnel_and_acme_settings_are_validated() {
+        let base = "[auth]\nallow_unauthenticated = true\n";
+        let cfg =
+            Config::from_toml(&format!("{base}[tunnel]\ncommand = \"bore local {{port}} --to 'bore.pub'\"")).unwrap();
+        assert_eq!(cfg.tunnel.unwrap().argv, ["bore", "local", "{port}", "--to", "bore.pub"]);
+        let e = err(&format!("{base}[tunnel]\ncommand = \"bore 'unclosed\""));
+        assert_eq!(e.key(), Some("tunnel.command"));
+        let e = err(&format!("{base}[tunnel]\ncommand = \"x\"\nurl_pattern = \"no group\""));
+        assert_eq!(e.key(), Some("tunnel.url_pattern"));
+        let e = err(&format!("{base}[tunnel]\ncommand = \"x\"\nurl_pattern = \"(unclosed\""));
+        assert_eq!(e.key(), Some("tunnel.url_pattern"));
+
+        let e = err(&format!("{base}[tls.acme]\nemail = \"a@b.c\""));
+        assert_eq!(e.key(), Some("tls.acme.domain"), "no domain and no public URL");
+        let cfg = Config::from_toml(&format!(
+            "[server]\npublic_url = \"https://Alerts.Example.org/\"\n{base}[tls.acme]\nemail = \"a@b.c\""
+        ))
+        .unwrap();
+        let TlsConfig::Acme(acme) = cfg.tls else { panic!("{:?}", cfg.tls) };
+        assert_eq!(acme.domain, "alerts.example.org");
+        assert_eq!(acme.directory, crate::acme::LETS_ENCRYPT);
+        for (extra, key) in [
+            ("domain = \"127.0.0.1\"", "tls.acme.domain"),
+            ("domain = \"localhost\"", "tls.acme.domain"),
+            ("domain = \"a.b\"\nemail = \"nobody\"", "tls.acme.email"),
+            ("domain = \"a.b\"\ndirectory = \"http://ca.example/dir\"", "tls.acme.directory"),
+        ] {
+            assert_eq!(err(&format!("{base}[tls.acme]\n{extra}")).key(), Some(key), "{extra}");
+        }
+        let e = err(&format!("{base}[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[tls.acme]\ndomain = \"a.b\""));
+        assert_eq!(e.key(), Some("tls.acme"));
+        let cfg = Config::from_toml(&format!("{base}[tls.acme]\nenabled = false\ndomain = \"a.b\"")).unwrap();
+        assert_eq!(cfg.tls, TlsConfig::SelfSigned, "a disabled [tls.acme] is ignored");
     }
 
     #[test]

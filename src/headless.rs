@@ -64,7 +64,12 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
         eprintln!("Listening on https://{addr}{}", cfg.server.path);
         eprintln!(
             "Certificate: {cert_path} ({}), SHA-256 {fingerprint}",
-            if self_signed { "self-signed" } else { "from tls.cert" }
+            match (&cfg.tls, self_signed) {
+                (config::TlsConfig::Acme(_), true) => "self-signed until the ACME certificate arrives",
+                (config::TlsConfig::Acme(_), false) => "from ACME",
+                (_, true) => "self-signed",
+                (_, false) => "from tls.cert",
+            }
         );
         eprintln!("Store: {}", core.store.path().display());
         if let Some(url) = cfg.server.webhook_url() {

@@ -14,6 +14,7 @@
 //! - [`config`]: the TOML config, read raw then validated, with errors naming the key.
 //! - [`tls`]: the server certificate (self-signed or reloaded PEM files) and the client
 //!   certificate verifier against the Netdata Root CA.
+//! - [`acme`]: a publicly trusted certificate from an ACME CA, via TLS-ALPN-01 on our own port.
 //! - [`server`]: the HTTPS receiver (axum over hyper over rustls) and its limits.
 //! - [`auth`]: client certificate names, Basic, Bearer, extra headers, failure throttling.
 //! - [`challenge`]: the `crc_token` HMAC answer.
@@ -29,6 +30,7 @@
 //! - [`headless`]: `alertray serve`, the receiver without a window.
 //! - [`app`]: paths and start-up wiring shared by the CLI and the desktop shell.
 
+pub mod acme;
 pub mod alerts;
 pub mod app;
 pub mod auth;

@@ -277,6 +277,11 @@ async fn serve_connection(
             return;
         }
     };
+    if tls.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+        // An ACME CA validating TLS-ALPN-01: the handshake was the whole answer.
+        tracing::info!(%peer, "answered an ACME TLS-ALPN-01 validation");
+        return;
+    }
     let cert = PeerCertificate {
         names: tls
             .get_ref()

@@ -150,6 +150,14 @@ impl ReloadingCert {
         })
     }
 
+    /// Reloads the pair at once if the files changed (after Alertray wrote a renewed pair).
+    pub fn reload_now(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.checked = Instant::now() - RELOAD_CHECK_INTERVAL;
+        drop(st);
+        self.current();
+    }
+
     /// The certificate in use now, reloading it first if the files changed.
     pub fn current(&self) -> Arc<CertifiedKey> {
         // A poisoned lock only means a panic elsewhere mid-update; the data is still whole.
@@ -296,6 +304,7 @@ pub fn local_fingerprint(cfg: &Config, data_dir: &Path) -> Option<String> {
     let path = match &cfg.tls {
         TlsConfig::Files { cert, .. } => cert.clone(),
         TlsConfig::SelfSigned => data_dir.join("tls").join("cert.pem"),
+        TlsConfig::Acme(_) => crate::acme::AcmeFiles::in_data_dir(data_dir).cert,
     };
     read_chain("tls.cert", &path).ok().and_then(|c| c.first().map(|l| fingerprint(l)))
 }
@@ -306,6 +315,8 @@ pub struct ReceiverTls {
     pub config: Arc<ServerConfig>,
     /// What certificate is served.
     pub cert: ServerCertInfo,
+    /// With `[tls.acme]`: the resolver the ACME task answers challenges through.
+    pub acme: Option<Arc<crate::acme::AcmeResolver>>,
 }
 
 /// Builds the rustls config for `cfg`, generating the self-signed certificate under
@@ -318,9 +329,29 @@ pub fn receiver_tls(cfg: &Config, data_dir: &Path) -> Result<ReceiverTls, TlsErr
             let (c, k) = ensure_self_signed(&data_dir.join("tls"), host)?;
             (c, k, true)
         }
+        TlsConfig::Acme(acme) => {
+            // Until the first certificate arrives, a self-signed one for the domain is served.
+            let files = crate::acme::AcmeFiles::in_data_dir(data_dir);
+            if !(files.cert.exists() && files.key.exists()) {
+                let dir = files.cert.parent().unwrap_or(data_dir);
+                ensure_self_signed(dir, Some(&acme.domain))?;
+            }
+            let self_signed = read_chain("tls.acme", &files.cert)
+                .ok()
+                .and_then(|c| x509_parser::parse_x509_certificate(&c[0]).ok().map(|(_, x)| x.subject() == x.issuer()))
+                .unwrap_or(true);
+            (files.cert, files.key, self_signed)
+        }
     };
-    let resolver = ReloadingCert::new(&cert_path, &key_path)?;
-    let fp = fingerprint(&resolver.current().cert[0]);
+    let reloading = ReloadingCert::new(&cert_path, &key_path)?;
+    let fp = fingerprint(&reloading.current().cert[0]);
+    let (resolver, acme): (Arc<dyn rustls::server::ResolvesServerCert>, _) = match &cfg.tls {
+        TlsConfig::Acme(_) => {
+            let r = Arc::new(crate::acme::AcmeResolver::new(reloading));
+            (r.clone(), Some(r))
+        }
+        _ => (Arc::new(reloading), None),
+    };
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Setup(e.to_string()))?;
@@ -338,9 +369,13 @@ pub fn receiver_tls(cfg: &Config, data_dir: &Path) -> Result<ReceiverTls, TlsErr
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(ReceiverTls { config: Arc::new(config), cert: ServerCertInfo { cert_path, fingerprint: fp, self_signed } })
+    if acme.is_some() {
+        // Offered last, so only ACME validation connections (which offer nothing else) get it.
+        config.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());
+    }
+    Ok(ReceiverTls { config: Arc::new(config), cert: ServerCertInfo { cert_path, fingerprint: fp, self_signed }, acme })
 }
 
 /// The names a verified client certificate carries: its subject CN and DNS SANs, lowercased.

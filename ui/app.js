@@ -217,6 +217,9 @@ const SETTINGS = [
   { group: "Certificate", fields: [
     { key: "tls.cert", label: "Certificate chain (PEM)", type: "text", placeholder: "leave empty for a self-signed certificate" },
     { key: "tls.key", label: "Private key (PEM)", type: "text", placeholder: "leave empty for a self-signed certificate" },
+    { key: "tls.acme.email", label: "ACME contact e-mail", type: "text", placeholder: "you@example.com", help: "Set this (or the domain) to get a certificate Netdata trusts from Let's Encrypt, renewed automatically. Needs a tunnel that passes TLS through, on port 443 of the public host." },
+    { key: "tls.acme.domain", label: "ACME domain", type: "text", placeholder: "the host of Public URL" },
+    { key: "tls.acme.directory", label: "ACME directory", type: "text", placeholder: "https://acme-v02.api.letsencrypt.org/directory" },
   ] },
   { group: "Authentication", anchor: "auth", fields: [
     { key: "auth.client_certificate", label: "Client certificate", type: "select", options: ["", "required", "optional", "off"], help: "Mutual TLS with Netdata's certificate. Needs a tunnel that passes TLS through." },

@@ -1,0 +1,292 @@
+//! A certificate Netdata trusts (`[tls.acme]`): obtained and renewed from an ACME CA (Let's
+//! Encrypt by default) with the TLS-ALPN-01 challenge, answered on the receiver's own port.
+//! The certificate is kept in `<data>/acme` and swapped into the running receiver.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio_util::sync::CancellationToken;
+
+use crate::tls::ReloadingCert;
+
+/// The ALPN protocol of TLS-ALPN-01 validation connections (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Let's Encrypt's production directory, the default.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// The longest pause between failed attempts.
+const MAX_RETRY: Duration = Duration::from_secs(6 * 3600);
+
+/// `[tls.acme]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeConfig {
+    /// The ACME directory URL.
+    pub directory: String,
+    /// The contact e-mail given to the CA, if any.
+    pub email: Option<String>,
+    /// The host name the certificate is for (the public URL's host by default).
+    pub domain: String,
+    /// A CA to trust for the directory's own HTTPS (test servers such as Pebble).
+    pub directory_ca: Option<PathBuf>,
+}
+
+/// Where the ACME account and certificate are kept.
+#[derive(Debug, Clone)]
+pub struct AcmeFiles {
+    /// The account's credentials (its private key), mode 0600.
+    pub account: PathBuf,
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The certificate's private key, mode 0600.
+    pub key: PathBuf,
+}
+
+impl AcmeFiles {
+    /// The files under `<data_dir>/acme`.
+    pub fn in_data_dir(data_dir: &Path) -> AcmeFiles {
+        let dir = data_dir.join("acme");
+        AcmeFiles { account: dir.join("account.json"), cert: dir.join("cert.pem"), key: dir.join("key.pem") }
+    }
+}
+
+/// Serves the current certificate, and the TLS-ALPN-01 challenge certificate to validation
+/// connections (ALPN `acme-tls/1`) while an order is pending.
+#[derive(Debug)]
+pub struct AcmeResolver {
+    current: ReloadingCert,
+    challenge: Mutex<Option<(String, Arc<CertifiedKey>)>>,
+}
+
+impl AcmeResolver {
+    /// Serves the pair in `files` (reloaded when it changes).
+    pub fn new(current: ReloadingCert) -> AcmeResolver {
+        AcmeResolver { current, challenge: Mutex::new(None) }
+    }
+
+    /// The certificate served to ordinary clients.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.current()
+    }
+
+    fn set_challenge(&self, c: Option<(String, Arc<CertifiedKey>)>) {
+        *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = c;
+    }
+}
+
+impl ResolvesServerCert for AcmeResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let validation = hello.alpn().is_some_and(|mut a| a.any(|p| p == ACME_TLS_ALPN));
+        if !validation {
+            return Some(self.current.current());
+        }
+        let sni = hello.server_name()?;
+        let c = self.challenge.lock().unwrap_or_else(|p| p.into_inner());
+        c.as_ref().filter(|(d, _)| d.eq_ignore_ascii_case(sni)).map(|(_, k)| k.clone())
+    }
+}
+
+/// When the certificate in `cert` should be renewed: at once for Alertray's bootstrap
+/// self-signed certificate or an unreadable file, else when a third of its lifetime is left.
+pub fn renewal_due(cert: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
+    let pem = std::fs::read(cert).ok()?;
+    let der = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
+        .next()?
+        .map(|c: rustls::pki_types::CertificateDer<'static>| c)
+        .ok()?;
+    let (_, x) = x509_parser::parse_x509_certificate(&der).ok()?;
+    if x.subject() == x.issuer() {
+        return None;
+    }
+    let from = x.validity().not_before.timestamp();
+    let to = x.validity().not_after.timestamp();
+    chrono::DateTime::from_timestamp(to - (to - from) / 3, 0)
+}
+
+/// Obtains a certificate when none is there or the one there is due, then sleeps until the
+/// next renewal; retries failures with a growing pause. Runs until `shutdown`.
+pub async fn run(cfg: AcmeConfig, files: AcmeFiles, resolver: Arc<AcmeResolver>, shutdown: CancellationToken) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut retry = Duration::from_secs(30);
+    loop {
+        let wait = match renewal_due(&files.cert) {
+            Some(due) => (due - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO),
+            None => Duration::ZERO,
+        };
+        if !wait.is_zero() {
+            tracing::info!(domain = %cfg.domain, "ACME certificate is current; renewing in {} h", wait.as_secs() / 3600);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                // Wake at least daily, so that a clock change or a replaced file is noticed.
+                _ = tokio::time::sleep(wait.min(Duration::from_secs(24 * 3600))) => continue,
+            }
+        }
+        tracing::info!(domain = %cfg.domain, directory = %cfg.directory, "requesting a certificate (ACME TLS-ALPN-01)");
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = obtain(&cfg, &files, &resolver) => r,
+        };
+        resolver.set_challenge(None);
+        match result {
+            Ok(until) => {
+                retry = Duration::from_secs(30);
+                tracing::info!(domain = %cfg.domain, fingerprint = %crate::tls::fingerprint(&resolver.current().cert[0]), "ACME certificate obtained, valid until {until}");
+            }
+            Err(e) => {
+                tracing::error!(domain = %cfg.domain, "could not obtain a certificate: {e}; retrying in {} s", retry.as_secs());
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(retry) => {}
+                }
+                retry = (retry * 2).min(MAX_RETRY);
+            }
+        }
+    }
+}
+
+/// Why a certificate could not be obtained.
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    /// The CA answered with an error, or could not be reached.
+    #[error("{step}: {source}")]
+    Acme {
+        /// What was being done.
+        step: &'static str,
+        /// The ACME client's error.
+        source: instant_acme::Error,
+    },
+    /// The CA did not validate the challenge, or the order failed.
+    #[error("the order for {domain} is {status:?}: {detail}")]
+    Order {
+        /// The domain.
+        domain: String,
+        /// Where the order ended.
+        status: OrderStatus,
+        /// The CA's problem document, if it gave one.
+        detail: String,
+    },
+    /// A local file could not be read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What failed.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The challenge certificate could not be made.
+    #[error("the challenge certificate: {0}")]
+    Challenge(String),
+}
+
+fn acme(step: &'static str) -> impl FnOnce(instant_acme::Error) -> AcmeError {
+    move |source| AcmeError::Acme { step, source }
+}
+
+async fn account(cfg: &AcmeConfig, files: &AcmeFiles) -> Result<Account, AcmeError> {
+    let builder = || match &cfg.directory_ca {
+        Some(ca) => Account::builder_with_root(ca).map_err(acme("reading tls.acme.directory_ca")),
+        None => Account::builder().map_err(acme("setting up the ACME client")),
+    };
+    if let Ok(bytes) = std::fs::read(&files.account) {
+        match serde_json::from_slice::<AccountCredentials>(&bytes) {
+            Ok(creds) => return builder()?.from_credentials(creds).await.map_err(acme("loading the ACME account")),
+            Err(e) => {
+                tracing::warn!(file = %files.account.display(), "ACME account file unreadable ({e}); creating a new account")
+            }
+        }
+    }
+    let contact: Vec<String> = cfg.email.iter().map(|e| format!("mailto:{e}")).collect();
+    let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
+    let new = NewAccount { contact: &contact, terms_of_service_agreed: true, only_return_existing: false };
+    let (account, creds) =
+        builder()?.create(&new, cfg.directory.clone(), None).await.map_err(acme("creating the ACME account"))?;
+    let json = serde_json::to_string(&creds).map_err(|e| AcmeError::Challenge(e.to_string()))?;
+    write_private(&files.account, &json, "cannot write")?;
+    tracing::info!(file = %files.account.display(), "ACME account created");
+    Ok(account)
+}
+
+fn write_private(path: &Path, contents: &str, what: &'static str) -> Result<(), AcmeError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| AcmeError::Io { what, path: dir.into(), source })?;
+    }
+    crate::config::write_private_replace(path, contents).map_err(|source| AcmeError::Io {
+        what,
+        path: path.into(),
+        source,
+    })
+}
+
+fn challenge_cert(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, AcmeError> {
+    let bad = |e: &dyn std::fmt::Display| AcmeError::Challenge(e.to_string());
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(|e| bad(&e))?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let key = rcgen::KeyPair::generate().map_err(|e| bad(&e))?;
+    let cert = params.self_signed(&key).map_err(|e| bad(&e))?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signer = rustls::crypto::ring::default_provider().key_provider.load_private_key(der).map_err(|e| bad(&e))?;
+    // Not CertifiedKey::from_der: it parses the certificate and refuses the critical
+    // acmeIdentifier extension that the challenge needs.
+    Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone()], signer)))
+}
+
+/// One order: account, challenge, finalize, download, write, swap in. Returns the new
+/// certificate's expiry.
+async fn obtain(cfg: &AcmeConfig, files: &AcmeFiles, resolver: &AcmeResolver) -> Result<String, AcmeError> {
+    let account = account(cfg, files).await?;
+    let ids = [Identifier::Dns(cfg.domain.clone())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.map_err(acme("creating the order"))?;
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.map_err(acme("reading the authorization"))?;
+        if authz.status == AuthorizationStatus::Valid {
+            continue;
+        }
+        let mut challenge = authz.challenge(ChallengeType::TlsAlpn01).ok_or_else(|| {
+            AcmeError::Challenge("the CA does not offer the tls-alpn-01 challenge for this name".into())
+        })?;
+        let domain = challenge.identifier().to_string();
+        let cert = challenge_cert(&domain, challenge.key_authorization().digest().as_ref())?;
+        resolver.set_challenge(Some((domain, cert)));
+        challenge.set_ready().await.map_err(acme("answering the challenge"))?;
+    }
+    let status =
+        order.poll_ready(&RetryPolicy::new().timeout(Duration::from_secs(180))).await.map_err(acme("validation"))?;
+    if status != OrderStatus::Ready {
+        let detail = order.state().error.as_ref().map(|p| format!("{p:?}")).unwrap_or_else(|| {
+            "the CA could not reach this receiver on port 443 of the public host with TLS-ALPN-01: \
+             the tunnel must pass TLS through (bore, ngrok tls/tcp)"
+                .into()
+        });
+        return Err(AcmeError::Order { domain: cfg.domain.clone(), status, detail });
+    }
+    resolver.set_challenge(None);
+    let key_pem = order.finalize().await.map_err(acme("finalizing the order"))?;
+    let chain_pem =
+        order.poll_certificate(&RetryPolicy::default()).await.map_err(acme("downloading the certificate"))?;
+    // Key first, then the chain: the receiver reloads when the chain changes, and keeps the
+    // old pair if a half-written one does not load.
+    write_private(&files.key, &key_pem, "cannot write")?;
+    write_private(&files.cert, &chain_pem, "cannot write")?;
+    resolver.current.reload_now();
+    let until = renewal_until(&files.cert).unwrap_or_else(|| "(unknown)".into());
+    Ok(until)
+}
+
+fn renewal_until(cert: &Path) -> Option<String> {
+    let pem = std::fs::read(cert).ok()?;
+    let der: rustls::pki_types::CertificateDer<'static> =
+        rustls::pki_types::pem::PemObject::pem_slice_iter(&pem).next()?.ok()?;
+    let (_, x) = x509_parser::parse_x509_certificate(&der).ok()?;
+    chrono::DateTime::from_timestamp(x.validity().not_after.timestamp(), 0).map(|t| t.to_rfc3339())
+}
