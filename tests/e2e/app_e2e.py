@@ -10,8 +10,9 @@ notification server (dunst) on it:
    D-Bus (com.canonical.dbusmenu), and, through WebDriver, the Alerts window;
 4. acknowledges the alert in the window and checks the tray menu changes;
 5. POSTs the recovery and checks it clears everywhere;
-6. takes screenshots of the Alerts, Settings and Connect guide windows (--screenshots);
-7. with --figures, measures RSS, start-up times and POST -> Notify latency.
+6. checks the tunnel's line in the tray and runs Check connection from the tray and the guide;
+7. takes screenshots of the Alerts, Settings and Connect guide windows (--screenshots);
+8. with --figures, measures RSS, start-up times and POST -> Notify latency.
 
 Prints "e2e: N passed, M failed" last and exits non-zero on any failure.
 """
@@ -234,7 +235,9 @@ def run_ui_test(args, work: Path, desktop: Desktop):
 
     port = free_port()
     data = work / "data"
-    cfg = write_config(work, port)
+    # A stand-in tunnel that announces the receiver's own address as its public one, so that
+    # Check connection goes over a real socket to the real receiver.
+    cfg = write_config(work, port, "[tunnel]\ncommand = 'sh -c \"echo listening at localhost:{port}; exec sleep 3600\"'\n")
     driver_port = free_port()
     driver_log = open(work / "tauri-driver.log", "w")
     driver_proc = subprocess.Popen(
@@ -302,6 +305,26 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             assert popups[-1]["urgency"] == "low", popups
         check("the recovery clears it everywhere", recovery_clears)
 
+        def tunnel_and_check():
+            line = f"Tunnel: up at https://localhost:{port}"
+            wait_for("the tunnel line in the tray menu", lambda: any(l == line for _, l in desktop.menu()))
+            # From the tray: the Connect guide opens and runs the check, which reaches the receiver.
+            desktop.click("Check connection")
+            wait_for("the check's probe in the log", lambda: any(
+                "connection check: credentials accepted" in f.read_text() for f in (data / "logs").glob("alertray*.log")))
+            # In the window: the report, step by step.
+            driver.execute_script("location.hash = 'guide/check'")
+            report = wait_for("the check report", lambda: driver.find_elements(By.ID, "check-report"))[0]
+            steps = {li.get_attribute("data-step"): li.get_attribute("class") for li in
+                     report.find_elements(By.CSS_SELECTOR, "li.step")}
+            assert steps["Challenge"] == "step ok", steps
+            assert steps["Authentication"] == "step ok", steps
+            assert steps["Certificate"] == "step failed", steps  # self-signed: Netdata would refuse it
+            assert "tls.acme" in report.text, report.text
+            assert driver.find_element(By.ID, "tunnel-state").get_attribute("data-phase") == "up"
+            driver.execute_script("location.hash = 'alerts'")
+        check("the tunnel shows in the tray, and Check connection runs from the tray and the guide", tunnel_and_check)
+
         def screenshots():
             # Put some life back into the windows for the pictures.
             receiver.post(fixture("netdata-alert-critical.json", alert__transition_id="e2e-shot-1"))
@@ -320,6 +343,7 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             driver.save_screenshot(str(shots / "settings.png"))
             driver.execute_script("location.hash = 'guide'")
             wait_for("the verification token", lambda: "2b633082-34ec-4ec3-946c-5e81076c39af" in driver.find_element(By.ID, "verification").text)
+            wait_for("the check report", lambda: driver.find_elements(By.ID, "check-report"))
             time.sleep(0.3)
             driver.save_screenshot(str(shots / "guide.png"))
         check("screenshots of the Alerts, Settings and Connect guide windows", screenshots)
@@ -335,7 +359,7 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             desktop.click("Copy webhook URL")
             wait_for("the webhook URL on the clipboard", lambda: subprocess.run(
                 ["xclip", "-o", "-selection", "clipboard"], capture_output=True, text=True, timeout=5,
-            ).stdout.strip() == "https://alerts.example.net/")
+            ).stdout.strip() == f"https://localhost:{port}/")  # the tunnel's URL wins over public_url
         check("the tray's Copy webhook URL puts it on the clipboard", copy_webhook_url)
 
         def autostart():
