@@ -189,16 +189,23 @@ pub struct Alertray {
 
 impl Alertray {
     /// Opens the store in `paths.data_dir` and restores the stored snoozes. No receiver runs
-    /// until [`Alertray::apply`].
-    pub fn open(paths: Paths) -> Result<Alertray, StoreError> {
+    /// until [`Alertray::apply`]. A store that cannot be opened (no permission, read-only,
+    /// newer schema) does not stop Alertray: it runs degraded, answering deliveries 503 so
+    /// that Netdata retries, and [`Alertray::store_error`] says why.
+    pub fn open(paths: Paths) -> Alertray {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let store = Store::open(&paths.db(), events.clone(), 90)?;
+        let store = Store::open(&paths.db(), events.clone(), 90).unwrap_or_else(|e| {
+            tracing::error!(
+                "cannot open the store, so deliveries are answered 503 until this is fixed and Alertray restarted: {e}"
+            );
+            Store::unavailable(&paths.db(), e.to_string())
+        });
         let snoozes = store::open_reader(&paths.db())
             .and_then(|c| store::snoozes(&c).map_err(|source| StoreError::Sqlite { path: paths.db(), source }))
             .unwrap_or_default();
         let policy = crate::policy::SharedPolicy::new(crate::policy::PopupPolicy { snoozes, ..Default::default() });
         let stopped = ReceiverStatus::Stopped { reason: "not started yet".into(), key: None };
-        Ok(Alertray {
+        Alertray {
             paths,
             events,
             store,
@@ -212,7 +219,12 @@ impl Alertray {
             }),
             status: std::sync::Mutex::new(stopped),
             tunnel: std::sync::Mutex::new(None),
-        })
+        }
+    }
+
+    /// Why nothing can be stored, when the store could not be opened.
+    pub fn store_error(&self) -> Option<String> {
+        self.store.broken().map(|r| format!("cannot store alerts: {r}"))
     }
 
     /// Stops the running receiver (if any) and starts one with `config`. A config that did

@@ -53,7 +53,7 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
     let cfg = Config::load(&paths.config_file)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(other)?;
     rt.block_on(async move {
-        let core = Arc::new(Alertray::open(paths.clone()).map_err(other)?);
+        let core = Arc::new(Alertray::open(paths.clone()));
         let shutdown = CancellationToken::new();
         let log_events = core.events.subscribe();
         let status = core.apply(Ok(cfg)).await;
@@ -71,7 +71,12 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
                 (_, false) => "from tls.cert",
             }
         );
-        eprintln!("Store: {}", core.store.path().display());
+        match core.store_error() {
+            None => eprintln!("Store: {}", core.store.path().display()),
+            Some(e) => eprintln!(
+                "Degraded: {e}.\nThe receiver still runs and answers deliveries 503, so Netdata retries them; fix the store's file or folder and restart."
+            ),
+        }
         if let Some(url) = cfg.server.webhook_url() {
             eprintln!("Webhook URL for Netdata Cloud: {url}");
         }

@@ -61,6 +61,17 @@ pub enum StoreError {
     /// The writer has stopped or is overloaded.
     #[error("the store is not accepting writes: {0}")]
     Unavailable(&'static str),
+    /// The store could not be opened at start; nothing can be stored until it can.
+    #[error("the store could not be opened: {0}")]
+    NotOpen(Arc<String>),
+    /// The database cannot be opened for writing (permissions, a read-only file system).
+    #[error("cannot write the database {path}: {source}")]
+    Access {
+        /// The file.
+        path: PathBuf,
+        /// The system's reason.
+        source: std::io::Error,
+    },
     /// A file or folder could not be made.
     #[error("cannot create {path}: {source}")]
     Io {
@@ -177,6 +188,8 @@ pub struct Store {
     jobs: SyncSender<Job>,
     path: PathBuf,
     retention: Arc<AtomicU32>,
+    /// Why the store could not be opened, when it could not: every write fails with it.
+    broken: Option<Arc<String>>,
 }
 
 /// The schema version this build reads and writes (SQLite's `user_version`).
@@ -257,6 +270,13 @@ impl Store {
                 );
                 open_writer(path)?
             }
+            Err(StoreError::Sqlite { source, .. }) if cannot_write(&source) => {
+                // SQLite only says "unable to open database file"; the system says why.
+                return Err(match access_problem(path) {
+                    Some(io) => StoreError::Access { path: path.to_path_buf(), source: io },
+                    None => StoreError::Sqlite { path: path.to_path_buf(), source },
+                });
+            }
             other => other?,
         };
         // FULL: the WAL is fsync'ed at every commit, so a committed delivery survives power loss.
@@ -307,7 +327,25 @@ impl Store {
                 drop(stop_checkpoints);
             })
             .map_err(|source| StoreError::Io { path: path.to_path_buf(), source })?;
-        Ok(Store { jobs: tx, path: path.to_path_buf(), retention })
+        Ok(Store { jobs: tx, path: path.to_path_buf(), retention, broken: None })
+    }
+
+    /// A store that could not be opened (`reason`): every write fails with
+    /// [`StoreError::NotOpen`], so the receiver answers 503 and Netdata retries later. Nothing
+    /// on disk is touched.
+    pub fn unavailable(path: &Path, reason: String) -> Store {
+        let (tx, _) = mpsc::sync_channel(1);
+        Store {
+            jobs: tx,
+            path: path.to_path_buf(),
+            retention: Arc::new(AtomicU32::new(0)),
+            broken: Some(Arc::new(reason)),
+        }
+    }
+
+    /// Why the store could not be opened, if it could not.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref().map(String::as_str)
     }
 
     /// The database file.
@@ -342,6 +380,9 @@ impl Store {
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
+        if let Some(reason) = &self.broken {
+            return Err(StoreError::NotOpen(reason.clone()));
+        }
         self.jobs.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => StoreError::Unavailable("too many deliveries are waiting"),
             TrySendError::Disconnected(_) => StoreError::Unavailable("the writer stopped"),
@@ -356,6 +397,29 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     // A damaged file can open and still fail on its first real read.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(sqlite(path))?;
     Ok(conn)
+}
+
+fn cannot_write(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::CannotOpen) | Some(rusqlite::ErrorCode::ReadOnly))
+}
+
+/// Why the database file cannot be opened for writing, as the system puts it.
+fn access_problem(path: &Path) -> Option<std::io::Error> {
+    match std::fs::metadata(path) {
+        Ok(_) => std::fs::OpenOptions::new().read(true).write(true).open(path).err(),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Some(e),
+        Err(_) => {
+            let dir = path.parent()?;
+            let probe = dir.join(".alertray-write-test");
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&probe);
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        }
+    }
 }
 
 fn is_corrupt(e: &rusqlite::Error) -> bool {

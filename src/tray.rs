@@ -73,6 +73,19 @@ pub struct TrayModel {
     pub tunnel_line: Option<String>,
 }
 
+impl TrayModel {
+    /// The tray when nothing can be stored (`reason`): the not-running icon and the reason
+    /// first, since deliveries are refused until it is fixed.
+    pub fn degraded(mut self, reason: Option<&str>) -> TrayModel {
+        if let Some(r) = reason {
+            self.icon = TrayIcon::NotRunning;
+            self.status_line = format!("Degraded: {r}");
+            self.tooltip = format!("Alertray: {r}");
+        }
+        self
+    }
+}
+
 /// Computes the tray for `active`, given why the receiver is not running (if it is not) and
 /// until when popups are snoozed (if they are).
 pub fn tray_model(active: &[Alert], receiver_error: Option<&str>, snoozed_until: Option<DateTime<Local>>) -> TrayModel {

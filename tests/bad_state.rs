@@ -114,3 +114,149 @@ fn a_full_disk_gets_503_never_a_false_2xx_and_recovers() {
     assert_eq!(stored.len(), ok + 1, "every 2xx is stored, nothing else");
     eprintln!("full disk: {ok} stored before it filled, then 503 with Retry-After; stored again once room was made");
 }
+
+fn challenge_and_post(serve: &Serve) -> (u16, u16, String) {
+    let client = serve.client();
+    let get = client.get(format!("{}?crc_token=t", serve.url())).send().unwrap().status().as_u16();
+    let resp = client
+        .post(serve.url())
+        .bearer_auth("test-token")
+        .body(captured("netdata-alert-critical.json"))
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (get, status, resp.text().unwrap())
+}
+
+#[test]
+fn a_read_only_database_degrades_to_503_and_keeps_the_file() {
+    let Some(disk) = SmallDisk::mount("16m") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = write_config(dir.path(), "");
+    // TLS files outside the read-only disk, so that only the store is affected.
+    let data = disk.path.join("data");
+    let serve = Serve::start(&cfg, &data, port, &[], &["--no-popups"]);
+    assert_eq!(serve.post(captured("netdata-alert-warning.json")), 200);
+    assert_eq!(serve.terminate(), Some(0));
+    let tls = dir.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(data.join("tls").join(f), tls.join(f)).unwrap();
+    }
+    let cfg_text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{cfg_text}\n[tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n")).unwrap();
+    let before = std::fs::read(data.join("alertray.db")).unwrap();
+    let remount = |mode: &str| {
+        let ok = Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(&disk.path).status().unwrap();
+        assert!(ok.success(), "remount {mode}");
+    };
+    remount("ro");
+
+    let serve = Serve::start(&cfg, &data, port, &[], &["--no-popups"]);
+    let line = serve.wait_for_line("Degraded:", Duration::from_secs(10));
+    assert!(line.contains("cannot store alerts") && line.contains("alertray.db"), "{line}");
+    let (get, post, body) = challenge_and_post(&serve);
+    assert_eq!(get, 200, "the challenge is still answered");
+    assert_eq!(post, 503, "nothing stored, so no 2xx: {body}");
+    assert!(body.contains("could not be stored"), "{body}");
+    assert_eq!(std::fs::read(data.join("alertray.db")).unwrap(), before, "the database is untouched");
+    assert_eq!(serve.terminate(), Some(0));
+
+    // Writable again: a restart stores again, and the earlier delivery is still there.
+    remount("rw");
+    let serve = Serve::start(&cfg, &data, port, &[], &["--no-popups"]);
+    assert_eq!(serve.post(captured("netdata-alert-critical.json")), 200);
+    let conn = alertray::store::open_reader(&alertray::store::db_path(&data)).unwrap();
+    assert_eq!(alertray::store::history(&conn, &Default::default()).unwrap().len(), 2);
+}
+
+/// Runs `alertray serve` as the unprivileged user `nobody` (root ignores file permissions),
+/// from a copy of the binary that user can reach.
+fn serve_as_nobody(dir: &std::path::Path, cfg: &std::path::Path, data: &std::path::Path) -> Option<Command> {
+    if Command::new("setpriv").arg("--version").output().is_err() || !nix_is_root() {
+        if std::env::var("ALERTRAY_REQUIRE_DESKTOP").as_deref() == Ok("1") {
+            panic!("this test needs root and setpriv (CI runs as root)");
+        }
+        eprintln!("SKIPPED: needs root and setpriv");
+        return None;
+    }
+    let bin = dir.join("alertray");
+    std::fs::copy(BIN, &bin).unwrap();
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&bin)
+        .args(["serve", "--no-popups", "--config"])
+        .arg(cfg)
+        .arg("--data-dir")
+        .arg(data)
+        .env("ALERTRAY_LOG", "alertray=info,warn");
+    Some(c)
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[test]
+fn a_data_dir_without_permission_is_explained_and_nothing_is_stored_falsely() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (cfg, port) = write_config(dir.path(), "");
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A data dir that belongs to root, closed to everyone else.
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let Some(mut cmd) = serve_as_nobody(dir.path(), &cfg, &data) else { return };
+
+    // The self-signed certificate lives in the data dir too, so the receiver cannot start:
+    // the message names the folder and the reason, and the exit code says it failed.
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(data.to_str().unwrap()) && err.contains("Permission denied"), "{err}");
+
+    // With certificate files it can read, it runs degraded: challenges answered, deliveries 503.
+    let ca = TestCa::new("bad-state CA");
+    let pem = dir.path().join("server.pem");
+    std::fs::write(&pem, ca.server_pem("localhost", &["localhost"])).unwrap();
+    std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}\n[tls]\ncert = \"{p}\"\nkey = \"{p}\"\n", p = pem.display())).unwrap();
+    let mut child =
+        serve_as_nobody(dir.path(), &cfg, &data).unwrap().stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep reading stderr to the end, so that the server never writes into a closed pipe.
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        let done = line.starts_with("Degraded:");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let degraded = seen.last().cloned().unwrap_or_default();
+    assert!(degraded.contains("Permission denied"), "{}", seen.join("\n"));
+    let client = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{port}/");
+    assert_eq!(client.get(format!("{url}?crc_token=x")).send().unwrap().status(), 200);
+    let resp =
+        client.post(&url).bearer_auth("test-token").body(captured("netdata-alert-critical.json")).send().unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0, "nothing was written into the data dir");
+}

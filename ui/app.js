@@ -65,9 +65,11 @@ async function drawReceiver() {
   const r = st.receiver;
   const el = $("#receiver");
   el.replaceChildren();
-  el.classList.toggle("stopped", r.state !== "running");
+  const degraded = st.tray.status_line.startsWith("Degraded: ");
+  el.classList.toggle("stopped", r.state !== "running" || degraded);
   el.append(h("span", { class: "dot" }));
-  el.append(r.state === "running" ? `Receiver listening on ${r.addr}` : `Receiver not running: ${r.reason}`);
+  el.append(degraded ? st.tray.status_line
+    : r.state === "running" ? `Receiver listening on ${r.addr}` : `Receiver not running: ${r.reason}`);
   return st;
 }
 

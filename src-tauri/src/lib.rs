@@ -132,13 +132,7 @@ pub fn run() -> i32 {
             Err(e) => tracing::error!("{e}"),
         }
     }
-    let core = match Alertray::open(paths) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("alertray-app: {e}");
-            return 1;
-        }
-    };
+    let core = Arc::new(Alertray::open(paths));
     let builder = tauri::Builder::default()
         // First, so that a second start only opens the Alerts window of the first.
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {

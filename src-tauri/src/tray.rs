@@ -51,7 +51,10 @@ pub fn current_model<R: Runtime>(app: &tauri::AppHandle<R>) -> TrayModel {
     {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!("cannot read the active alerts: {e}");
+            // With no store at all the status line already says why.
+            if core.store_error().is_none() {
+                tracing::warn!("cannot read the active alerts: {e}");
+            }
             Vec::new()
         }
     };
@@ -62,7 +65,7 @@ pub fn current_model<R: Runtime>(app: &tauri::AppHandle<R>) -> TrayModel {
         .snoozed_all_until(store::now_ms())
         .and_then(chrono::DateTime::from_timestamp_millis)
         .map(|t| t.with_timezone(&chrono::Local));
-    let mut model = tray_model(&active, status.error(), snoozed);
+    let mut model = tray_model(&active, status.error(), snoozed).degraded(core.store_error().as_deref());
     let tunnel = core.tunnel_status();
     if tunnel.phase != alertray::tunnel::TunnelPhase::Off {
         model.tunnel_line = Some(tunnel.summary());

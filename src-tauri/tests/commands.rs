@@ -32,11 +32,14 @@ fn harness() -> Harness {
 }
 
 fn harness_with(config: &str) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
+    harness_in(tempfile::tempdir().unwrap(), config)
+}
+
+fn harness_in(dir: tempfile::TempDir, config: &str) -> Harness {
     let config_file = dir.path().join("config.toml");
     std::fs::write(&config_file, config).unwrap();
     let paths = Paths { config_file, data_dir: dir.path().join("data") };
-    let core = Arc::new(Alertray::open(paths).unwrap());
+    let core = Arc::new(Alertray::open(paths));
     let mut app = alertray_app::build_app(
         mock_builder(),
         mock_context(noop_assets()),
@@ -224,4 +227,25 @@ fn the_tunnel_shows_in_the_tray_and_guide_and_check_connection_goes_through_it()
     assert_eq!(step("Certificate")["status"], "failed", "a self-signed certificate is not trusted: {r:#}");
     assert!(step("Certificate")["detail"].as_str().unwrap().contains("self-signed"));
     assert_eq!(r["passed"], false);
+}
+
+#[test]
+fn a_store_that_cannot_open_leaves_the_app_running_degraded() {
+    // A folder where the database file should be: SQLite cannot open it, even as root.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data/alertray.db")).unwrap();
+    let h = harness_in(dir, GOOD_CONFIG);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(h.core.status(), ReceiverStatus::Running { .. }) {
+        assert!(Instant::now() < deadline, "the receiver did not start: {:?}", h.core.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = h.invoke("status", json!({})).unwrap();
+    assert_eq!(status["tray"]["icon"], "not_running");
+    let line = status["tray"]["status_line"].as_str().unwrap();
+    assert!(line.starts_with("Degraded: cannot store alerts") && line.contains("alertray.db"), "{line}");
+    assert!(line.contains("directory"), "the system's reason is given: {line}");
+    let err = h.invoke("active_alerts", json!({})).unwrap_err();
+    assert!(err["message"].as_str().is_some(), "{err}");
+    assert!(h._dir.path().join("data/alertray.db").is_dir(), "nothing was moved or deleted");
 }

@@ -41,7 +41,7 @@ fn addr_of(s: &ReceiverStatus) -> String {
 async fn a_bad_config_stops_the_receiver_with_the_key_and_a_good_one_restarts_it() {
     let dir = tempfile::tempdir().unwrap();
     let paths = Paths { config_file: dir.path().join("c.toml"), data_dir: dir.path().join("data") };
-    let core = Alertray::open(paths).unwrap();
+    let core = Alertray::open(paths);
     let mut failures = core.events.subscribe();
     let addr = addr_of(&core.apply(Ok(cfg(""))).await);
     let (c, url) = client_for(&dir.path().join("data"), &addr);
@@ -82,7 +82,7 @@ async fn acknowledgements_and_snoozes_survive_a_restart_and_escalation_drops_the
     let warning: Value = serde_json::from_slice(&captured("netdata-alert-warning.json")).unwrap();
     let key;
     {
-        let core = Alertray::open(paths.clone()).unwrap();
+        let core = Alertray::open(paths.clone());
         let addr = addr_of(&core.apply(Ok(cfg(""))).await);
         let (c, url) = client_for(&paths.data_dir, &addr);
         c.post(&url).bearer_auth("test-token").body(warning.to_string()).send().await.unwrap();
@@ -101,7 +101,7 @@ async fn acknowledgements_and_snoozes_survive_a_restart_and_escalation_drops_the
         assert_eq!(core.policy.get().snoozes.len(), 1);
         core.stop().await;
     }
-    let core = Arc::new(Alertray::open(paths.clone()).unwrap());
+    let core = Arc::new(Alertray::open(paths.clone()));
     let snoozes = core.policy.get().snoozes;
     assert_eq!(snoozes.len(), 1, "{snoozes:?}");
     assert_eq!(snoozes[0].scope, SnoozeScope::Node("gn4.node.garland.slvn.co".into()));
