@@ -52,6 +52,15 @@ impl Paths {
     }
 }
 
+/// Raises this process's open-file limit to the most it may have, so that a flood of
+/// connections meets the receiver's own bounds rather than the system's default of 1024.
+pub fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!("open file limit: {n}"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
+}
+
 /// Why the receiver did not start.
 #[derive(Debug, Error)]
 pub enum StartError {

@@ -51,6 +51,7 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
     }
     // A bad config is refused before anything else happens, with exit code 2.
     let cfg = Config::load(&paths.config_file)?;
+    crate::app::raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(other)?;
     rt.block_on(async move {
         let core = Arc::new(Alertray::open(paths.clone()));

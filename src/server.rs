@@ -6,7 +6,9 @@
 //! Limits: bodies over [`MAX_BODY_BYTES`] get 413; headers are bounded in size and must
 //! arrive within the request timeout, as must the TLS handshake and the body; idle
 //! keep-alive connections close after the same timeout; at most `server.max_connections` are
-//! served at once, the rest wait in the kernel's backlog.
+//! served at once, the rest wait for a slot. Connections still in their TLS handshake are
+//! bounded too: beyond the bound the oldest is dropped, so a flood of idle connections
+//! cannot crowd out real deliveries.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -223,57 +225,154 @@ pub async fn serve(
     config: Arc<Config>,
     shutdown: CancellationToken,
 ) {
-    let limit = Arc::new(Semaphore::new(config.server.max_connections));
+    let active = Arc::new(Semaphore::new(config.server.max_connections));
+    let pending = Arc::new(PendingConnections::new(pending_cap(config.server.max_connections)));
     let tracker = TaskTracker::new();
     let timeout = config.server.request_timeout;
     loop {
-        // Take a slot before accepting: beyond the cap, connections wait in the backlog
-        // instead of costing memory here.
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
+                    // Out of file descriptors and the like: make room and wait a little
+                    // rather than spin.
                     tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    pending.evict_oldest();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
             },
         };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let shutdown = shutdown.clone();
+        let (id, evicted) = pending.admit();
+        let conn =
+            Conn { peer, acceptor: acceptor.clone(), router: router.clone(), timeout, shutdown: shutdown.clone() };
+        let (pending, active) = (pending.clone(), active.clone());
         tracker.spawn(async move {
-            serve_connection(tcp, peer, acceptor, router, timeout, shutdown).await;
-            drop(permit);
+            serve_connection(tcp, conn, id, evicted, pending, active).await;
         });
     }
     tracker.close();
     let _ = tokio::time::timeout(timeout + Duration::from_secs(1), tracker.wait()).await;
 }
 
-async fn serve_connection(
-    tcp: TcpStream,
+/// How many connections may wait for their TLS handshake at once.
+fn pending_cap(max_connections: usize) -> usize {
+    (max_connections * 4).clamp(1024, 16_384)
+}
+
+/// Connections accepted whose TLS handshake has not finished. When there are too many (a
+/// flood of idle connections), the oldest is dropped to make room: a real client finishes
+/// its handshake within milliseconds, so it is almost never the oldest, and deliveries keep
+/// flowing however many idle connections are held open.
+struct PendingConnections {
+    cap: usize,
+    state: std::sync::Mutex<PendingState>,
+}
+
+struct PendingState {
+    next_id: u64,
+    waiting: std::collections::BTreeMap<u64, CancellationToken>,
+    evicted: u64,
+    last_warning: Option<Instant>,
+}
+
+impl PendingConnections {
+    fn new(cap: usize) -> PendingConnections {
+        PendingConnections {
+            cap,
+            state: std::sync::Mutex::new(PendingState {
+                next_id: 0,
+                waiting: Default::default(),
+                evicted: 0,
+                last_warning: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new connection; evicts the oldest waiting one when full.
+    fn admit(&self) -> (u64, CancellationToken) {
+        let token = CancellationToken::new();
+        let mut st = self.lock();
+        let id = st.next_id;
+        st.next_id += 1;
+        st.waiting.insert(id, token.clone());
+        if st.waiting.len() > self.cap {
+            drop(st);
+            self.evict_oldest();
+        }
+        (id, token)
+    }
+
+    fn evict_oldest(&self) {
+        let mut st = self.lock();
+        let Some((_, oldest)) = st.waiting.pop_first() else { return };
+        oldest.cancel();
+        st.evicted += 1;
+        // One line per 10 s at most, however hard the flood.
+        if st.last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            tracing::warn!(
+                "connection flood: {} connections waiting for a TLS handshake; dropped {} idle ones so far to keep serving",
+                self.cap,
+                st.evicted
+            );
+            st.last_warning = Some(Instant::now());
+        }
+    }
+
+    fn done(&self, id: u64) {
+        self.lock().waiting.remove(&id);
+    }
+}
+
+/// What serving one connection needs.
+struct Conn {
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     router: Router,
     timeout: Duration,
     shutdown: CancellationToken,
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    conn: Conn,
+    id: u64,
+    evicted: CancellationToken,
+    pending: Arc<PendingConnections>,
+    active: Arc<Semaphore>,
 ) {
+    let Conn { peer, acceptor, router, timeout, shutdown } = conn;
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => Some(r),
+        _ = evicted.cancelled() => None,
+    };
+    pending.done(id);
+    let tls = match handshake {
+        None => {
+            tracing::debug!(%peer, "dropped a connection still waiting for its TLS handshake, to make room");
+            return;
+        }
+        Some(Ok(Ok(s))) => s,
+        Some(Ok(Err(e))) => {
             tracing::info!(%peer, "TLS handshake failed: {e}");
             return;
         }
-        Err(_) => {
+        Some(Err(_)) => {
             tracing::info!(%peer, "TLS handshake did not finish within {}s", timeout.as_secs());
+            return;
+        }
+    };
+    // At most server.max_connections are served at once; the others wait for a slot.
+    let _permit = match tokio::time::timeout(timeout, active.acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            tracing::warn!(%peer, "no free connection slot within {}s (server.max_connections); closing", timeout.as_secs());
             return;
         }
     };

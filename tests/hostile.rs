@@ -150,3 +150,226 @@ fn secrets_never_reach_the_log_and_secret_files_are_private() {
         assert_eq!(mode, 0o700, "the data dir");
     }
 }
+
+/// The resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Every hostile client of issue #4 against one running `alertray serve`, from another
+/// loopback address (so that their failures do not throttle the real sender): 10,000 idle
+/// connections held, slowloris headers, bodies that never finish, garbage instead of TLS,
+/// client certificates from another CA, expired or with a wrong name, token guesses,
+/// oversized headers over HTTP/1.1 and HTTP/2. Real deliveries over HTTP/1.1 and HTTP/2 are
+/// served during each and after all. Run twice: the memory the first round needs is kept
+/// by the allocator for reuse, and the second round does not add to it.
+#[test]
+fn a_barrage_of_hostile_clients_leaves_deliveries_flowing_and_memory_where_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Barrage client CA");
+    let other_ca = TestCa::new("Someone else's CA");
+    let ca_file = ca.write(dir.path());
+    let port = free_port();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nrequest_timeout_secs = 2\n\
+             [auth]\nclient_certificate = \"optional\"\nclient_ca = \"{}\"\nclient_names = [\"app.netdata.cloud\"]\n\
+             method = \"bearer\"\ntoken = \"test-token\"\nchallenge_secret = \"secret\"\n",
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let serve =
+        Serve::start(&cfg, &dir.path().join("data"), port, &[("ALERTRAY_LOG", "alertray=warn")], &["--no-popups"]);
+    let pid = serve.child.id();
+    let cert_pem = std::fs::read(serve.data_dir.join("tls/cert.pem")).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let hostile_ip: std::net::IpAddr = [127, 0, 0, 2].into();
+        let client = |http2: bool, identity: Option<String>, local: Option<std::net::IpAddr>| {
+            let mut b = reqwest::Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&cert_pem).unwrap())
+                .timeout(Duration::from_secs(20))
+                .local_address(local);
+            b = if http2 { b.http2_prior_knowledge() } else { b.http1_only() };
+            if let Some(pem) = identity {
+                b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+            }
+            b.build().unwrap()
+        };
+        let (h1, h2) = (client(false, None, None), client(true, None, None));
+        let url = format!("https://localhost:{port}/");
+        let mut delivered = 0u32;
+        let mut deliver = {
+            let url = url.clone();
+            move |c: &reqwest::Client, what: &str| {
+                delivered += 1;
+                let body = serde_json::json!({
+                    "message": format!("Raised to Warning, load, on barrage-{delivered}"),
+                    "node": {"id": format!("barrage-{delivered}"), "hostname": format!("barrage-{delivered}")},
+                    "alert": {"name": "load", "state": {"status": "Warning"}, "transition_id": format!("barrage-{delivered}")}
+                })
+                .to_string();
+                let req = c.post(&url).bearer_auth("test-token").body(body);
+                let what = what.to_string();
+                async move {
+                    let resp = req.send().await.unwrap_or_else(|e| panic!("a delivery {what} failed: {e}"));
+                    assert_eq!(resp.status(), 200, "a delivery {what}");
+                }
+            }
+        };
+        // Warm up, then the baseline.
+        for _ in 0..100 {
+            deliver(&h1, "warming up").await;
+            deliver(&h2, "warming up").await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let baseline = rss_kib(pid);
+
+        let tls_cfg = {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&cert_pem) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let mut c = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            c.alpn_protocols = vec![b"http/1.1".to_vec()];
+            std::sync::Arc::new(c)
+        };
+        let connect_tls = move || {
+            let tls_cfg = tls_cfg.clone();
+            async move {
+                let sock = tokio::net::TcpSocket::new_v4().unwrap();
+                sock.bind((hostile_ip, 0).into()).unwrap();
+                let tcp = sock.connect(addr).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                tokio_rustls::TlsConnector::from(tls_cfg).connect(name, tcp).await
+            }
+        };
+        let mut rounds = Vec::new();
+        for round in 1..=2 {
+            // 10,000 idle connections, held while real deliveries go through.
+            let mut idle = Vec::with_capacity(10_000);
+            for _ in 0..10_000 {
+                let sock = tokio::net::TcpSocket::new_v4().unwrap();
+                sock.bind((hostile_ip, 0).into()).unwrap();
+                match sock.connect(addr).await {
+                    Ok(s) => idle.push(s),
+                    Err(e) => panic!("opened {} connections, then: {e}", idle.len()),
+                }
+            }
+            let peak_flood = rss_kib(pid);
+            for _ in 0..10 {
+                deliver(&h1, "while 10,000 connections are held").await;
+                deliver(&h2, "while 10,000 connections are held").await;
+            }
+
+            // Slow and broken clients, all at once, with deliveries in between.
+            let mut slow = tokio::task::JoinSet::new();
+            for i in 0..200 {
+                let connect_tls = connect_tls.clone();
+                slow.spawn(async move {
+                    use tokio::io::AsyncWriteExt as _;
+                    let Ok(mut s) = connect_tls().await else { return };
+                    if i % 2 == 0 {
+                        // Slowloris: a header byte every 300 ms, never the end of the headers.
+                        let _ = s.write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\n").await;
+                        for _ in 0..14 {
+                            if s.write_all(b"X").await.is_err() {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                    } else {
+                        // A body that never finishes.
+                        let _ = s
+                            .write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer test-token\r\nContent-Length: 100000\r\n\r\n{\"mess")
+                            .await;
+                        tokio::time::sleep(Duration::from_secs(4)).await;
+                    }
+                });
+            }
+            for i in 0..1000u32 {
+                // Garbage instead of a TLS ClientHello.
+                let sock = tokio::net::TcpSocket::new_v4().unwrap();
+                sock.bind((hostile_ip, 0).into()).unwrap();
+                let mut tcp = sock.connect(addr).await.unwrap();
+                use tokio::io::AsyncWriteExt as _;
+                let junk: Vec<u8> = (0..512u32).map(|j| (j.wrapping_mul(31).wrapping_add(i) % 251) as u8).collect();
+                let _ = tcp.write_all(&junk).await;
+            }
+            deliver(&h1, "amid slow clients and garbage").await;
+            deliver(&h2, "amid slow clients and garbage").await;
+
+            // Client certificates that must not pass, and token guesses.
+            let certs = [
+                (other_ca.client_pem("app.netdata.cloud", &[], false), "another CA"),
+                (ca.client_pem("app.netdata.cloud", &[], true), "expired"),
+                (ca.client_pem("evil.example", &[], false), "a wrong name"),
+            ];
+            for (pem, what) in certs {
+                let c = client(false, Some(pem), Some(hostile_ip));
+                for _ in 0..50 {
+                    match c.post(&url).body("{}").send().await {
+                        Ok(r) => assert!(matches!(r.status().as_u16(), 401 | 403 | 429), "{what}: {}", r.status()),
+                        Err(_) => {} // the handshake was refused
+                    }
+                }
+            }
+            let guesser = client(false, None, Some(hostile_ip));
+            let mut compared = 0;
+            for i in 0..200 {
+                let st = guesser.post(&url).bearer_auth(format!("guess-{i}")).body("{}").send().await.unwrap().status();
+                assert!(st == 401 || st == 429, "{st}");
+                compared += u32::from(st == 401);
+            }
+            assert!(compared <= 12, "{compared} of 200 guesses were compared");
+            // Oversized headers over both protocols.
+            for c in [client(false, None, Some(hostile_ip)), client(true, None, Some(hostile_ip))] {
+                let r = c.post(&url).header("x-big", "a".repeat(80 * 1024)).body("{}").send().await;
+                if let Ok(r) = r {
+                    assert!(matches!(r.status().as_u16(), 400 | 413 | 431), "{}", r.status());
+                }
+            }
+            deliver(&h1, "after guesses and bad certificates").await;
+            deliver(&h2, "after guesses and bad certificates").await;
+
+            // Let go, let the timeouts pass, and measure again.
+            drop(idle);
+            while slow.join_next().await.is_some() {}
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            for _ in 0..10 {
+                deliver(&h1, "after the barrage").await;
+                deliver(&h2, "after the barrage").await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            rounds.push((rss_kib(pid), peak_flood, compared));
+            eprintln!("barrage round {round}: done");
+        }
+        let (after1, peak1, compared1) = rounds[0];
+        let (after2, peak2, _) = rounds[1];
+        eprintln!(
+            "barrage: RSS {} MiB before; round 1: {} MiB with 10,000 idle connections held, {} MiB after; \
+             round 2: {} MiB held, {} MiB after; {compared1} of 200 guesses compared",
+            baseline / 1024,
+            peak1 / 1024,
+            after1 / 1024,
+            peak2 / 1024,
+            after2 / 1024
+        );
+        // The allocator keeps the pages the first round needed for reuse; a second round must
+        // not add to them (nothing leaks), and the first must stay within a bound.
+        assert!(after1 <= baseline + 32 * 1024, "round 1 kept too much: {baseline} KiB before, {after1} KiB after");
+        assert!(after2 <= after1 + 8 * 1024, "memory grew round after round: {after1} KiB, then {after2} KiB");
+    });
+}

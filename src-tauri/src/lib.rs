@@ -132,6 +132,7 @@ pub fn run() -> i32 {
             Err(e) => tracing::error!("{e}"),
         }
     }
+    alertray::app::raise_open_file_limit();
     let core = Arc::new(Alertray::open(paths));
     let builder = tauri::Builder::default()
         // First, so that a second start only opens the Alerts window of the first.

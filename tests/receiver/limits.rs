@@ -211,12 +211,38 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     let s = TestServer::start(&format!("[server]\nmax_connections = 2\nrequest_timeout_secs = 30\n{BEARER}")).await;
     let held1 = raw_tls(&s).await;
     let held2 = raw_tls(&s).await;
-    // A third connection is not accepted while two are held: its handshake cannot finish.
-    let third = tokio::spawn(connect(s.addr, client_config(&s.server_cert_pem())));
+    // A third connection is not served while two are held: its request gets no answer.
+    let mut third = raw_tls(&s).await;
+    let ask = async move {
+        third.write_all(b"GET /?crc_token=t HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+        read_to_close(&mut third, Duration::from_secs(20)).await
+    };
+    let answer = tokio::spawn(ask);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!third.is_finished(), "the third connection was served beyond the cap");
+    assert!(!answer.is_finished(), "the third connection was served beyond the cap");
     drop(held1);
-    let third = tokio::time::timeout(Duration::from_secs(10), third).await.expect("served once a slot freed").unwrap();
-    assert!(third.is_ok(), "{:?}", third.err());
+    let answer =
+        tokio::time::timeout(Duration::from_secs(10), answer).await.expect("served once a slot freed").unwrap();
+    assert!(answer.unwrap_or_default().starts_with("HTTP/1.1 200"), "answered once a slot freed");
     drop(held2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_does_not_crowd_out_deliveries() {
+    // 1,200 idle TCP connections against a bound of 1,024 waiting handshakes: the oldest are
+    // dropped, and a real delivery still goes through at once. (tests/hostile.rs holds 10,000.)
+    let s = TestServer::start(&format!("[server]\nrequest_timeout_secs = 60\n{BEARER}")).await;
+    let mut idle = Vec::new();
+    for _ in 0..1200 {
+        idle.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    let resp = tokio::time::timeout(Duration::from_secs(20), s.post(unique_alert()))
+        .await
+        .expect("a delivery during the flood is served, not queued behind it");
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The oldest idle connections were closed by the receiver.
+    let mut first = idle.remove(0);
+    let mut buf = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the oldest idle connection was dropped: {closed:?}");
 }
