@@ -226,7 +226,7 @@ pub struct ServerConfig {
     pub path: String,
     /// The public URL Netdata posts to (through the user's tunnel), if set.
     pub public_url: Option<Uri>,
-    /// At most this many connections at once; more wait in the kernel's backlog.
+    /// At most this many connections at once; more wait for a slot (up to the request timeout).
     pub max_connections: usize,
     /// Time allowed for a TLS handshake, the request headers, or the request body.
     pub request_timeout: std::time::Duration,
