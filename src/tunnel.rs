@@ -305,7 +305,7 @@ impl Supervisor {
         let status = loop {
             tokio::select! {
                 _ = self.stop.cancelled() => {
-                    let _ = child.kill().await;
+                    stop_child(&mut child).await;
                     tracing::info!(command = %self.config.command, "tunnel stopped");
                     return Ended::Stopped;
                 }
@@ -353,6 +353,26 @@ impl Supervisor {
             None => self.status.send_modify(|s| s.last_lines = kept),
         }
     }
+}
+
+/// Asks the tunnel to exit (SIGTERM, so that it can tell its server it is going), and kills
+/// it if it has not within 3 seconds.
+async fn stop_child(child: &mut tokio::process::Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        let asked = tokio::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if asked && tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
 }
 
 async fn forward_lines(stream: impl AsyncRead + Unpin, tx: mpsc::Sender<String>) {
