@@ -334,10 +334,12 @@ impl Alertray {
                 passed: false,
             };
         };
-        let local_fingerprint = match self.status() {
+        // From the files, which the receiver reloads: an ACME or renewed certificate may have
+        // replaced the one it started with.
+        let local_fingerprint = crate::tls::local_fingerprint(&cfg, &self.paths.data_dir).or(match self.status() {
             ReceiverStatus::Running { fingerprint, .. } => Some(fingerprint),
             ReceiverStatus::Stopped { .. } => None,
-        };
+        });
         let opts =
             crate::check::CheckOptions { webhook_url: self.webhook_url(&cfg), local_fingerprint, ..Default::default() };
         crate::check::run(&cfg, opts).await
