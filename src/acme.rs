@@ -97,15 +97,16 @@ impl ResolvesServerCert for AcmeResolver {
 }
 
 /// When the certificate in `cert` should be renewed: at once for Alertray's bootstrap
-/// self-signed certificate or an unreadable file, else when a third of its lifetime is left.
-pub fn renewal_due(cert: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
+/// self-signed certificate, an unreadable file or one not for `domain` (the setting
+/// changed), else when a third of its lifetime is left.
+pub fn renewal_due(cert: &Path, domain: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     let pem = std::fs::read(cert).ok()?;
     let der = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
         .next()?
         .map(|c: rustls::pki_types::CertificateDer<'static>| c)
         .ok()?;
     let (_, x) = x509_parser::parse_x509_certificate(&der).ok()?;
-    if x.subject() == x.issuer() {
+    if x.subject() == x.issuer() || !crate::tls::san_names(&der).iter().any(|n| n.eq_ignore_ascii_case(domain)) {
         return None;
     }
     let from = x.validity().not_before.timestamp();
@@ -119,14 +120,30 @@ pub async fn run(cfg: AcmeConfig, files: AcmeFiles, resolver: Arc<AcmeResolver>,
     let _ = rustls::crypto::ring::default_provider().install_default();
     // Let's Encrypt allows 5 failed validations per name an hour: 2, 4, 8, 16 minutes apart
     // stays under that while still recovering quickly once the path works.
-    let mut retry = FIRST_RETRY;
+    // The pause after failures is kept on disk, so that restarting the receiver (every Save
+    // in Settings) does not set off a new order at once.
+    let (mut next_try, mut retry) = load_retry(&files);
+    let mut obtained = false;
     loop {
-        let wait = match renewal_due(&files.cert) {
+        let mut wait = match renewal_due(&files.cert, &cfg.domain) {
             Some(due) => (due - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO),
             None => Duration::ZERO,
         };
+        if wait.is_zero() && obtained {
+            // Just obtained, yet already due: a clock far off, or a certificate that does
+            // not read back. Do not order again and again.
+            tracing::warn!(domain = %cfg.domain, "the new certificate already looks due for renewal; checking again in an hour");
+            wait = Duration::from_secs(3600);
+        }
+        if let Some(at) = next_try {
+            wait = wait.max((at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO));
+        }
         if !wait.is_zero() {
-            tracing::info!(domain = %cfg.domain, "ACME certificate is current; renewing in {} h", wait.as_secs() / 3600);
+            if next_try.is_some_and(|at| at > chrono::Utc::now()) {
+                tracing::info!(domain = %cfg.domain, "next ACME attempt in {} s (after earlier failures)", wait.as_secs());
+            } else {
+                tracing::info!(domain = %cfg.domain, "ACME certificate is current; renewing in {} min", wait.as_secs() / 60);
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 // Wake at least daily, so that a clock change or a replaced file is noticed.
@@ -139,19 +156,46 @@ pub async fn run(cfg: AcmeConfig, files: AcmeFiles, resolver: Arc<AcmeResolver>,
             r = obtain(&cfg, &files, &resolver) => r,
         };
         resolver.set_challenge(None);
+        obtained = result.is_ok();
         match result {
             Ok(until) => {
                 retry = FIRST_RETRY;
+                next_try = None;
+                let _ = std::fs::remove_file(retry_file(&files));
                 tracing::info!(domain = %cfg.domain, fingerprint = %crate::tls::fingerprint(&resolver.current().cert[0]), "ACME certificate obtained, valid until {until}");
             }
             Err(e) => {
                 tracing::error!(domain = %cfg.domain, "could not obtain a certificate: {e}; retrying in {} s", retry.as_secs());
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(retry) => {}
-                }
+                next_try = Some(chrono::Utc::now() + retry);
+                save_retry(&files, next_try, retry * 2);
                 retry = (retry * 2).min(MAX_RETRY);
             }
+        }
+    }
+}
+
+fn retry_file(files: &AcmeFiles) -> PathBuf {
+    files.account.with_file_name("retry")
+}
+
+/// The next attempt after failures, and the pause after it, as saved.
+fn load_retry(files: &AcmeFiles) -> (Option<chrono::DateTime<chrono::Utc>>, Duration) {
+    let text = std::fs::read_to_string(retry_file(files)).unwrap_or_default();
+    let mut parts = text.split_whitespace().map(|p| p.parse::<i64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(at), Some(secs)) => (
+            chrono::DateTime::from_timestamp_millis(at),
+            Duration::from_secs(secs.clamp(FIRST_RETRY.as_secs() as i64, MAX_RETRY.as_secs() as i64) as u64),
+        ),
+        _ => (None, FIRST_RETRY),
+    }
+}
+
+fn save_retry(files: &AcmeFiles, at: Option<chrono::DateTime<chrono::Utc>>, next: Duration) {
+    if let Some(at) = at {
+        let text = format!("{} {}\n", at.timestamp_millis(), next.min(MAX_RETRY).as_secs());
+        if let Err(e) = write_private(&retry_file(files), &text, "cannot write") {
+            tracing::warn!("{e}");
         }
     }
 }
@@ -201,7 +245,14 @@ async fn account(cfg: &AcmeConfig, files: &AcmeFiles) -> Result<Account, AcmeErr
         Some(ca) => Account::builder_with_root(ca).map_err(acme("reading tls.acme.directory_ca")),
         None => Account::builder().map_err(acme("setting up the ACME client")),
     };
-    if let Ok(bytes) = std::fs::read(&files.account) {
+    // An account belongs to one CA: after tls.acme.directory changes, a new one is made.
+    let same_ca = |bytes: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| v.get("directory").and_then(|d| d.as_str()).map(|d| d == cfg.directory))
+            .unwrap_or(true)
+    };
+    if let Some(bytes) = std::fs::read(&files.account).ok().filter(|b| same_ca(b)) {
         match serde_json::from_slice::<AccountCredentials>(&bytes) {
             Ok(creds) => return builder()?.from_credentials(creds).await.map_err(acme("loading the ACME account")),
             Err(e) => {
@@ -280,8 +331,16 @@ async fn obtain(cfg: &AcmeConfig, files: &AcmeFiles, resolver: &AcmeResolver) ->
         order.poll_certificate(&RetryPolicy::default()).await.map_err(acme("downloading the certificate"))?;
     // Key first, then the chain: the receiver reloads when the chain changes, and keeps the
     // old pair if a half-written one does not load.
-    write_private(&files.key, &key_pem, "cannot write")?;
-    write_private(&files.cert, &chain_pem, "cannot write")?;
+    let (new_key, new_cert) = (files.key.with_extension("pem.new"), files.cert.with_extension("pem.new"));
+    write_private(&new_key, &key_pem, "cannot write")?;
+    write_private(&new_cert, &chain_pem, "cannot write")?;
+    for (from, to) in [(&new_key, &files.key), (&new_cert, &files.cert)] {
+        std::fs::rename(from, to).map_err(|source| AcmeError::Io {
+            what: "cannot replace",
+            path: to.clone(),
+            source,
+        })?;
+    }
     resolver.current.reload_now();
     let until = renewal_until(&files.cert).unwrap_or_else(|| "(unknown)".into());
     Ok(until)

@@ -26,9 +26,9 @@ pub const CHECK_HEADER: &str = "x-alertray-check";
 /// The webhook URL to check when none is given: the tunnel's URL while one is up (as the
 /// running app or `alertray serve` recorded it), else `server.public_url`, with `server.path`.
 pub fn current_webhook_url(cfg: &Config, data_dir: &std::path::Path) -> Option<String> {
-    match std::fs::read_to_string(crate::tunnel::url_file(data_dir)) {
-        Ok(base) if !base.trim().is_empty() => Some(format!("{}{}", base.trim(), cfg.server.path)),
-        _ => cfg.server.webhook_url(),
+    match crate::tunnel::recorded_url(data_dir) {
+        Some(base) => Some(format!("{base}{}", cfg.server.path)),
+        None => cfg.server.webhook_url(),
     }
 }
 
@@ -286,7 +286,7 @@ async fn check(cfg: &Config, opts: &CheckOptions, c: &mut Checker) {
     // Certificate
     let chain = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let leaf_fp = chain.first().map(|l| crate::tls::fingerprint(l));
-    certificate_step(c, &chain, &server_name, &host, &opts.extra_roots);
+    let trusted = certificate_step(c, &chain, &server_name, &host, &opts.extra_roots);
 
     // TLS passthrough
     let ends_at_edge = match (&opts.local_fingerprint, &leaf_fp) {
@@ -336,20 +336,32 @@ async fn check(cfg: &Config, opts: &CheckOptions, c: &mut Checker) {
     let conn_task = tokio::spawn(conn);
     let authority = uri.authority().map(|a| a.to_string()).unwrap_or_else(|| host.clone());
     challenge_step(c, cfg, &mut sender, &authority, &path, timeout, listen).await;
-    auth_step(c, cfg, &mut sender, &authority, &path, timeout).await;
+    // Credentials go only to a server that proved it is the real one: trusted for the name,
+    // or holding the receiver's own key (TLS checked its signature over the handshake).
+    if trusted || ends_at_edge == Some(false) {
+        auth_step(c, cfg, &mut sender, &authority, &path, timeout).await;
+    } else {
+        c.push(
+            "Authentication",
+            StepStatus::Skipped,
+            "credentials not sent: the server's certificate is neither trusted nor the receiver's own",
+            None,
+        );
+    }
     conn_task.abort();
 }
 
+/// Judges the certificate seen; `true` when it is trusted for the host.
 fn certificate_step(
     c: &mut Checker,
     chain: &[CertificateDer<'static>],
     server_name: &ServerName<'static>,
     host: &str,
     extra_roots: &[CertificateDer<'static>],
-) {
+) -> bool {
     let Some((leaf, intermediates)) = chain.split_first() else {
         c.fail("Certificate", "no certificate was presented", "Check what answers at this address.");
-        return;
+        return false;
     };
     let names = crate::tls::san_names(leaf);
     let expiry = x509_parser::parse_x509_certificate(leaf)
@@ -378,6 +390,7 @@ fn certificate_step(
         tls.acme (Alertray obtains and renews it), or your own files in tls.cert/tls.key; or use a tunnel that \
         ends TLS at its edge with a trusted certificate (cloudflared, ngrok http) with \
         auth.client_certificate = \"off\" and a bearer token.";
+    let trusted = verified.is_ok();
     match verified {
         Ok(_) => match days_left {
             Some(d) if d < EXPIRY_WARNING_DAYS => c.push(
@@ -418,6 +431,7 @@ fn certificate_step(
         }
         Err(e) => c.fail("Certificate", format!("not accepted ({e}): it is {about}"), not_trusted_fix),
     }
+    trusted
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;

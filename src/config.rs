@@ -448,7 +448,13 @@ impl RawConfig {
             )? as u64),
         };
 
-        let acme = match self.tls.acme.filter(|a| a.enabled.unwrap_or(true)) {
+        // [tls.acme] is on when it says so, or when anything in it is set: an empty table
+        // (as an editor may leave behind) turns nothing on.
+        let acme_on = |a: &RawAcme| {
+            a.enabled
+                .unwrap_or(a.email.is_some() || a.domain.is_some() || a.directory.is_some() || a.directory_ca.is_some())
+        };
+        let acme = match self.tls.acme.filter(acme_on) {
             None => None,
             Some(a) => Some(validate_acme(a, &server, &resolve)?),
         };
@@ -1011,6 +1017,9 @@ mod tests {
         assert_eq!(e.key(), Some("tls.acme"));
         let cfg = Config::from_toml(&format!("{base}[tls.acme]\nenabled = false\ndomain = \"a.b\"")).unwrap();
         assert_eq!(cfg.tls, TlsConfig::SelfSigned, "a disabled [tls.acme] is ignored");
+        let cfg = Config::from_toml(&format!("[server]\npublic_url = \"https://a.example.org/\"\n{base}[tls.acme]\n"))
+            .unwrap();
+        assert_eq!(cfg.tls, TlsConfig::SelfSigned, "an empty [tls.acme] turns nothing on");
     }
 
     #[test]

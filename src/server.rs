@@ -172,6 +172,13 @@ async fn delivery_handler(
     };
     if req.headers().contains_key(crate::check::CHECK_HEADER) {
         // "Check connection" proves the credentials reach the receiver; nothing is stored.
+        // With no store, it fails as a delivery would.
+        if let Some(reason) = state.store.broken() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("deliveries cannot be stored: {reason}"),
+            ));
+        }
         tracing::info!(%peer, "connection check: credentials accepted");
         return Ok((StatusCode::OK, Json(json!({ "status": "check", "stored": false }))).into_response());
     }
@@ -235,10 +242,12 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
-                    // Out of file descriptors and the like: make room and wait a little
-                    // rather than spin.
+                    // Out of file descriptors: make room. Anything else (a client that reset
+                    // before we accepted it): just go on, after a pause rather than a spin.
                     tracing::warn!("accept failed: {e}");
-                    pending.evict_oldest();
+                    if out_of_files(&e) {
+                        pending.evict_oldest();
+                    }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
@@ -254,6 +263,11 @@ pub async fn serve(
     }
     tracker.close();
     let _ = tokio::time::timeout(timeout + Duration::from_secs(1), tracker.wait()).await;
+}
+
+/// EMFILE or ENFILE: this process, or the system, has no file descriptor left.
+fn out_of_files(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24)) && cfg!(unix)
 }
 
 /// How many connections may wait for their TLS handshake at once.
@@ -352,29 +366,34 @@ async fn serve_connection(
         r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => Some(r),
         _ = evicted.cancelled() => None,
     };
-    pending.done(id);
     let tls = match handshake {
         None => {
+            pending.done(id);
             tracing::debug!(%peer, "dropped a connection still waiting for its TLS handshake, to make room");
             return;
         }
         Some(Ok(Ok(s))) => s,
         Some(Ok(Err(e))) => {
+            pending.done(id);
             tracing::info!(%peer, "TLS handshake failed: {e}");
             return;
         }
         Some(Err(_)) => {
+            pending.done(id);
             tracing::info!(%peer, "TLS handshake did not finish within {}s", timeout.as_secs());
             return;
         }
     };
-    // At most server.max_connections are served at once; the others wait for a slot.
-    let _permit = match tokio::time::timeout(timeout, active.acquire_owned()).await {
-        Ok(Ok(p)) => p,
-        _ => {
-            tracing::warn!(%peer, "no free connection slot within {}s (server.max_connections); closing", timeout.as_secs());
-            return;
-        }
+    // At most server.max_connections are served at once; the others wait for a slot, still
+    // counted (and evictable) as waiting, so that waiting connections stay bounded too.
+    let permit = tokio::select! {
+        p = tokio::time::timeout(timeout, active.acquire_owned()) => p.ok().and_then(Result::ok),
+        _ = evicted.cancelled() => None,
+    };
+    pending.done(id);
+    let Some(_permit) = permit else {
+        tracing::warn!(%peer, "no free connection slot within {}s (server.max_connections); closing", timeout.as_secs());
+        return;
     };
     if tls.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
         // An ACME CA validating TLS-ALPN-01: the handshake was the whole answer.

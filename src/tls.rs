@@ -332,8 +332,16 @@ pub fn receiver_tls(cfg: &Config, data_dir: &Path) -> Result<ReceiverTls, TlsErr
         TlsConfig::Acme(acme) => {
             // Until the first certificate arrives, a self-signed one for the domain is served.
             let files = crate::acme::AcmeFiles::in_data_dir(data_dir);
+            let dir = files.cert.parent().unwrap_or(data_dir);
             if !(files.cert.exists() && files.key.exists()) {
-                let dir = files.cert.parent().unwrap_or(data_dir);
+                ensure_self_signed(dir, Some(&acme.domain))?;
+            } else if let Err(e) = certified_key(&files.cert, &files.key) {
+                // A pair that does not load (a crash between two renames) must not keep the
+                // receiver down: keep it aside, serve a new bootstrap certificate, and order.
+                tracing::warn!("the ACME certificate does not load ({e}); keeping it aside and ordering a new one");
+                for f in [&files.cert, &files.key] {
+                    let _ = std::fs::rename(f, f.with_extension("pem.broken"));
+                }
                 ensure_self_signed(dir, Some(&acme.domain))?;
             }
             let self_signed = read_chain("tls.acme", &files.cert)

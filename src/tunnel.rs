@@ -35,9 +35,19 @@ pub const DEFAULT_URL_PATTERNS: [&str; 4] = [
     r"\burl=((?:https|tls|tcp)://[^\s]+)",
     // cloudflared quick tunnels: "https://random-words.trycloudflare.com"
     r"(https://[a-z0-9\-]+\.trycloudflare\.com)",
-    // anything else that prints an https URL
-    r"(https://[A-Za-z0-9.\-]+(?::\d+)?)",
+    // anything else that prints a bare https URL (no path: a tunnel prints its address, not
+    // a link to its terms, as cloudflared's first line does)
+    r#"(https://[A-Za-z0-9.\-]+(?::\d+)?)/?(?:[\s|"'),]|$)"#,
 ];
+
+/// How sure a URL found in the output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Match {
+    /// Only the catch-all pattern matched: a later, surer match replaces it.
+    Generic,
+    /// A tunnel's own pattern (or `tunnel.url_pattern`) matched.
+    Specific,
+}
 
 /// `[tunnel]`, validated.
 #[derive(Debug, Clone)]
@@ -141,11 +151,23 @@ pub fn normalize_url(found: &str) -> Option<String> {
 
 /// Finds the public URL in one output line, with `pattern` or the defaults.
 pub fn find_url(line: &str, pattern: Option<&Regex>) -> Option<String> {
+    find_url_match(line, pattern).map(|(url, _)| url)
+}
+
+/// Like [`find_url`], saying how sure the match is.
+pub fn find_url_match(line: &str, pattern: Option<&Regex>) -> Option<(String, Match)> {
     let clean = strip_ansi(line);
     let found = |re: &Regex| re.captures(&clean).and_then(|c| c.get(1).or_else(|| c.get(0))).map(|m| m.as_str());
     match pattern {
-        Some(re) => found(re).and_then(normalize_url),
-        None => default_patterns().iter().find_map(|re| found(re).and_then(normalize_url)),
+        Some(re) => found(re).and_then(normalize_url).map(|u| (u, Match::Specific)),
+        None => {
+            let patterns = default_patterns();
+            let last = patterns.len() - 1;
+            patterns.iter().enumerate().find_map(|(i, re)| {
+                let kind = if i == last { Match::Generic } else { Match::Specific };
+                found(re).and_then(normalize_url).map(|u| (u, kind))
+            })
+        }
     }
 }
 
@@ -164,6 +186,23 @@ pub fn strip_ansi(line: &str) -> String {
 /// finds it.
 pub fn url_file(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("tunnel-url")
+}
+
+/// The tunnel's public URL as the running Alertray recorded it, if that Alertray still runs
+/// (a URL left behind by a crash is stale: its address may belong to someone else by now).
+pub fn recorded_url(data_dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(url_file(data_dir)).ok()?;
+    let mut lines = text.lines();
+    let url = lines.next()?.trim().to_string();
+    if url.is_empty() {
+        return None;
+    }
+    if let Some(pid) = lines.next().and_then(|p| p.trim().parse::<u32>().ok()) {
+        if cfg!(target_os = "linux") && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return None;
+        }
+    }
+    Some(url)
 }
 
 /// A running tunnel supervisor.
@@ -220,6 +259,12 @@ enum Ended {
 }
 
 impl Supervisor {
+    /// The program's name only: its arguments may hold a secret (bore --secret, an ngrok
+    /// authtoken), and logs must not.
+    fn program(&self) -> &str {
+        self.config.argv.first().map(String::as_str).unwrap_or("")
+    }
+
     fn publish(&self, f: impl FnOnce(&mut TunnelStatus)) {
         self.status.send_modify(f);
         let _ = self.events.send(Event::TunnelChanged);
@@ -251,7 +296,7 @@ impl Supervisor {
             if lasted >= STABLE_AFTER {
                 backoff = Duration::from_secs(1);
             }
-            tracing::warn!(command = %self.config.command, "tunnel {reason}; restarting in {} s", backoff.as_secs());
+            tracing::warn!(program = %self.program(), "tunnel {reason}; restarting in {} s", backoff.as_secs());
             let kept: Vec<String> = lines.iter().cloned().collect();
             self.publish(|s| {
                 s.phase = TunnelPhase::Failed;
@@ -280,6 +325,10 @@ impl Supervisor {
         };
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        // Its own process group, so that stopping it reaches what it started (a `sh -c`
+        // wrapper's children, a helper it forks).
+        #[cfg(unix)]
+        cmd.process_group(0);
         let started = tokio::time::Instant::now();
         let mut child = match cmd.spawn() {
             Ok(c) => c,
@@ -292,7 +341,7 @@ impl Supervisor {
                 };
             }
         };
-        tracing::info!(command = %self.config.command, pid = child.id(), "tunnel started");
+        tracing::info!(program = %program, pid = child.id(), "tunnel started");
         let (line_tx, mut line_rx) = mpsc::channel::<String>(64);
         if let Some(out) = child.stdout.take() {
             tokio::spawn(forward_lines(out, line_tx.clone()));
@@ -301,12 +350,12 @@ impl Supervisor {
             tokio::spawn(forward_lines(err, line_tx.clone()));
         }
         drop(line_tx);
-        let mut up = false;
+        let mut up: Option<Match> = None;
         let status = loop {
             tokio::select! {
                 _ = self.stop.cancelled() => {
                     stop_child(&mut child).await;
-                    tracing::info!(command = %self.config.command, "tunnel stopped");
+                    tracing::info!(program = %self.program(), "tunnel stopped");
                     return Ended::Stopped;
                 }
                 Some(line) = line_rx.recv() => self.on_line(line, lines, &mut up),
@@ -328,22 +377,28 @@ impl Supervisor {
         Ended::Exited { reason, lasted: started.elapsed() }
     }
 
-    fn on_line(&self, line: String, lines: &mut VecDeque<String>, up: &mut bool) {
+    fn on_line(&self, line: String, lines: &mut VecDeque<String>, up: &mut Option<Match>) {
         let clean = strip_ansi(&line);
         tracing::debug!(target: "alertray::tunnel::output", "{clean}");
         if lines.len() == KEPT_LINES {
             lines.pop_front();
         }
         lines.push_back(clean.clone());
-        let found = if *up { None } else { find_url(&clean, self.config.url_pattern.as_ref()) };
+        // Once a sure match is in, the rest of the output is only kept; a catch-all match is
+        // replaced by a sure one that comes later.
+        let found = match *up {
+            Some(Match::Specific) => None,
+            seen => find_url_match(&clean, self.config.url_pattern.as_ref()).filter(|(_, m)| Some(*m) > seen),
+        };
         let kept: Vec<String> = lines.iter().cloned().collect();
         match found {
-            Some(url) => {
-                *up = true;
-                if let Err(e) = crate::config::write_private_replace(&url_file(&self.data_dir), &url) {
+            Some((url, sure)) => {
+                *up = Some(sure);
+                let record = format!("{url}\n{}\n", std::process::id());
+                if let Err(e) = crate::config::write_private_replace(&url_file(&self.data_dir), &record) {
                     tracing::warn!("cannot record the tunnel URL: {e}");
                 }
-                tracing::info!(command = %self.config.command, %url, "tunnel is up");
+                tracing::info!(program = %self.program(), %url, "tunnel is up");
                 self.publish(|s| {
                     s.phase = TunnelPhase::Up;
                     s.url = Some(url);
@@ -355,22 +410,26 @@ impl Supervisor {
     }
 }
 
-/// Asks the tunnel to exit (SIGTERM, so that it can tell its server it is going), and kills
-/// it if it has not within 3 seconds.
+/// Asks the tunnel and what it started to exit (SIGTERM to its process group, so that it can
+/// tell its server it is going), and kills them if they have not within 3 seconds.
 async fn stop_child(child: &mut tokio::process::Child) {
     #[cfg(unix)]
     if let Some(pid) = child.id() {
-        let asked = tokio::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|s| s.success());
+        let signal_group = |sig: &'static str| {
+            tokio::process::Command::new("kill")
+                .arg(sig)
+                .arg("--")
+                .arg(format!("-{pid}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+        };
+        let asked = signal_group("-TERM").await.is_ok_and(|s| s.success());
         if asked && tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_ok() {
+            let _ = signal_group("-KILL").await;
             return;
         }
+        let _ = signal_group("-KILL").await;
     }
     let _ = child.kill().await;
 }
@@ -405,11 +464,19 @@ mod tests {
             ("lvl=info msg=\"started tunnel\" url=https://abcd-1-2.ngrok-free.app", "https://abcd-1-2.ngrok-free.app"),
             ("2026-11-29T10:00:00Z INF |  https://tall-green-words-here.trycloudflare.com                  |", "https://tall-green-words-here.trycloudflare.com"),
             ("Forwarding https://me.example.org:8443/ -> localhost", "https://me.example.org:8443"),
+            ("Available on the internet:  https://desk.tail1234.ts.net/", "https://desk.tail1234.ts.net"),
         ];
         for (line, want) in cases {
             assert_eq!(find_url(line, None).as_deref(), Some(want), "{line}");
         }
-        for line in ["INFO connecting to bore.pub", "", "proxying to http://localhost:8443", "listening at :80"] {
+        for line in [
+            "INFO connecting to bore.pub",
+            "",
+            "proxying to http://localhost:8443",
+            "listening at :80",
+            // cloudflared's first lines link to its terms and its docs, not to the tunnel.
+            "2026-11-29T10:00:00Z INF Thank you for trying Cloudflare Tunnel. Doing so, without a Cloudflare account, is a quick way to experiment and try it out. However, be aware that these account-less Tunnels have no uptime guarantee, are subject to the Cloudflare Online Services Terms of Use (https://www.cloudflare.com/website-terms/), and Cloudflare reserves the right to investigate your use of Tunnels for violations of such terms. If you intend to use Tunnels in production you should use a pre-created named tunnel by following: https://developers.cloudflare.com/cloudflare-one/connections/connect-networks",
+        ] {
             assert_eq!(find_url(line, None), None, "{line}");
         }
     }
@@ -465,7 +532,12 @@ mod tests {
         let mut w = t.watch();
         let up = wait_for(&mut w, |s| s.phase == TunnelPhase::Up).await;
         assert_eq!(up.url.as_deref(), Some("https://tunnel.example:4321"));
-        assert_eq!(std::fs::read_to_string(url_file(dir.path())).unwrap(), "https://tunnel.example:4321");
+        assert_eq!(recorded_url(dir.path()).as_deref(), Some("https://tunnel.example:4321"));
+        // A record left by a process that no longer runs is ignored.
+        let stale = dir.path().join("stale");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(url_file(&stale), "https://old.example:1\n4194303999\n").unwrap();
+        assert_eq!(recorded_url(&stale), None);
         let failed = wait_for(&mut w, |s| s.phase == TunnelPhase::Failed).await;
         assert!(failed.reason.as_deref().unwrap().contains("exit status: 3"), "{failed:?}");
         assert_eq!(failed.last_lines, ["starting", "at tunnel.example:4321", "bye"]);
@@ -476,20 +548,56 @@ mod tests {
         t.stop().await;
     }
 
+    #[test]
+    fn a_catch_all_match_is_less_sure_than_a_tunnels_own() {
+        assert_eq!(
+            find_url_match("Serving at https://x.example", None),
+            Some(("https://x.example".into(), Match::Generic))
+        );
+        assert_eq!(
+            find_url_match("|  https://a-b.trycloudflare.com  |", None),
+            Some(("https://a-b.trycloudflare.com".into(), Match::Specific))
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_sure_match_replaces_an_earlier_catch_all_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, _) = broadcast::channel(16);
+        let mut cfg = config("sh -c 'echo docs at https://docs.example; sleep 0.2; echo \"|  https://x-y.trycloudflare.com  |\"; exec sleep 60'");
+        cfg.url_pattern = None;
+        let t = Tunnel::spawn(cfg, 1, dir.path().to_path_buf(), events);
+        let up = wait_for(&mut t.watch(), |s| s.url.as_deref() == Some("https://x-y.trycloudflare.com")).await;
+        assert_eq!(up.phase, TunnelPhase::Up);
+        t.stop().await;
+    }
+
     #[cfg(unix)]
     #[tokio::test]
     async fn stop_kills_the_process_and_a_missing_program_is_explained() {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("pid");
         let (events, _) = broadcast::channel(16);
-        let cmd = format!("sh -c 'echo $$ > {}; echo at a.example:1; exec sleep 60'", pid_file.display());
+        // The shell starts a grandchild (sleep in the background) and waits: stopping must
+        // reach both.
+        let cmd = format!("sh -c 'sleep 60 & echo $! > {}; echo at a.example:1; wait'", pid_file.display());
         let t = Tunnel::spawn(config(&cmd), 1, dir.path().to_path_buf(), events.clone());
         wait_for(&mut t.watch(), |s| s.phase == TunnelPhase::Up).await;
         let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
         t.stop().await;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(stat.is_empty() || stat.contains(") Z "), "the tunnel process is gone after stop: {stat}");
+        let gone = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.is_empty() || stat.contains(") Z ")
+        };
+        for _ in 0..40 {
+            if gone() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(gone(), "the tunnel's grandchild is gone after stop");
 
         let t = Tunnel::spawn(config("no-such-tunnel-program --x"), 1, dir.path().to_path_buf(), events);
         let failed = wait_for(&mut t.watch(), |s| s.phase == TunnelPhase::Failed).await;

@@ -197,4 +197,9 @@ fn a_certificate_is_obtained_from_pebble_swapped_in_kept_and_renewed() {
         .unwrap()
         .status();
     assert_eq!(status, 200, "the receiver still serves with its bootstrap certificate");
+    // The pause before the next attempt is kept on disk, so a restart (a Save in Settings)
+    // does not order again at once.
+    let retry = std::fs::read_to_string(data2.join("acme/retry")).unwrap();
+    let next_ms: i64 = retry.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(next_ms > alertray::store::now_ms() + 60_000, "next attempt at least a minute away: {retry}");
 }

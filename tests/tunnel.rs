@@ -171,7 +171,7 @@ fn a_real_bore_tunnel_carries_deliveries_and_the_self_test_names_each_broken_pat
     let server = bore_server(&bore);
     let serve = Serve::start(&config, &data, port, &[], &["--no-popups"]);
     serve.wait_for_line("tunnel is up", Duration::from_secs(30));
-    let base = std::fs::read_to_string(data.join("tunnel-url")).unwrap();
+    let base = alertray::tunnel::recorded_url(&data).unwrap();
     assert!(base.starts_with("https://localhost:"), "{base}");
     let public_port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     assert_ne!(public_port, port, "the URL is the tunnel's, not the receiver's");

@@ -256,11 +256,25 @@ function getPath(obj, key) {
 
 function setPath(obj, key, value) {
   const parts = key.split(".");
-  let o = obj;
-  for (const p of parts.slice(0, -1)) o = o[p] = o[p] || {};
+  const empty = value === null || value === undefined || value === "" || (Array.isArray(value) && !value.length);
+  // Walk down, creating parents only when there is something to set; tables left empty by
+  // a removal are removed too, so that an untouched [tls.acme] never appears.
+  const chain = [obj];
+  for (const p of parts.slice(0, -1)) {
+    const o = chain[chain.length - 1];
+    if (o[p] == null) {
+      if (empty) return;
+      o[p] = {};
+    }
+    chain.push(o[p]);
+  }
   const last = parts[parts.length - 1];
-  if (value === null || value === undefined || value === "" || (Array.isArray(value) && !value.length)) delete o[last];
-  else o[last] = value;
+  if (empty) delete chain[chain.length - 1][last];
+  else chain[chain.length - 1][last] = value;
+  for (let i = chain.length - 1; i > 0; i--) {
+    if (Object.keys(chain[i]).length) break;
+    delete chain[i - 1][parts[i - 1]];
+  }
 }
 
 function fieldInput(f) {
@@ -441,7 +455,7 @@ function copyLine(label, value, id, secret) {
       h("button", { class: "btn", disabled: shown === null, onclick: () => copy(shown, label) }, "Copy")));
 }
 
-const checkView = { running: false, report: null, error: null };
+const checkView = { running: false, report: null, error: null, ranFor: null };
 
 const STEP_MARK = { ok: "✓", warning: "!", failed: "✗", skipped: "–" };
 
@@ -544,7 +558,11 @@ async function drawGuide(anchor) {
         h("td", {}, passes ? "reaches Alertray: mutual TLS possible" : "ends at the tunnel's edge: use Bearer, Basic or headers")))),
     ));
   drawCheck();
-  if (anchor === "check" && !checkView.report && !checkView.running) runCheck();
+  // "#guide/check" (or "#guide/check-<n>" from the tray, new at each click) runs the check.
+  if (anchor && anchor.startsWith("check") && anchor !== checkView.ranFor && !checkView.running) {
+    checkView.ranFor = anchor;
+    runCheck();
+  }
 }
 
 setInterval(() => {

@@ -194,7 +194,8 @@ pub fn on_menu<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
         "show-alerts" => windows::open(app, Page::Alerts),
         "settings" => windows::open(app, Page::Settings),
         "guide" => windows::open(app, Page::Guide),
-        "check" => windows::open_at(app, Page::Guide, Some("check")),
+        // A new anchor at each click, so that an open guide runs the check again.
+        "check" => windows::open_at(app, Page::Guide, Some(&format!("check-{}", store::now_ms()))),
         "copy-url" => {
             let app = app.clone();
             tauri::async_runtime::spawn(async move {

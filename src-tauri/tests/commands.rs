@@ -245,6 +245,8 @@ fn a_store_that_cannot_open_leaves_the_app_running_degraded() {
     let line = status["tray"]["status_line"].as_str().unwrap();
     assert!(line.starts_with("Degraded: cannot store alerts") && line.contains("alertray.db"), "{line}");
     assert!(line.contains("directory"), "the system's reason is given: {line}");
+    let g = h.invoke("guide", json!({})).unwrap();
+    assert_eq!(g["guide"]["challenge_secret"], "sec", "the guide still shows what to paste");
     let err = h.invoke("active_alerts", json!({})).unwrap_err();
     assert!(err["message"].as_str().is_some(), "{err}");
     assert!(h._dir.path().join("data/alertray.db").is_dir(), "nothing was moved or deleted");
