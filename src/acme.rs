@@ -100,18 +100,11 @@ impl ResolvesServerCert for AcmeResolver {
 /// self-signed certificate, an unreadable file or one not for `domain` (the setting
 /// changed), else when a third of its lifetime is left.
 pub fn renewal_due(cert: &Path, domain: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let pem = std::fs::read(cert).ok()?;
-    let der = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
-        .next()?
-        .map(|c: rustls::pki_types::CertificateDer<'static>| c)
-        .ok()?;
-    let (_, x) = x509_parser::parse_x509_certificate(&der).ok()?;
-    if x.subject() == x.issuer() || !crate::tls::san_names(&der).iter().any(|n| n.eq_ignore_ascii_case(domain)) {
+    let f = crate::tls::leaf_facts(cert)?;
+    if f.self_signed || !f.names.iter().any(|n| n.eq_ignore_ascii_case(domain)) {
         return None;
     }
-    let from = x.validity().not_before.timestamp();
-    let to = x.validity().not_after.timestamp();
-    chrono::DateTime::from_timestamp(to - (to - from) / 3, 0)
+    chrono::DateTime::from_timestamp(f.not_after - (f.not_after - f.not_before) / 3, 0)
 }
 
 /// Obtains a certificate when none is there or the one there is due, then sleeps until the
@@ -342,14 +335,8 @@ async fn obtain(cfg: &AcmeConfig, files: &AcmeFiles, resolver: &AcmeResolver) ->
         })?;
     }
     resolver.current.reload_now();
-    let until = renewal_until(&files.cert).unwrap_or_else(|| "(unknown)".into());
+    let until = crate::tls::leaf_facts(&files.cert)
+        .and_then(|f| chrono::DateTime::from_timestamp(f.not_after, 0))
+        .map_or_else(|| "(unknown)".into(), |t| t.to_rfc3339());
     Ok(until)
-}
-
-fn renewal_until(cert: &Path) -> Option<String> {
-    let pem = std::fs::read(cert).ok()?;
-    let der: rustls::pki_types::CertificateDer<'static> =
-        rustls::pki_types::pem::PemObject::pem_slice_iter(&pem).next()?.ok()?;
-    let (_, x) = x509_parser::parse_x509_certificate(&der).ok()?;
-    chrono::DateTime::from_timestamp(x.validity().not_after.timestamp(), 0).map(|t| t.to_rfc3339())
 }

@@ -356,10 +356,7 @@ impl Alertray {
     /// The URL Netdata should post to: the tunnel's public URL while it is up, else
     /// `server.public_url`, joined with `server.path`.
     pub fn webhook_url(&self, cfg: &Config) -> Option<String> {
-        match self.tunnel_status().url {
-            Some(base) => Some(format!("{base}{}", cfg.server.path)),
-            None => cfg.server.webhook_url(),
-        }
+        cfg.server.webhook_url_via(self.tunnel_status().url.as_deref())
     }
 
     /// Reads the config file again and applies it.

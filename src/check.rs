@@ -26,10 +26,7 @@ pub const CHECK_HEADER: &str = "x-alertray-check";
 /// The webhook URL to check when none is given: the tunnel's URL while one is up (as the
 /// running app or `alertray serve` recorded it), else `server.public_url`, with `server.path`.
 pub fn current_webhook_url(cfg: &Config, data_dir: &std::path::Path) -> Option<String> {
-    match crate::tunnel::recorded_url(data_dir) {
-        Some(base) => Some(format!("{base}{}", cfg.server.path)),
-        None => cfg.server.webhook_url(),
-    }
+    cfg.server.webhook_url_via(crate::tunnel::recorded_url(data_dir).as_deref())
 }
 
 /// Certificates expiring sooner than this are reported as a warning.
@@ -363,11 +360,9 @@ fn certificate_step(
         c.fail("Certificate", "no certificate was presented", "Check what answers at this address.");
         return false;
     };
-    let names = crate::tls::san_names(leaf);
-    let expiry = x509_parser::parse_x509_certificate(leaf)
-        .ok()
-        .map(|(_, x)| x.validity().not_after.timestamp())
-        .and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+    let facts = crate::tls::cert_facts(leaf);
+    let names = facts.as_ref().map(|f| f.names.clone()).unwrap_or_default();
+    let expiry = facts.as_ref().and_then(|f| chrono::DateTime::from_timestamp(f.not_after, 0));
     let days_left = expiry.map(|e| (e - chrono::Utc::now()).num_days());
     let about = format!(
         "for {}; expires {}",
@@ -411,9 +406,7 @@ fn certificate_step(
                     ),
                 ),
                 CertificateError::UnknownIssuer | CertificateError::BadSignature => {
-                    let self_signed = x509_parser::parse_x509_certificate(leaf)
-                        .map(|(_, x)| x.subject() == x.issuer())
-                        .unwrap_or(false);
+                    let self_signed = facts.as_ref().is_some_and(|f| f.self_signed);
                     (
                         format!(
                             "not trusted ({}): it is {about}",

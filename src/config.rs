@@ -240,6 +240,15 @@ impl ServerConfig {
         let prefix = base.path().trim_end_matches('/');
         Some(format!("https://{authority}{prefix}{}", self.path))
     }
+
+    /// The URL to paste through a tunnel whose public base URL is `tunnel` (when it is up),
+    /// else [`ServerConfig::webhook_url`].
+    pub fn webhook_url_via(&self, tunnel: Option<&str>) -> Option<String> {
+        match tunnel {
+            Some(base) => Some(format!("{base}{}", self.path)),
+            None => self.webhook_url(),
+        }
+    }
 }
 
 /// `[tls]`, validated.

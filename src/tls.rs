@@ -87,6 +87,35 @@ fn read_chain(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'
     Ok(certs)
 }
 
+/// What Alertray looks at in a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CertFacts {
+    /// Its DNS and IP SANs.
+    pub names: Vec<String>,
+    /// Subject and issuer are the same.
+    pub self_signed: bool,
+    /// Valid from, Unix seconds.
+    pub not_before: i64,
+    /// Valid until, Unix seconds.
+    pub not_after: i64,
+}
+
+/// The facts of a DER certificate, or `None` when it does not parse.
+pub(crate) fn cert_facts(der: &[u8]) -> Option<CertFacts> {
+    let (_, x) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(CertFacts {
+        names: san_names(der),
+        self_signed: x.subject() == x.issuer(),
+        not_before: x.validity().not_before.timestamp(),
+        not_after: x.validity().not_after.timestamp(),
+    })
+}
+
+/// The facts of the first certificate in a PEM file.
+pub(crate) fn leaf_facts(path: &Path) -> Option<CertFacts> {
+    read_chain("tls.cert", path).ok().and_then(|c| cert_facts(&c[0]))
+}
+
 /// Reads the certificates of a PEM file (`alertray check --ca`).
 pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     read_chain("--ca", path)
@@ -344,10 +373,7 @@ pub fn receiver_tls(cfg: &Config, data_dir: &Path) -> Result<ReceiverTls, TlsErr
                 }
                 ensure_self_signed(dir, Some(&acme.domain))?;
             }
-            let self_signed = read_chain("tls.acme", &files.cert)
-                .ok()
-                .and_then(|c| x509_parser::parse_x509_certificate(&c[0]).ok().map(|(_, x)| x.subject() == x.issuer()))
-                .unwrap_or(true);
+            let self_signed = leaf_facts(&files.cert).is_none_or(|f| f.self_signed);
             (files.cert, files.key, self_signed)
         }
     };
