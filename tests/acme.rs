@@ -7,19 +7,10 @@ mod common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Serve, TestCa};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{free_port, https_client, Killed, Serve, TestCa};
 
 fn spawn(program: &str, args: &[&str], env: &[(&str, &str)]) -> Killed {
     let mut c = Command::new(program);
@@ -113,13 +104,12 @@ fn config(dir: &Path, port: u16, p: &Pebble, domain: &str) -> std::path::PathBuf
 
 /// Pebble's issuing root (made anew at each Pebble start).
 fn pebble_root(p: &Pebble) -> String {
-    let management = reqwest::blocking::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(p.listener_ca.pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    management.get(format!("https://127.0.0.1:{}/roots/0", p.management)).send().unwrap().text().unwrap()
+    https_client(p.listener_ca.pem().as_bytes())
+        .get(format!("https://127.0.0.1:{}/roots/0", p.management))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
 }
 
 /// The fingerprint of the certificate a new client (no pooled connection, no TLS session to

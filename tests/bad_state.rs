@@ -244,12 +244,7 @@ fn a_data_dir_without_permission_is_explained_and_nothing_is_stored_falsely() {
     }
     let degraded = seen.last().cloned().unwrap_or_default();
     assert!(degraded.contains("Permission denied"), "{}", seen.join("\n"));
-    let client = reqwest::blocking::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let client = https_client(ca.pem().as_bytes());
     let url = format!("https://localhost:{port}/");
     assert_eq!(client.get(format!("{url}?crc_token=x")).send().unwrap().status(), 200);
     let resp =

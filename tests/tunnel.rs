@@ -10,11 +10,11 @@ mod common;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, run, Serve, TestCa};
+use common::{free_port, https_client, run, Killed, Serve, TestCa};
 use serde_json::Value;
 
 /// bore's control port is fixed, so every scenario runs in this one test.
@@ -27,15 +27,6 @@ fn bore_binary() -> PathBuf {
         .map(|d| d.join("bore"))
         .find(|p| p.is_file());
     found.expect("the `bore` binary is needed on PATH: `cargo install bore-cli --locked` (./dev test installs it)")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
@@ -180,13 +171,7 @@ fn a_real_bore_tunnel_carries_deliveries_and_the_self_test_names_each_broken_pat
     assert_eq!(bore_clients(port).len(), 1, "one bore client runs");
 
     // Netdata's challenge and a captured body, through the tunnel.
-    let client = reqwest::blocking::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let client = https_client(ca.pem().as_bytes());
     let answer: Value = client.get(format!("{base}/?crc_token=through-bore")).send().unwrap().json().unwrap();
     assert_eq!(
         answer["response_token"].as_str().unwrap(),

@@ -101,14 +101,7 @@ impl Serve {
 
     /// An HTTPS client trusting this receiver's self-signed certificate.
     pub fn client(&self) -> reqwest::blocking::Client {
-        let pem = std::fs::read(self.data_dir.join("tls/cert.pem")).unwrap();
-        reqwest::blocking::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap()
+        https_client(&std::fs::read(self.data_dir.join("tls/cert.pem")).unwrap())
     }
 
     pub fn url(&self) -> String {
@@ -137,6 +130,27 @@ impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An HTTPS client trusting only the certificates in `roots_pem`.
+pub fn https_client(roots_pem: &[u8]) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(roots_pem).unwrap())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// A child process killed when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
