@@ -11,8 +11,11 @@
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use thiserror::Error;
+
+mod tree;
+
+use tree::{Json, Object};
 
 /// How deep a body may nest before it is refused (serde_json itself stops at 128).
 pub const MAX_DEPTH: usize = 64;
@@ -257,44 +260,29 @@ pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(PayloadError::Empty);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let value: Json<'_> = serde_json::from_slice(body).map_err(|e| {
         if e.to_string().contains("recursion limit") {
             PayloadError::TooDeep
         } else {
             PayloadError::NotJson(e.to_string())
         }
     })?;
-    if depth(&value) > MAX_DEPTH {
+    if value.depth() > MAX_DEPTH {
         return Err(PayloadError::TooDeep);
     }
     match value {
-        Value::Object(map) => Ok(from_object(&map)),
-        Value::Array(_) => Err(PayloadError::NotObject("an array")),
-        Value::String(_) => Err(PayloadError::NotObject("a string")),
-        Value::Number(_) => Err(PayloadError::NotObject("a number")),
-        Value::Bool(_) => Err(PayloadError::NotObject("a boolean")),
-        Value::Null => Err(PayloadError::NotObject("null")),
+        Json::Object(map) => Ok(from_object(&map)),
+        Json::Array(_) => Err(PayloadError::NotObject("an array")),
+        Json::String(_) => Err(PayloadError::NotObject("a string")),
+        Json::Number(_) => Err(PayloadError::NotObject("a number")),
+        Json::Bool(_) => Err(PayloadError::NotObject("a boolean")),
+        Json::Null => Err(PayloadError::NotObject("null")),
     }
-}
-
-fn depth(v: &Value) -> usize {
-    // Iterative so that a hostile body cannot overflow the stack here either.
-    let mut max = 0;
-    let mut stack = vec![(v, 1usize)];
-    while let Some((v, d)) = stack.pop() {
-        max = max.max(d);
-        match v {
-            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
-            Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
-            _ => {}
-        }
-    }
-    max
 }
 
 /// Reads a notification from an already-decoded JSON object.
-pub fn from_object(obj: &Map<String, Value>) -> Notification {
-    if let Some(alert) = obj.get("alert").and_then(Value::as_object) {
+fn from_object(obj: &Object<'_>) -> Notification {
+    if let Some(alert) = obj.get("alert").and_then(Json::as_object) {
         return Notification::Alert(nested_alert(obj, alert));
     }
     if is_reachability(obj) {
@@ -314,13 +302,14 @@ pub fn from_object(obj: &Map<String, Value>) -> Notification {
     })
 }
 
-fn summarise_keys(obj: &Map<String, Value>) -> String {
+fn summarise_keys(obj: &Object<'_>) -> String {
     if obj.is_empty() {
         return "an empty JSON object".into();
     }
-    let mut keys: Vec<&str> = obj.keys().map(String::as_str).take(8).collect();
+    let entries = obj.entries();
+    let mut keys: Vec<&str> = entries.iter().map(|(k, _)| *k).take(8).collect();
     keys.sort_unstable();
-    let more = obj.len().saturating_sub(keys.len());
+    let more = entries.len().saturating_sub(keys.len());
     let mut s = format!("a JSON object with keys: {}", keys.join(", "));
     if more > 0 {
         s.push_str(&format!(" and {more} more"));
@@ -330,21 +319,21 @@ fn summarise_keys(obj: &Map<String, Value>) -> String {
 
 /// A string from a JSON value, accepting numbers and booleans where strings were documented.
 /// Empty strings count as missing.
-fn text(v: Option<&Value>) -> Option<String> {
+fn text(v: Option<&Json<'_>>) -> Option<String> {
     let s = match v? {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
+        Json::String(s) => s.trim().to_string(),
+        Json::Number(n) => n.to_string(),
+        Json::Bool(b) => b.to_string(),
         _ => return None,
     };
     (!s.is_empty()).then_some(s)
 }
 
 /// An integer from a JSON value, accepting strings that hold one (and floats, truncated).
-fn integer(v: Option<&Value>) -> Option<i64> {
+fn integer(v: Option<&Json<'_>>) -> Option<i64> {
     match v? {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => {
+        Json::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Json::String(s) => {
             let s = s.trim();
             s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().map(|f| f as i64))
         }
@@ -353,64 +342,65 @@ fn integer(v: Option<&Value>) -> Option<i64> {
 }
 
 /// A boolean from a JSON value, accepting `"true"`/`"false"` and 0/1.
-fn boolean(v: Option<&Value>) -> Option<bool> {
+fn boolean(v: Option<&Json<'_>>) -> Option<bool> {
     match v? {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+        Json::Bool(b) => Some(*b),
+        Json::String(s) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" => Some(true),
             "false" | "no" | "0" => Some(false),
             _ => None,
         },
-        Value::Number(n) => n.as_i64().map(|i| i != 0),
+        Json::Number(n) => n.as_i64().map(|i| i != 0),
         _ => None,
     }
 }
 
 /// Looks up a key without regard to case, preferring the exact spelling.
-fn get_ci<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+fn get_ci<'a, 'b>(obj: &'a Object<'b>, key: &str) -> Option<&'a Json<'b>> {
+    obj.get(key).or_else(|| obj.get_ignore_case(key))
 }
 
-fn first<'a>(obj: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a Value> {
+fn first<'a, 'b>(obj: &'a Object<'b>, keys: &[&str]) -> Option<&'a Json<'b>> {
     keys.iter().filter_map(|k| get_ci(obj, k)).find(|v| !v.is_null())
 }
 
 /// The space's name from either a string or a `{name, slug}` object.
-fn space_name(obj: &Map<String, Value>) -> Option<String> {
+fn space_name(obj: &Object<'_>) -> Option<String> {
     match get_ci(obj, "space")? {
-        Value::Object(s) => text(s.get("name")).or_else(|| text(s.get("slug"))),
+        Json::Object(s) => text(s.get("name")).or_else(|| text(s.get("slug"))),
         other => text(Some(other)),
     }
 }
 
-fn space_id(obj: &Map<String, Value>) -> Option<String> {
+fn space_id(obj: &Object<'_>) -> Option<String> {
     match get_ci(obj, "space")? {
-        Value::Object(s) => text(s.get("id")).or_else(|| text(s.get("slug"))),
+        Json::Object(s) => text(s.get("id")).or_else(|| text(s.get("slug"))),
         _ => None,
     }
 }
 
 /// Rooms as a list of `{name, url}` objects, a map of name -> url, or a list of names.
-fn rooms(v: Option<&Value>) -> Vec<Room> {
+fn rooms(v: Option<&Json<'_>>) -> Vec<Room> {
     match v {
-        Some(Value::Array(items)) => items
+        Some(Json::Array(items)) => items
             .iter()
             .filter_map(|item| match item {
-                Value::Object(o) => Some(Room {
+                Json::Object(o) => Some(Room {
                     name: text(o.get("name")).or_else(|| text(o.get("slug"))).or_else(|| text(o.get("id")))?,
                     url: text(o.get("url")),
                 }),
                 other => text(Some(other)).map(|name| Room { name, url: None }),
             })
             .collect(),
-        Some(Value::Object(map)) => map
-            .iter()
+        Some(Json::Object(map)) => map
+            .entries()
+            .into_iter()
             .map(|(name, url)| match url {
                 // A map of one room's fields rather than name -> url.
-                Value::Object(o) => {
-                    Room { name: text(o.get("name")).unwrap_or_else(|| name.clone()), url: text(o.get("url")) }
+                Json::Object(o) => {
+                    Room { name: text(o.get("name")).unwrap_or_else(|| name.to_string()), url: text(o.get("url")) }
                 }
-                other => Room { name: name.clone(), url: text(Some(other)) },
+                other => Room { name: name.to_string(), url: text(Some(other)) },
             })
             .collect(),
         Some(other) => text(Some(other)).map(|name| vec![Room { name, url: None }]).unwrap_or_default(),
@@ -420,10 +410,10 @@ fn rooms(v: Option<&Value>) -> Vec<Room> {
 
 /// Parses a timestamp: RFC 3339 (keeping its offset), ISO 8601 without offset (taken as
 /// UTC), or Unix seconds.
-pub fn timestamp(v: Option<&Value>) -> Option<DateTime<FixedOffset>> {
+fn timestamp(v: Option<&Json<'_>>) -> Option<DateTime<FixedOffset>> {
     match v? {
-        Value::Number(n) => n.as_i64().and_then(|secs| Utc.timestamp_opt(secs, 0).single()).map(|t| t.fixed_offset()),
-        Value::String(s) => {
+        Json::Number(n) => n.as_i64().and_then(|secs| Utc.timestamp_opt(secs, 0).single()).map(|t| t.fixed_offset()),
+        Json::String(s) => {
             let s = s.trim();
             DateTime::parse_from_rfc3339(s)
                 .ok()
@@ -469,16 +459,16 @@ fn alert_key(space: Option<&str>, node: Option<&str>, chart: Option<&str>, name:
     )
 }
 
-fn nested_alert(obj: &Map<String, Value>, alert: &Map<String, Value>) -> AlertNotification {
+fn nested_alert(obj: &Object<'_>, alert: &Object<'_>) -> AlertNotification {
     let message = text(obj.get("message")).unwrap_or_default();
-    let node = obj.get("node").and_then(Value::as_object);
-    let state = alert.get("state").and_then(Value::as_object);
-    let prev = alert.get("prev_state").and_then(Value::as_object);
+    let node = obj.get("node").and_then(Json::as_object);
+    let state = alert.get("state").and_then(Json::as_object);
+    let prev = alert.get("prev_state").and_then(Json::as_object);
     let raw_status = state.and_then(|s| text(s.get("status"))).unwrap_or_default();
     let status = Status::from_word(&raw_status).or_else(|| Status::from_message(&message)).unwrap_or(Status::Other);
     let name = text(alert.get("name")).or_else(|| text(obj.get("alarm"))).unwrap_or_else(|| "unnamed alert".into());
     let chart = match alert.get("chart") {
-        Some(Value::Object(c)) => text(c.get("id")).or_else(|| text(c.get("name"))),
+        Some(Json::Object(c)) => text(c.get("id")).or_else(|| text(c.get("name"))),
         other => text(other),
     };
     let context = text(alert.get("context"));
@@ -486,22 +476,22 @@ fn nested_alert(obj: &Map<String, Value>, alert: &Map<String, Value>) -> AlertNo
     let node_id = node.and_then(|n| text(n.get("id")));
     let space = space_name(obj);
     let url = text(alert.get("url")).or_else(|| text(first(obj, &["alert_url", "alarm_url"])));
-    let rendered = alert.get("rendered").and_then(Value::as_object);
+    let rendered = alert.get("rendered").and_then(Json::as_object);
     let duration = alert.get("duration");
     let (duration_str, duration_secs) = match duration {
-        Some(Value::Object(d)) => (text(d.get("value_str")), integer(d.get("value"))),
+        Some(Json::Object(d)) => (text(d.get("value_str")), integer(d.get("value"))),
         other => (text(other), integer(other)),
     };
-    let config = alert.get("config").and_then(Value::as_object);
-    let log = alert.get("log").and_then(Value::as_object);
-    let totals = log.and_then(|l| l.get("total")).and_then(Value::as_object);
+    let config = alert.get("config").and_then(Json::as_object);
+    let log = alert.get("log").and_then(Json::as_object);
+    let totals = log.and_then(|l| l.get("total")).and_then(Json::as_object);
     let other_alerts = log
         .and_then(|l| l.get("entries"))
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .map(|entries| {
             entries
                 .iter()
-                .filter_map(Value::as_object)
+                .filter_map(Json::as_object)
                 .filter_map(|e| {
                     Some(OtherAlert {
                         name: text(e.get("name"))?,
@@ -547,7 +537,7 @@ fn nested_alert(obj: &Map<String, Value>, alert: &Map<String, Value>) -> AlertNo
 
 const FLAT_ALERT_NAMES: &[&str] = &["alert", "alarm", "alert_name", "alarm_name"];
 
-fn is_flat_alert(obj: &Map<String, Value>) -> bool {
+fn is_flat_alert(obj: &Object<'_>) -> bool {
     let named = FLAT_ALERT_NAMES.iter().any(|k| get_ci(obj, k).is_some_and(|v| text(Some(v)).is_some()));
     let severity =
         text(get_ci(obj, "severity")).and_then(|s| Status::from_word(&s)).is_some_and(|s| s != Status::Other);
@@ -557,7 +547,7 @@ fn is_flat_alert(obj: &Map<String, Value>) -> bool {
                 || text(obj.get("message")).and_then(|m| Status::from_message(&m)).is_some()))
 }
 
-fn flat_alert(obj: &Map<String, Value>) -> AlertNotification {
+fn flat_alert(obj: &Object<'_>) -> AlertNotification {
     let message = text(obj.get("message")).unwrap_or_default();
     let raw_status = text(first(obj, &["severity", "status"])).unwrap_or_default();
     let status = Status::from_word(&raw_status)
@@ -604,35 +594,35 @@ fn flat_alert(obj: &Map<String, Value>) -> AlertNotification {
     }
 }
 
-fn is_reachability(obj: &Map<String, Value>) -> bool {
+fn is_reachability(obj: &Object<'_>) -> bool {
     if boolean(get_ci(obj, "reachable")).is_some() {
         return true;
     }
     match get_ci(obj, "status") {
-        Some(Value::Object(s)) => boolean(get_ci(s, "reachable")).is_some(),
-        Some(Value::String(s)) => {
+        Some(Json::Object(s)) => boolean(get_ci(s, "reachable")).is_some(),
+        Some(Json::String(s)) => {
             matches!(s.trim().to_ascii_lowercase().as_str(), "reachable" | "unreachable")
         }
         _ => false,
     }
 }
 
-fn reachability(obj: &Map<String, Value>) -> ReachabilityNotification {
+fn reachability(obj: &Object<'_>) -> ReachabilityNotification {
     let message = text(obj.get("message")).unwrap_or_default();
     let status = get_ci(obj, "status");
     let reachable = boolean(get_ci(obj, "reachable"))
         .or_else(|| match status {
-            Some(Value::Object(s)) => boolean(get_ci(s, "reachable")),
-            Some(Value::String(s)) => Some(s.trim().eq_ignore_ascii_case("reachable")),
+            Some(Json::Object(s)) => boolean(get_ci(s, "reachable")),
+            Some(Json::String(s)) => Some(s.trim().eq_ignore_ascii_case("reachable")),
             _ => None,
         })
         .unwrap_or(false);
     let node = obj
         .get("nodes")
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .and_then(|n| n.first())
-        .and_then(Value::as_object)
-        .or_else(|| obj.get("node").and_then(Value::as_object));
+        .and_then(Json::as_object)
+        .or_else(|| obj.get("node").and_then(Json::as_object));
     let url = text(obj.get("url"));
     let node_id = node
         .and_then(|n| text(n.get("id")))
@@ -663,7 +653,7 @@ fn host_from_reachability_message(message: &str) -> Option<String> {
     (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| host.to_string())
 }
 
-fn is_test(obj: &Map<String, Value>) -> bool {
+fn is_test(obj: &Object<'_>) -> bool {
     let says_test = |k: &str| text(obj.get(k)).is_some_and(|s| s.to_ascii_lowercase().contains("test notification"));
     obj.get("token").is_some_and(|t| text(Some(t)).is_some()) || says_test("title") || says_test("message")
 }
@@ -671,7 +661,7 @@ fn is_test(obj: &Map<String, Value>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn parse_value(v: Value) -> Notification {
         parse(v.to_string().as_bytes()).unwrap()
@@ -691,6 +681,15 @@ mod tests {
             assert_eq!(Status::from_word(w), Some(s), "{w}");
         }
         assert_eq!(Status::from_word("  "), None);
+    }
+
+    #[test]
+    fn keys_serde_json_reserves_are_ordinary_keys() {
+        // serde_json's own Value treats this key as a marker and refuses the object; a body is
+        // read as plain JSON, so it is kept like any other unknown object.
+        let n = parse(br#"{"$serde_json::private::RawValue": 1}"#).expect("valid JSON object");
+        assert_eq!(n.kind(), "unknown");
+        assert!(n.message().contains("$serde_json::private::RawValue"), "{}", n.message());
     }
 
     #[test]
