@@ -231,7 +231,7 @@ impl Alertray {
         }
     }
 
-    /// Why nothing can be stored, when the store could not be opened.
+    /// Why nothing can be stored: the store could not be opened, or stopped after a disk error.
     pub fn store_error(&self) -> Option<String> {
         self.store.broken().map(|r| format!("cannot store alerts: {r}"))
     }

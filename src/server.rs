@@ -145,6 +145,14 @@ async fn challenge_handler(
     Ok(Json(json!({ "response_token": challenge::response_token(secret.expose().as_bytes(), &token) })).into_response())
 }
 
+/// The answer to a stored delivery: `{"status":"stored","id":N,"duplicate":false}`.
+#[derive(serde::Serialize)]
+struct StoredAnswer {
+    status: &'static str,
+    id: i64,
+    duplicate: bool,
+}
+
 async fn delivery_handler(
     State(state): State<ReceiverState>,
     info: Option<Extension<ConnectionInfo>>,
@@ -212,7 +220,7 @@ async fn delivery_handler(
     match state.store.record(delivery).await {
         Ok(rec) => {
             tracing::debug!(%peer, id = rec.id, kind, duplicate = rec.duplicate, "notification recorded");
-            Ok((StatusCode::OK, Json(json!({ "status": "stored", "id": rec.id, "duplicate": rec.duplicate })))
+            Ok((StatusCode::OK, Json(StoredAnswer { status: "stored", id: rec.id, duplicate: rec.duplicate }))
                 .into_response())
         }
         Err(e) => {

@@ -2,17 +2,26 @@
 //! them, and the latest verification token, in one SQLite file.
 //!
 //! Writes go through one writer thread that commits in groups: it takes every delivery that is
-//! waiting, records them all in one transaction, commits (WAL with `synchronous = FULL`, so
-//! the commit is fsync'ed), and only then answers each caller. A delivery is acknowledged to
-//! Netdata only after that answer, so a 2xx always means "on disk", while one fsync serves
-//! many concurrent deliveries. Readers use their own connections; WAL lets them read while
-//! the writer writes, from this process or another (`alertray alerts` while `serve` runs).
+//! waiting and records them all in one transaction. A commit writes the group to the WAL; a
+//! second thread, the syncer, then flushes the WAL to disk (`fdatasync`) and only after that
+//! answers each caller of every group the flush covered. A delivery is acknowledged to
+//! Netdata only after that answer, so a 2xx always means "on disk", while one flush serves
+//! many concurrent deliveries and the writer is already committing the next group while the
+//! disk works. (This is SQLite's `synchronous = FULL` guarantee, with the flush moved off the
+//! writer: the writer runs `synchronous = NORMAL`, and SQLite still syncs the WAL and the
+//! database around every checkpoint.) A disk that fails a flush stops the store: what it
+//! reported lost cannot be trusted to be on disk, so nothing more is acknowledged.
+//!
+//! The writer also copies the WAL into the database once it holds about 8 MB, and empties it
+//! after a second without writes, so the database file alone is whole while Alertray is idle.
+//! Readers use their own connections; WAL lets them read while the writer writes, from this
+//! process or another (`alertray alerts` while `serve` runs).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
@@ -34,8 +43,16 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(300);
 const QUEUE_CAPACITY: usize = 4096;
 /// The most deliveries committed in one transaction.
 const MAX_BATCH: usize = 512;
-/// A WAL larger than this is checkpointed even while deliveries keep coming.
-const WAL_CHECKPOINT_BYTES: u64 = 256 * 1024 * 1024;
+/// The page size of new databases. A stored alert (a 2.4 KB body plus its fields, about
+/// 3 KB) takes a whole 4 KiB page to itself; an 8 KiB page holds two.
+const PAGE_SIZE: i64 = 8192;
+/// The WAL is copied into the database (by the writer, after a commit) once it holds this many
+/// pages, and then reused from its start, so it stays small and in the page cache.
+const WAL_CHECKPOINT_PAGES: i64 = 1000;
+/// A WAL left larger than this by a burst is cut back to it when it is next reused.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// After this long without a write, the WAL is copied into the database and emptied.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 /// How often old history is pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -64,6 +81,10 @@ pub enum StoreError {
     /// The store could not be opened at start; nothing can be stored until it can.
     #[error("the store could not be opened: {0}")]
     NotOpen(Arc<String>),
+    /// The disk failed to save committed deliveries; the store accepts nothing more until
+    /// Alertray is restarted.
+    #[error("the store stopped after a disk error: {0}")]
+    Failed(Arc<String>),
     /// The database cannot be opened for writing (permissions, a read-only file system).
     #[error("cannot write the database {path}: {source}")]
     Access {
@@ -190,6 +211,8 @@ pub struct Store {
     retention: Arc<AtomicU32>,
     /// Why the store could not be opened, when it could not: every write fails with it.
     broken: Option<Arc<String>>,
+    /// Set by the syncer when the disk failed a flush: every write fails with it from then on.
+    failed: Arc<OnceLock<String>>,
 }
 
 /// The schema version this build reads and writes (SQLite's `user_version`).
@@ -279,7 +302,7 @@ impl Store {
             }
             other => other?,
         };
-        // FULL: the WAL is fsync'ed at every commit, so a committed delivery survives power loss.
+        // FULL while the schema is set up; the writer then runs NORMAL and the syncer flushes.
         conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite(path))?;
         // 32 MiB of page cache keeps the indexes' hot pages in memory under load.
         conn.pragma_update(None, "cache_size", -32768).map_err(sqlite(path))?;
@@ -288,46 +311,41 @@ impl Store {
             return Err(StoreError::Schema { path: path.to_path_buf(), found: version });
         }
         conn.execute_batch(SCHEMA).map_err(sqlite(path))?;
-        // Checkpoints run on their own thread and connection, so the writer only ever
-        // appends to the WAL and fsyncs it.
-        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(sqlite(path))?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(sqlite(path))?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT).map_err(sqlite(path))?;
+        // The commit only writes the WAL; the syncer flushes it before anyone is answered.
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sqlite(path))?;
         restrict_permissions(path);
-        let checkpointer = Connection::open(path).map_err(sqlite(path))?;
-        checkpointer.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
+        // The WAL exists now and lives as long as the writer's connection; its name in the
+        // folder must survive a power loss too.
+        sync_dir(path);
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
-        let busy = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(OnceLock::new());
         let retention = Arc::new(AtomicU32::new(retention_days));
         let active = load_active(&conn).map_err(sqlite(path))?.into_iter().map(|a| (a.key.clone(), a)).collect();
         let transitions = load_transitions(&conn).map_err(sqlite(path))?;
         let newest = load_newest(&conn).map_err(sqlite(path))?;
+        let (settled, to_sync) = mpsc::channel::<Vec<Settled>>();
+        let syncer = Syncer { wal: with_suffix(path, "-wal"), events, failed: failed.clone() };
+        let syncer = std::thread::Builder::new()
+            .name("alertray-sync".into())
+            .spawn(move || syncer.run(to_sync))
+            .map_err(|source| StoreError::Io { path: path.to_path_buf(), source })?;
         let writer = Writer {
             conn,
             path: path.to_path_buf(),
-            events,
+            settled,
             retention: retention.clone(),
             last_prune: None,
-            busy: busy.clone(),
             active,
             transitions,
             newest,
         };
-        let (stop_checkpoints, checkpoint_stopped) = mpsc::channel::<()>();
-        std::thread::Builder::new()
-            .name("alertray-checkpoint".into())
-            .spawn({
-                let busy = busy.clone();
-                let wal = with_suffix(path, "-wal");
-                move || checkpoint_loop(checkpointer, &wal, &busy, checkpoint_stopped)
-            })
-            .map_err(|source| StoreError::Io { path: path.to_path_buf(), source })?;
         std::thread::Builder::new()
             .name("alertray-store".into())
-            .spawn(move || {
-                writer.run(rx);
-                drop(stop_checkpoints);
-            })
+            .spawn(move || writer.run(rx, syncer))
             .map_err(|source| StoreError::Io { path: path.to_path_buf(), source })?;
-        Ok(Store { jobs: tx, path: path.to_path_buf(), retention, broken: None })
+        Ok(Store { jobs: tx, path: path.to_path_buf(), retention, broken: None, failed })
     }
 
     /// A store that could not be opened (`reason`): every write fails with
@@ -340,12 +358,13 @@ impl Store {
             path: path.to_path_buf(),
             retention: Arc::new(AtomicU32::new(0)),
             broken: Some(Arc::new(reason)),
+            failed: Arc::new(OnceLock::new()),
         }
     }
 
-    /// Why the store could not be opened, if it could not.
+    /// Why the store cannot store anything: it could not be opened, or the disk failed.
     pub fn broken(&self) -> Option<&str> {
-        self.broken.as_deref().map(String::as_str)
+        self.broken.as_deref().or_else(|| self.failed.get()).map(String::as_str)
     }
 
     /// The database file.
@@ -383,6 +402,9 @@ impl Store {
         if let Some(reason) = &self.broken {
             return Err(StoreError::NotOpen(reason.clone()));
         }
+        if let Some(reason) = self.failed.get() {
+            return Err(StoreError::Failed(Arc::new(reason.clone())));
+        }
         self.jobs.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => StoreError::Unavailable("too many deliveries are waiting"),
             TrySendError::Disconnected(_) => StoreError::Unavailable("the writer stopped"),
@@ -393,6 +415,8 @@ impl Store {
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(sqlite(path))?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
+    // Only takes effect when the file is created: an existing database keeps its page size.
+    conn.pragma_update(None, "page_size", PAGE_SIZE).map_err(sqlite(path))?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite(path))?;
     // A damaged file can open and still fail on its first real read.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(sqlite(path))?;
@@ -484,7 +508,8 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 struct Writer {
     conn: Connection,
     path: PathBuf,
-    events: broadcast::Sender<Event>,
+    /// Committed groups go to the syncer, which answers them once they are on disk.
+    settled: Sender<Vec<Settled>>,
     retention: Arc<AtomicU32>,
     last_prune: Option<Instant>,
     /// The active set, as committed: the writer is its only author, so it keeps it in memory
@@ -495,8 +520,44 @@ struct Writer {
     /// The newest `triggered_at` (Unix ms) stored per alert key, active or cleared, so that a
     /// late, older notification cannot change the state.
     newest: HashMap<String, i64>,
-    /// Set at every commit; the checkpointer clears it, and waits for a quiet second.
-    busy: Arc<AtomicBool>,
+}
+
+/// A job committed to the WAL, waiting for the flush that puts it on disk.
+struct Settled {
+    /// What it changed, published just before its caller is answered.
+    events: Vec<Event>,
+    answer: Answer,
+}
+
+/// A committed job's answer to its caller.
+enum Answer {
+    Recorded(Reply, Recorded),
+    Done(oneshot::Sender<Result<bool, StoreError>>, bool),
+}
+
+impl Answer {
+    fn send(self) {
+        // A caller that went away (its connection closed) no longer needs the answer.
+        match self {
+            Answer::Recorded(reply, rec) => {
+                let _ = reply.send(Ok(rec));
+            }
+            Answer::Done(reply, done) => {
+                let _ = reply.send(Ok(done));
+            }
+        }
+    }
+
+    fn fail(self, err: StoreError) {
+        match self {
+            Answer::Recorded(reply, _) => {
+                let _ = reply.send(Err(err));
+            }
+            Answer::Done(reply, _) => {
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
 }
 
 /// What one batch changes before it is committed; merged into the writer's maps only after
@@ -529,9 +590,21 @@ impl Batch<'_> {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Job>) {
+    fn run(mut self, rx: Receiver<Job>, syncer: std::thread::JoinHandle<()>) {
         self.prune_if_due();
-        while let Ok(first) = rx.recv() {
+        let mut written = false;
+        loop {
+            let first = match rx.recv_timeout(IDLE_CHECKPOINT) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if std::mem::take(&mut written) {
+                        self.checkpoint_when_idle();
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            written = true;
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -542,11 +615,27 @@ impl Writer {
             self.commit_batch(batch);
             self.prune_if_due();
         }
+        // Everything committed is flushed and answered before the connection closes (and
+        // checkpoints the WAL into the database).
+        let Writer { conn, settled, .. } = self;
+        drop(settled);
+        let _ = syncer.join();
+        drop(conn);
+    }
+
+    /// Copies the whole WAL into the database and empties it, so that the database file
+    /// alone holds everything while nothing is arriving (a backup of it is whole).
+    fn checkpoint_when_idle(&self) {
+        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::debug!("idle WAL checkpoint did not complete: {e}");
+        }
     }
 
     fn commit_batch(&mut self, batch: Vec<Job>) {
-        self.busy.store(true, Ordering::Relaxed);
-        let path = self.path.clone();
+        let path = &self.path;
+        let error = |e: &rusqlite::Error| StoreError::Sqlite { path: path.clone(), source: clone_error(e) };
+        let mut settled = Vec::with_capacity(batch.len());
+        let mut jobs = batch.into_iter();
         let result = (|| -> Result<_, rusqlite::Error> {
             let mut b = Batch {
                 tx: self.conn.transaction()?,
@@ -557,68 +646,65 @@ impl Writer {
                 new_transitions: HashMap::new(),
                 new_newest: HashMap::new(),
             };
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for job in &batch {
-                outcomes.push(match job {
-                    Job::Record(d, _) => {
-                        let (rec, events) = record(&mut b, d)?;
-                        (Ok(rec), events)
-                    }
-                    Job::Snooze(change, _) => {
-                        snooze(&b.tx, change)?;
-                        (Ok(Recorded { id: 0, duplicate: false }), vec![Event::StateChanged])
-                    }
-                    Job::Acknowledge(key, ack, _) => {
-                        let changed = acknowledge(&mut b, key, *ack)?;
-                        let events = if changed { vec![Event::StateChanged] } else { vec![] };
-                        (if changed { Ok(Recorded { id: 0, duplicate: false }) } else { Err(()) }, events)
-                    }
-                });
+            for job in jobs.by_ref() {
+                let done = match job {
+                    Job::Record(d, reply) => match record(&mut b, &d) {
+                        Ok((rec, events)) => Settled { events, answer: Answer::Recorded(reply, rec) },
+                        Err(e) => {
+                            let _ = reply.send(Err(error(&e)));
+                            return Err(e);
+                        }
+                    },
+                    Job::Snooze(change, reply) => match snooze(&b.tx, &change) {
+                        Ok(()) => Settled { events: vec![Event::StateChanged], answer: Answer::Done(reply, true) },
+                        Err(e) => {
+                            let _ = reply.send(Err(error(&e)));
+                            return Err(e);
+                        }
+                    },
+                    Job::Acknowledge(key, ack, reply) => match acknowledge(&mut b, &key, ack) {
+                        Ok(changed) => Settled {
+                            events: if changed { vec![Event::StateChanged] } else { vec![] },
+                            answer: Answer::Done(reply, changed),
+                        },
+                        Err(e) => {
+                            let _ = reply.send(Err(error(&e)));
+                            return Err(e);
+                        }
+                    },
+                };
+                settled.push(done);
             }
             let Batch { tx, new_active, new_transitions, new_newest, .. } = b;
             tx.commit()?;
-            Ok((outcomes, new_active, new_transitions, new_newest))
+            Ok((new_active, new_transitions, new_newest))
         })();
-        let result = result.map(|(outcomes, new_active, new_transitions, new_newest)| {
-            for (key, a) in new_active {
-                match a {
-                    Some(a) => self.active.insert(key, a),
-                    None => self.active.remove(&key),
-                };
-            }
-            self.transitions.extend(new_transitions);
-            self.newest.extend(new_newest);
-            outcomes
-        });
         match result {
-            Ok(outcomes) => {
-                for (job, (outcome, events)) in batch.into_iter().zip(outcomes) {
-                    // Events go out before the caller hears back, so that anyone told "stored"
-                    // can already see what it caused.
-                    for e in events {
-                        // No subscriber is fine: the state is on disk either way.
-                        let _ = self.events.send(e);
-                    }
-                    match job {
-                        Job::Record(_, reply) => {
-                            let _ = reply.send(Ok(outcome.expect("record never yields Err(())")));
-                        }
-                        Job::Acknowledge(_, _, reply) | Job::Snooze(_, reply) => {
-                            let _ = reply.send(Ok(outcome.is_ok()));
-                        }
-                    }
+            Ok((new_active, new_transitions, new_newest)) => {
+                for (key, a) in new_active {
+                    match a {
+                        Some(a) => self.active.insert(key, a),
+                        None => self.active.remove(&key),
+                    };
                 }
+                self.transitions.extend(new_transitions);
+                self.newest.extend(new_newest);
+                // If the syncer is gone, the answers are dropped and the callers hear that the
+                // writer stopped.
+                let _ = self.settled.send(settled);
             }
             Err(e) => {
-                tracing::error!(db = %path.display(), "could not commit {} deliveries: {e}", batch.len());
-                for job in batch {
-                    let err = || StoreError::Sqlite { path: path.clone(), source: clone_error(&e) };
+                tracing::error!(db = %path.display(), "could not commit a group of deliveries: {e}");
+                for s in settled {
+                    s.answer.fail(error(&e));
+                }
+                for job in jobs {
                     match job {
                         Job::Record(_, reply) => {
-                            let _ = reply.send(Err(err()));
+                            let _ = reply.send(Err(error(&e)));
                         }
                         Job::Acknowledge(_, _, reply) | Job::Snooze(_, reply) => {
-                            let _ = reply.send(Err(err()));
+                            let _ = reply.send(Err(error(&e)));
                         }
                     }
                 }
@@ -651,27 +737,77 @@ impl Writer {
     }
 }
 
-/// Copies the WAL into the database file when deliveries pause for a second, or when the WAL
-/// grows past [`WAL_CHECKPOINT_BYTES`] during a long burst; a final full checkpoint when the
-/// writer stops leaves the database file whole on its own. Checkpointing during a burst
-/// would compete with deliveries for the disk and the CPU.
-fn checkpoint_loop(conn: Connection, wal: &Path, busy: &AtomicBool, stop: Receiver<()>) {
-    const INTERVAL: Duration = Duration::from_secs(1);
-    loop {
-        let stopping = !matches!(stop.recv_timeout(INTERVAL), Err(mpsc::RecvTimeoutError::Timeout));
-        let quiet = !busy.swap(false, Ordering::Relaxed);
-        let large = std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_CHECKPOINT_BYTES);
-        if !(stopping || quiet || large) {
-            continue;
-        }
-        let mode = if stopping || quiet { "TRUNCATE" } else { "PASSIVE" };
-        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-            tracing::debug!("WAL checkpoint ({mode}) did not complete: {e}");
-        }
-        if stopping {
-            break;
+/// Flushes the WAL for the groups the writer committed, then answers their callers.
+struct Syncer {
+    wal: PathBuf,
+    events: broadcast::Sender<Event>,
+    failed: Arc<OnceLock<String>>,
+}
+
+impl Syncer {
+    fn run(self, groups: Receiver<Vec<Settled>>) {
+        while let Ok(first) = groups.recv() {
+            // Every group committed so far is in the WAL: one flush covers them all.
+            let mut ready = first;
+            for more in groups.try_iter() {
+                ready.extend(more);
+            }
+            let flushed = match self.failed.get() {
+                // After a failed flush the kernel may have dropped what it could not write
+                // and report the next flush as fine: nothing is trusted any more.
+                Some(reason) => Err(reason.clone()),
+                None => flush(&self.wal).map_err(|e| {
+                    let reason = format!(
+                        "writing {} to disk failed ({e}); restart Alertray once the disk is fixed",
+                        self.wal.display()
+                    );
+                    tracing::error!("the store stopped: {reason}");
+                    let _ = self.failed.set(reason.clone());
+                    // The tray and the window show the store as broken from now on.
+                    let _ = self.events.send(Event::StateChanged);
+                    reason
+                }),
+            };
+            match flushed {
+                Ok(()) => {
+                    for s in ready {
+                        // Events go out before the caller hears back, so that anyone told
+                        // "stored" can already see what it caused. No subscriber is fine.
+                        for e in s.events {
+                            let _ = self.events.send(e);
+                        }
+                        s.answer.send();
+                    }
+                }
+                Err(reason) => {
+                    let reason = Arc::new(reason);
+                    for s in ready {
+                        s.answer.fail(StoreError::Failed(reason.clone()));
+                    }
+                }
+            }
         }
     }
+}
+
+/// `fdatasync` of the WAL: its frames (and its size) are on disk when this returns. Opened
+/// anew each time, so it is always the file SQLite writes.
+fn flush(wal: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new().write(true).open(wal)?.sync_data()
+}
+
+/// Makes the names in the database's folder durable (the WAL's, once it exists).
+fn sync_dir(db: &Path) {
+    #[cfg(unix)]
+    {
+        let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::warn!("could not flush the folder {}: {e}", dir.display());
+        }
+    }
+    // Elsewhere (NTFS, APFS) the file system journals names itself.
+    #[cfg(not(unix))]
+    let _ = db;
 }
 
 fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {

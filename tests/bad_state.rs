@@ -170,6 +170,43 @@ fn a_read_only_database_degrades_to_503_and_keeps_the_file() {
     assert_eq!(alertray::store::history(&conn, &Default::default()).unwrap().len(), 2);
 }
 
+#[test]
+fn a_wal_that_cannot_be_flushed_stops_the_store_and_nothing_more_is_acknowledged() {
+    // The WAL moved away under the running store: SQLite keeps writing its open file, but the
+    // flush that must put each group on disk before its 2xx cannot reach it. To the store that
+    // is a disk it can no longer trust, as when fdatasync reports an error.
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = write_config(dir.path(), "");
+    let data = dir.path().join("data");
+    let serve = Serve::start(&cfg, &data, port, &[], &["--no-popups"]);
+    assert_eq!(serve.post(captured("netdata-alert-warning.json")), 200);
+    let wal = data.join("alertray.db-wal");
+    let moved = data.join("moved-wal");
+    std::fs::rename(&wal, &moved).unwrap();
+
+    let (get, post, body) = challenge_and_post(&serve);
+    assert_eq!(get, 200, "the challenge is still answered");
+    assert_eq!(post, 503, "not flushed, so no 2xx: {body}");
+    assert!(body.contains("could not be stored"), "{body}");
+    let line = serve.wait_for_line("the store stopped", Duration::from_secs(5));
+    assert!(line.contains("alertray.db-wal") && line.contains("restart Alertray"), "{line}");
+    // Stopped for good: with the file back, a later delivery is still refused, before any write.
+    std::fs::rename(&moved, &wal).unwrap();
+    let later = serde_json::json!({"message": "Raised to Critical, x, on later", "alert": {"name": "later", "transition_id": "later-1"}});
+    assert_eq!(serve.post(later.to_string()), 503);
+    serve.wait_for_line("the store stopped after a disk error", Duration::from_secs(5));
+    assert_eq!(serve.terminate(), Some(0));
+
+    // The acknowledged delivery is there after a restart (the refused one may be too: Netdata's
+    // retry is then taken as a duplicate), and the store works again.
+    let serve = Serve::start(&cfg, &data, port, &[], &["--no-popups"]);
+    assert_eq!(serve.post(later.to_string()), 200);
+    let conn = alertray::store::open_reader(&alertray::store::db_path(&data)).unwrap();
+    let stored = alertray::store::history(&conn, &Default::default()).unwrap();
+    assert!(stored.iter().any(|h| h.status.as_deref() == Some("warning")), "{stored:?}");
+    assert_eq!(stored.iter().filter(|h| h.name.as_deref() == Some("later")).count(), 1, "{stored:?}");
+}
+
 /// Runs `alertray serve` as the unprivileged user `nobody` (root ignores file permissions),
 /// from a copy of the binary that user can reach.
 fn serve_as_nobody(dir: &std::path::Path, cfg: &std::path::Path, data: &std::path::Path) -> Option<Command> {

@@ -157,3 +157,31 @@ async fn history_older_than_the_retention_is_pruned_but_active_alerts_are_kept()
     assert_eq!(store::active(&conn).unwrap().len(), 2, "active alerts are never pruned");
     drop(s);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_deliveries_pause_the_database_file_alone_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::db_path(dir.path());
+    let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+    for name in ["netdata-alert-critical.json", "netdata-reachability-unreachable.json"] {
+        let body = captured(name);
+        let notification = alertray::payload::parse(&body).unwrap();
+        let d =
+            store::Delivery { body, notification, received_ms: store::now_ms(), peer: "t".into(), auth: "t".into() };
+        s.record(d).await.unwrap();
+    }
+    // The WAL is emptied about a second after the last write; a copy of the database file
+    // without it (a naive backup) then holds everything.
+    let wal = dir.path().join("alertray.db-wal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 0 {
+        assert!(std::time::Instant::now() < deadline, "the WAL was never emptied");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(&db, copy.path().join("alertray.db")).unwrap();
+    let conn = store::open_reader(&copy.path().join("alertray.db")).unwrap();
+    assert_eq!(store::history(&conn, &Default::default()).unwrap().len(), 2);
+    assert_eq!(store::active(&conn).unwrap().len(), 2, "the alert and the unreachable node");
+    drop(s);
+}
