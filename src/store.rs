@@ -216,7 +216,7 @@ pub struct Store {
 }
 
 /// The schema version this build reads and writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
@@ -245,12 +245,11 @@ CREATE INDEX IF NOT EXISTS notifications_sha
     ON notifications(body_sha256) WHERE body_sha256 IS NOT NULL;
 CREATE INDEX IF NOT EXISTS notifications_received ON notifications(received_at);
 CREATE TABLE IF NOT EXISTS active (
-    key             TEXT PRIMARY KEY,
-    notification_id INTEGER NOT NULL,
+    notification_id INTEGER PRIMARY KEY,
     since_ms        INTEGER NOT NULL,
     updated_ms      INTEGER NOT NULL,
     acknowledged    INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS snoozes (
     scope    TEXT NOT NULL,
     target   TEXT NOT NULL,
@@ -262,7 +261,27 @@ CREATE TABLE IF NOT EXISTS verification (
     token       TEXT NOT NULL,
     received_at INTEGER NOT NULL
 );
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
+";
+
+/// Version 2 kept the active set under its alert keys (about 110 bytes each), so a group of
+/// deliveries rewrote most of the table's pages. Version 3 keeps each active entry under the
+/// id of the notification that set it: the key is that notification's, and the table fits in
+/// a page or two. The writer knows each key's notification id from its in-memory active set.
+const MIGRATE_2_TO_3: &str = "
+BEGIN IMMEDIATE;
+CREATE TABLE active_v3 (
+    notification_id INTEGER PRIMARY KEY,
+    since_ms        INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL,
+    acknowledged    INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO active_v3 (notification_id, since_ms, updated_ms, acknowledged)
+    SELECT notification_id, since_ms, updated_ms, acknowledged FROM active;
+DROP TABLE active;
+ALTER TABLE active_v3 RENAME TO active;
+PRAGMA user_version = 3;
+COMMIT;
 ";
 
 fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -307,8 +326,13 @@ impl Store {
         // 32 MiB of page cache keeps the indexes' hot pages in memory under load.
         conn.pragma_update(None, "cache_size", -32768).map_err(sqlite(path))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sqlite(path))?;
-        if version != 0 && version != SCHEMA_VERSION {
-            return Err(StoreError::Schema { path: path.to_path_buf(), found: version });
+        match version {
+            0 | SCHEMA_VERSION => {}
+            2 => {
+                conn.execute_batch(MIGRATE_2_TO_3).map_err(sqlite(path))?;
+                tracing::info!("updated the database {} to schema version {SCHEMA_VERSION}", path.display());
+            }
+            found => return Err(StoreError::Schema { path: path.to_path_buf(), found }),
         }
         conn.execute_batch(SCHEMA).map_err(sqlite(path))?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(sqlite(path))?;
@@ -873,6 +897,8 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
         b.new_transitions.insert(tid.to_string(), id);
     }
     let prev = f.key.as_deref().and_then(|k| b.active(k));
+    // The active entry is stored under the id of the notification that set it.
+    let prev_id = prev.map(|a| a.notification_id);
     let newest = f.key.as_deref().and_then(|k| b.newest(k));
     let t = alerts::transition(prev, n, id, d.received_ms, newest);
     if let (Some(k), Some(ms)) = (&f.key, f.triggered_ms) {
@@ -882,16 +908,19 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
     }
     match t.update {
         StateUpdate::Upsert(a) => {
+            if let Some(old) = prev_id {
+                b.tx.prepare_cached("DELETE FROM active WHERE notification_id = ?1")?.execute(params![old])?;
+            }
             b.tx.prepare_cached(
-                "INSERT INTO active (key, notification_id, since_ms, updated_ms, acknowledged) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(key) DO UPDATE SET notification_id = excluded.notification_id, since_ms = excluded.since_ms,
-                    updated_ms = excluded.updated_ms, acknowledged = excluded.acknowledged",
+                "INSERT INTO active (notification_id, since_ms, updated_ms, acknowledged) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![a.key, id, a.since_ms, a.updated_ms, a.acknowledged])?;
+            .execute(params![id, a.since_ms, a.updated_ms, a.acknowledged])?;
             b.new_active.insert(a.key.clone(), Some(a));
         }
         StateUpdate::Remove(key) => {
-            b.tx.prepare_cached("DELETE FROM active WHERE key = ?1")?.execute(params![key])?;
+            if let Some(old) = prev_id {
+                b.tx.prepare_cached("DELETE FROM active WHERE notification_id = ?1")?.execute(params![old])?;
+            }
             b.new_active.insert(key, None);
         }
         StateUpdate::Keep => {}
@@ -916,7 +945,8 @@ fn acknowledge(b: &mut Batch<'_>, key: &str, ack: bool) -> Result<bool, rusqlite
         return Ok(true);
     }
     a.acknowledged = ack;
-    b.tx.prepare_cached("UPDATE active SET acknowledged = ?2 WHERE key = ?1")?.execute(params![key, ack])?;
+    b.tx.prepare_cached("UPDATE active SET acknowledged = ?2 WHERE notification_id = ?1")?
+        .execute(params![a.notification_id, ack])?;
     b.new_active.insert(key.to_string(), Some(a));
     Ok(true)
 }

@@ -185,3 +185,95 @@ async fn once_deliveries_pause_the_database_file_alone_holds_them() {
     assert_eq!(store::active(&conn).unwrap().len(), 2, "the alert and the unreachable node");
     drop(s);
 }
+
+fn delivery_of(body: Vec<u8>) -> store::Delivery {
+    let notification = alertray::payload::parse(&body).unwrap();
+    store::Delivery { body, notification, received_ms: store::now_ms(), peer: "t".into(), auth: "t".into() }
+}
+
+/// A database written by the previous release (schema 2, the active set under alert keys)
+/// is updated in place when opened: every active alert, with its start and its
+/// acknowledgement, is still active, and later deliveries clear and acknowledge them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_2_database_is_updated_and_keeps_its_active_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::db_path(dir.path());
+    let before = {
+        let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+        for name in
+            ["netdata-alert-critical.json", "netdata-alert-warning.json", "netdata-reachability-unreachable.json"]
+        {
+            s.record(delivery_of(captured(name))).await.unwrap();
+        }
+        let conn = store::open_reader(&db).unwrap();
+        let active = store::active(&conn).unwrap();
+        assert_eq!(active.len(), 3);
+        assert!(s.acknowledge(&active[1].key, true).await.unwrap());
+        store::active(&conn).unwrap()
+    };
+    // Rewrite the active set the way schema 2 stored it, as the previous release left it.
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE active_v2 (
+                 key TEXT PRIMARY KEY, notification_id INTEGER NOT NULL, since_ms INTEGER NOT NULL,
+                 updated_ms INTEGER NOT NULL, acknowledged INTEGER NOT NULL DEFAULT 0
+             ) WITHOUT ROWID;",
+        )
+        .unwrap();
+        for a in &before {
+            conn.execute(
+                "INSERT INTO active_v2 SELECT ?1, notification_id, since_ms, updated_ms, acknowledged
+                 FROM active WHERE notification_id = ?2",
+                rusqlite::params![a.key, a.notification_id],
+            )
+            .unwrap();
+        }
+        conn.execute_batch("DROP TABLE active; ALTER TABLE active_v2 RENAME TO active; PRAGMA user_version = 2;")
+            .unwrap();
+    }
+
+    let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+    let conn = store::open_reader(&db).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 3);
+    let after = store::active(&conn).unwrap();
+    let summary = |v: &[alertray::alerts::Alert]| {
+        v.iter().map(|a| (a.key.clone(), a.notification_id, a.since_ms, a.acknowledged)).collect::<Vec<_>>()
+    };
+    assert_eq!(summary(&after), summary(&before));
+
+    // The critical alert recovers: its entry, found by the notification that set it, goes.
+    let mut clear: Value = serde_json::from_slice(&captured("netdata-alert-critical.json")).unwrap();
+    clear["alert"]["state"]["status"] = "Clear".into();
+    clear["alert"]["transition_id"] = "2f5b3d9e-0b7e-4d59-9a51-6a3c1f0e7d11".into();
+    clear["alert"]["triggered_at"] = "2026-04-10T23:11:48-05:00".into();
+    let critical = before.iter().find(|a| a.level == Level::Critical).unwrap().key.clone();
+    s.record(delivery_of(serde_json::to_vec(&clear).unwrap())).await.unwrap();
+    // Acknowledging another one still reaches its row.
+    let other = after.iter().find(|a| a.key != critical && !a.acknowledged).unwrap().key.clone();
+    assert!(s.acknowledge(&other, true).await.unwrap());
+    let now = store::active(&conn).unwrap();
+    assert_eq!(now.len(), 2, "{:?}", summary(&now));
+    assert!(now.iter().all(|a| a.key != critical));
+    assert!(now.iter().all(|a| a.acknowledged), "{:?}", summary(&now));
+    drop(s);
+
+    // And a restart restores exactly that.
+    let _s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+    assert_eq!(summary(&store::active(&conn).unwrap()), summary(&now));
+}
+
+/// A database from a newer Alertray is refused with the versions named, and left as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_a_newer_release_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::db_path(dir.path());
+    drop(store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap());
+    rusqlite::Connection::open(&db).unwrap().execute_batch("PRAGMA user_version = 9;").unwrap();
+    let err = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).err().expect("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("schema version 9") && msg.contains("version 3"), "{msg}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 9);
+}
