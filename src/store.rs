@@ -268,21 +268,18 @@ PRAGMA user_version = 3;
 /// deliveries rewrote most of the table's pages. Version 3 keeps each active entry under the
 /// id of the notification that set it: the key is that notification's, and the table fits in
 /// a page or two. The writer knows each key's notification id from its in-memory active set.
-const MIGRATE_2_TO_3: &str = "
-BEGIN IMMEDIATE;
-CREATE TABLE active_v3 (
-    notification_id INTEGER PRIMARY KEY,
-    since_ms        INTEGER NOT NULL,
-    updated_ms      INTEGER NOT NULL,
-    acknowledged    INTEGER NOT NULL DEFAULT 0
-);
-INSERT INTO active_v3 (notification_id, since_ms, updated_ms, acknowledged)
-    SELECT notification_id, since_ms, updated_ms, acknowledged FROM active;
-DROP TABLE active;
-ALTER TABLE active_v3 RENAME TO active;
-PRAGMA user_version = 3;
-COMMIT;
-";
+/// The update renames the old table, lets [`SCHEMA`] create the new one, and moves the rows.
+fn migrate_2_to_3() -> String {
+    format!(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE active RENAME TO active_v2;
+         {SCHEMA}
+         INSERT INTO active (notification_id, since_ms, updated_ms, acknowledged)
+             SELECT notification_id, since_ms, updated_ms, acknowledged FROM active_v2;
+         DROP TABLE active_v2;
+         COMMIT;"
+    )
+}
 
 fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite { path: path.to_path_buf(), source }
@@ -329,7 +326,7 @@ impl Store {
         match version {
             0 | SCHEMA_VERSION => {}
             2 => {
-                conn.execute_batch(MIGRATE_2_TO_3).map_err(sqlite(path))?;
+                conn.execute_batch(&migrate_2_to_3()).map_err(sqlite(path))?;
                 tracing::info!("updated the database {} to schema version {SCHEMA_VERSION}", path.display());
             }
             found => return Err(StoreError::Schema { path: path.to_path_buf(), found }),
@@ -897,7 +894,8 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
         b.new_transitions.insert(tid.to_string(), id);
     }
     let prev = f.key.as_deref().and_then(|k| b.active(k));
-    // The active entry is stored under the id of the notification that set it.
+    // An active entry is stored under the id of the notification that set it; a change
+    // replaces the previous entry.
     let prev_id = prev.map(|a| a.notification_id);
     let newest = f.key.as_deref().and_then(|k| b.newest(k));
     let t = alerts::transition(prev, n, id, d.received_ms, newest);
@@ -906,11 +904,11 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
             b.new_newest.insert(k.clone(), ms);
         }
     }
+    if let (Some(old), StateUpdate::Upsert(_) | StateUpdate::Remove(_)) = (prev_id, &t.update) {
+        b.tx.prepare_cached("DELETE FROM active WHERE notification_id = ?1")?.execute(params![old])?;
+    }
     match t.update {
         StateUpdate::Upsert(a) => {
-            if let Some(old) = prev_id {
-                b.tx.prepare_cached("DELETE FROM active WHERE notification_id = ?1")?.execute(params![old])?;
-            }
             b.tx.prepare_cached(
                 "INSERT INTO active (notification_id, since_ms, updated_ms, acknowledged) VALUES (?1, ?2, ?3, ?4)",
             )?
@@ -918,9 +916,6 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
             b.new_active.insert(a.key.clone(), Some(a));
         }
         StateUpdate::Remove(key) => {
-            if let Some(old) = prev_id {
-                b.tx.prepare_cached("DELETE FROM active WHERE notification_id = ?1")?.execute(params![old])?;
-            }
             b.new_active.insert(key, None);
         }
         StateUpdate::Keep => {}
