@@ -123,6 +123,12 @@ async fn acknowledgements_and_snoozes_survive_a_restart_and_escalation_drops_the
     core.stop().await;
 }
 
+/// A delivery of `body` received at `received_ms`, as the receiver hands it to the store.
+fn delivery_at(body: Vec<u8>, received_ms: i64) -> store::Delivery {
+    let notification = alertray::payload::parse(&body).unwrap();
+    store::Delivery { body, notification, received_ms, peer: "t".into(), auth: "t".into() }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_older_than_the_retention_is_pruned_but_active_alerts_are_kept() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,15 +137,10 @@ async fn history_older_than_the_retention_is_pruned_but_active_alerts_are_kept()
     let now = store::now_ms();
     {
         let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
-        let record = |name: &str, received_ms: i64| {
-            let body = captured(name);
-            let notification = alertray::payload::parse(&body).unwrap();
-            store::Delivery { body, notification, received_ms, peer: "t".into(), auth: "t".into() }
-        };
         // 100 days old: a recovery (history only) and a critical that is still active.
-        s.record(record("netdata-alert-recovered.json", now - 100 * day)).await.unwrap();
-        s.record(record("netdata-alert-critical.json", now - 100 * day)).await.unwrap();
-        s.record(record("netdata-alert-warning.json", now - day)).await.unwrap();
+        s.record(delivery_at(captured("netdata-alert-recovered.json"), now - 100 * day)).await.unwrap();
+        s.record(delivery_at(captured("netdata-alert-critical.json"), now - 100 * day)).await.unwrap();
+        s.record(delivery_at(captured("netdata-alert-warning.json"), now - day)).await.unwrap();
     }
     // Reopening with 90 days of retention prunes at start.
     let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 90).unwrap();
@@ -164,11 +165,7 @@ async fn once_deliveries_pause_the_database_file_alone_holds_them() {
     let db = store::db_path(dir.path());
     let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
     for name in ["netdata-alert-critical.json", "netdata-reachability-unreachable.json"] {
-        let body = captured(name);
-        let notification = alertray::payload::parse(&body).unwrap();
-        let d =
-            store::Delivery { body, notification, received_ms: store::now_ms(), peer: "t".into(), auth: "t".into() };
-        s.record(d).await.unwrap();
+        s.record(delivery_at(captured(name), store::now_ms())).await.unwrap();
     }
     // The WAL is emptied about a second after the last write; a copy of the database file
     // without it (a naive backup) then holds everything.
@@ -186,11 +183,6 @@ async fn once_deliveries_pause_the_database_file_alone_holds_them() {
     drop(s);
 }
 
-fn delivery_of(body: Vec<u8>) -> store::Delivery {
-    let notification = alertray::payload::parse(&body).unwrap();
-    store::Delivery { body, notification, received_ms: store::now_ms(), peer: "t".into(), auth: "t".into() }
-}
-
 /// A database written by the previous release (schema 2, the active set under alert keys)
 /// is updated in place when opened: every active alert, with its start and its
 /// acknowledgement, is still active, and later deliveries clear and acknowledge them.
@@ -203,7 +195,7 @@ async fn a_schema_2_database_is_updated_and_keeps_its_active_alerts() {
         for name in
             ["netdata-alert-critical.json", "netdata-alert-warning.json", "netdata-reachability-unreachable.json"]
         {
-            s.record(delivery_of(captured(name))).await.unwrap();
+            s.record(delivery_at(captured(name), store::now_ms())).await.unwrap();
         }
         let conn = store::open_reader(&db).unwrap();
         let active = store::active(&conn).unwrap();
@@ -249,7 +241,7 @@ async fn a_schema_2_database_is_updated_and_keeps_its_active_alerts() {
     clear["alert"]["transition_id"] = "2f5b3d9e-0b7e-4d59-9a51-6a3c1f0e7d11".into();
     clear["alert"]["triggered_at"] = "2026-04-10T23:11:48-05:00".into();
     let critical = before.iter().find(|a| a.level == Level::Critical).unwrap().key.clone();
-    s.record(delivery_of(serde_json::to_vec(&clear).unwrap())).await.unwrap();
+    s.record(delivery_at(serde_json::to_vec(&clear).unwrap(), store::now_ms())).await.unwrap();
     // Acknowledging another one still reaches its row.
     let other = after.iter().find(|a| a.key != critical && !a.acknowledged).unwrap().key.clone();
     assert!(s.acknowledge(&other, true).await.unwrap());
