@@ -522,9 +522,13 @@ mod tests {
     async fn a_real_process_is_read_restarted_with_backoff_and_stopped() {
         let dir = tempfile::tempdir().unwrap();
         let (events, _) = broadcast::channel(16);
-        // Prints its address (with the port substituted) then exits after a moment.
+        // Prints its address (with the port substituted) then exits after a moment. stderr and
+        // stdout are separate pipes read by separate tasks: lines written to both within the
+        // same instant may arrive in either order, so each line comes a moment after the last.
         let t = Tunnel::spawn(
-            config("sh -c 'echo starting >&2; echo at tunnel.example:{port}; sleep 0.3; echo bye >&2; exit 3'"),
+            config(
+                "sh -c 'echo starting >&2; sleep 0.1; echo at tunnel.example:{port}; sleep 0.3; echo bye >&2; exit 3'",
+            ),
             4321,
             dir.path().to_path_buf(),
             events,
