@@ -275,9 +275,15 @@ pub async fn run_popups(
         };
         let Some(popup) = popup else { continue };
         let n = notifier.clone();
+        let summary = popup.summary.clone();
         let result = tokio::task::spawn_blocking(move || n.show(&popup)).await;
         let err = match result {
-            Ok(Ok(())) => None,
+            Ok(Ok(())) => {
+                // The notification server has answered: the popup is up (or replaced its
+                // earlier one).
+                tracing::debug!(%summary, "popup shown");
+                None
+            }
             Ok(Err(e)) => Some(e.to_string()),
             Err(e) => Some(format!("the notifier panicked: {e}")),
         };

@@ -245,6 +245,11 @@ fn popups_have_the_right_summary_urgency_and_click_action() {
     let escalated =
         with_status("netdata-alert-warning.json", "Critical", "escalation-1", "Raised to Critical, ram, on gn4");
     assert_eq!(serve.post(escalated), 200);
+    // Reading dunst's history closes what is displayed, so first wait until dunst has answered
+    // the replacing call: closing the warning popup before it would make the critical one a
+    // new popup instead of a replacement.
+    serve
+        .wait_for_line("popup shown summary=gn4.node.garland.slvn.co: ram_in_use is Critical", Duration::from_secs(20));
     let h = d.wait_for("the escalated popup", |h| {
         h.iter().any(|n| n.summary == "gn4.node.garland.slvn.co: ram_in_use is Critical")
     });
