@@ -158,9 +158,10 @@ pub async fn run(cfg: AcmeConfig, files: AcmeFiles, resolver: Arc<AcmeResolver>,
                 tracing::info!(domain = %cfg.domain, fingerprint = %crate::tls::fingerprint(&resolver.current().cert[0]), "ACME certificate obtained, valid until {until}");
             }
             Err(e) => {
-                tracing::error!(domain = %cfg.domain, "could not obtain a certificate: {e}; retrying in {} s", retry.as_secs());
+                // Kept on disk before it is announced, so whoever reads the log finds it there.
                 next_try = Some(chrono::Utc::now() + retry);
                 save_retry(&files, next_try, retry * 2);
+                tracing::error!(domain = %cfg.domain, "could not obtain a certificate: {e}; retrying in {} s", retry.as_secs());
                 retry = (retry * 2).min(MAX_RETRY);
             }
         }
