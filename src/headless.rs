@@ -100,11 +100,17 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
     })
 }
 
-/// Logs to stderr, filtered by `ALERTRAY_LOG` (default: Alertray's info lines and others' warnings).
+/// The log filter when `ALERTRAY_LOG` is not set: Alertray's info lines and other crates'
+/// warnings, except rustls's. rustls warns of every client that names an IP address in its
+/// TLS server name (wrk and other OpenSSL clients do), once per connection; the receiver itself
+/// logs each handshake that fails, with the peer.
+pub const DEFAULT_LOG_FILTER: &str = "alertray=info,alertray_app=info,rustls=error,warn";
+
+/// Logs to stderr, filtered by `ALERTRAY_LOG` (default: [`DEFAULT_LOG_FILTER`]).
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ALERTRAY_LOG").unwrap_or_else(|_| "alertray=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("ALERTRAY_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -151,6 +151,54 @@ fn secrets_never_reach_the_log_and_secret_files_are_private() {
     }
 }
 
+/// With the default log filter, the log holds one line per refused handshake, naming the
+/// peer, and nothing for a client that merely names an IP address as its TLS server name
+/// (OpenSSL clients such as wrk do): rustls warns of that on every connection.
+#[test]
+fn the_default_log_names_refused_handshakes_once_and_stays_quiet_about_ip_server_names() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = write_config(dir.path(), "");
+    let mut serve = Serve::start(&cfg, &dir.path().join("data"), port, &[("ALERTRAY_LOG", "")], &["--no-popups"]);
+    let s_client = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for _ in 0..3 {
+        let out = s_client(&["-servername", "127.0.0.1"]);
+        assert!(out.contains("TLSv1.3"), "the handshake naming an IP address succeeds:\n{out}");
+    }
+    s_client(&["-tls1_2", "-cipher", "AES128-SHA"]);
+    assert_eq!(serve.post(captured("netdata-alert-critical.json")), 200);
+    let _ = Command::new("kill").arg("-TERM").arg(serve.child.id().to_string()).status();
+    let _ = serve.child.wait();
+    let mut log = Vec::new();
+    while let Ok(l) = serve.lines.recv_timeout(Duration::from_millis(500)) {
+        log.push(l);
+    }
+    let refused: Vec<&String> = log.iter().filter(|l| l.contains("TLS handshake failed")).collect();
+    assert_eq!(refused.len(), 1, "one line for the refused handshake:\n{}", log.join("\n"));
+    assert!(refused[0].contains("peer=127.0.0.1:"), "{}", refused[0]);
+    let warnings: Vec<&String> = log.iter().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+    assert!(
+        warnings.is_empty(),
+        "no warnings for clients that did nothing wrong enough to refuse:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        log.iter().any(|l| l.contains(" INFO alertray::headless")),
+        "info lines are still logged:\n{}",
+        log.join("\n")
+    );
+}
+
 /// The resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

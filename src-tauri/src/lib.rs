@@ -60,7 +60,7 @@ fn init_logging(log_dir: &std::path::Path) -> Option<tracing_appender::non_block
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_env("ALERTRAY_LOG")
-            .unwrap_or_else(|_| "alertray=info,alertray_app=info,warn".into())
+            .unwrap_or_else(|_| alertray::headless::DEFAULT_LOG_FILTER.into())
     };
     let _ = std::fs::create_dir_all(log_dir);
     let file = tracing_appender::rolling::Builder::new()

@@ -55,7 +55,8 @@ pub fn write_config(dir: &Path, extra: &str) -> (PathBuf, u16) {
 }
 
 impl Serve {
-    /// Starts `alertray serve` with `config` and `data_dir` and waits until it listens.
+    /// Starts `alertray serve` with `config` and `data_dir` and waits until it listens. Logs at
+    /// debug level unless `env` sets `ALERTRAY_LOG`.
     pub fn start(config: &Path, data_dir: &Path, port: u16, env: &[(&str, &str)], extra_args: &[&str]) -> Serve {
         let mut c = Command::new(BIN);
         c.arg("serve")
@@ -68,7 +69,12 @@ impl Serve {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {
-            c.env(k, v);
+            // An empty value unsets the variable (`ALERTRAY_LOG`: the default filter).
+            if v.is_empty() {
+                c.env_remove(k);
+            } else {
+                c.env(k, v);
+            }
         }
         let mut child = c.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
