@@ -127,14 +127,7 @@ fn secrets_never_reach_the_log_and_secret_files_are_private() {
     assert_eq!(st.as_u16(), 401);
     let st = c.get(format!("{}?crc_token=abc", serve.url())).send().unwrap().status();
     assert_eq!(st.as_u16(), 200);
-    let mut serve = serve;
-    let _ = Command::new("kill").arg("-TERM").arg(serve.child.id().to_string()).status();
-    let _ = serve.child.wait();
-    let mut log = Vec::new();
-    while let Ok(l) = serve.lines.recv_timeout(Duration::from_millis(500)) {
-        log.push(l);
-    }
-    let log = log.join("\n");
+    let log = serve.terminate_and_read_log().join("\n");
     assert!(log.contains("refused"), "the refusals are logged:\n{log}");
     for s in secrets {
         assert!(!log.contains(s), "secret {s} appears in the log:\n{log}");
@@ -161,7 +154,7 @@ fn the_default_log_names_refused_handshakes_once_and_stays_quiet_about_ip_server
     }
     let dir = tempfile::tempdir().unwrap();
     let (cfg, port) = write_config(dir.path(), "");
-    let mut serve = Serve::start(&cfg, &dir.path().join("data"), port, &[("ALERTRAY_LOG", "")], &["--no-popups"]);
+    let serve = Serve::start(&cfg, &dir.path().join("data"), port, &[("ALERTRAY_LOG", "")], &["--no-popups"]);
     let s_client = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
@@ -177,12 +170,7 @@ fn the_default_log_names_refused_handshakes_once_and_stays_quiet_about_ip_server
     }
     s_client(&["-tls1_2", "-cipher", "AES128-SHA"]);
     assert_eq!(serve.post(captured("netdata-alert-critical.json")), 200);
-    let _ = Command::new("kill").arg("-TERM").arg(serve.child.id().to_string()).status();
-    let _ = serve.child.wait();
-    let mut log = Vec::new();
-    while let Ok(l) = serve.lines.recv_timeout(Duration::from_millis(500)) {
-        log.push(l);
-    }
+    let log = serve.terminate_and_read_log();
     let refused: Vec<&String> = log.iter().filter(|l| l.contains("TLS handshake failed")).collect();
     assert_eq!(refused.len(), 1, "one line for the refused handshake:\n{}", log.join("\n"));
     assert!(refused[0].contains("peer=127.0.0.1:"), "{}", refused[0]);

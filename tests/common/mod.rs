@@ -119,6 +119,17 @@ impl Serve {
         self.client().post(self.url()).bearer_auth("test-token").body(body.into()).send().unwrap().status().as_u16()
     }
 
+    /// Sends SIGTERM, waits for the exit, and returns every stderr line not read yet.
+    pub fn terminate_and_read_log(mut self) -> Vec<String> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        let mut log = Vec::new();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            log.push(l);
+        }
+        log
+    }
+
     /// Sends SIGTERM and returns the exit code.
     pub fn terminate(mut self) -> Option<i32> {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
