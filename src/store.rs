@@ -345,7 +345,7 @@ impl Store {
         let retention = Arc::new(AtomicU32::new(retention_days));
         let active = load_active(&conn).map_err(sqlite(path))?.into_iter().map(|a| (a.key.clone(), a)).collect();
         let transitions = load_transitions(&conn).map_err(sqlite(path))?;
-        let newest = load_newest(&conn).map_err(sqlite(path))?;
+        let seen = load_seen(&conn).map_err(sqlite(path))?;
         let (settled, to_sync) = mpsc::channel::<Vec<Settled>>();
         let syncer = Syncer { wal: with_suffix(path, "-wal"), events, failed: failed.clone() };
         let syncer = std::thread::Builder::new()
@@ -360,7 +360,7 @@ impl Store {
             last_prune: None,
             active,
             transitions,
-            newest,
+            seen,
         };
         std::thread::Builder::new()
             .name("alertray-store".into())
@@ -538,9 +538,19 @@ struct Writer {
     active: HashMap<String, Alert>,
     /// Every stored transition id and its notification's id, for duplicate detection.
     transitions: HashMap<String, i64>,
-    /// The newest `triggered_at` (Unix ms) stored per alert key, active or cleared, so that a
-    /// late, older notification cannot change the state.
-    newest: HashMap<String, i64>,
+    /// What has been stored under each alert key, active or cleared.
+    seen: HashMap<String, Seen>,
+}
+
+/// What the writer remembers of the notifications stored under one alert key.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// The id of the newest one: a body seen before is the same delivery again only while
+    /// nothing about its alert or node has come since.
+    last_id: i64,
+    /// The newest `triggered_at` (Unix ms), so that a late, older notification cannot change
+    /// the state.
+    newest_ms: Option<i64>,
 }
 
 /// A job committed to the WAL, waiting for the flush that puts it on disk.
@@ -587,10 +597,10 @@ struct Batch<'a> {
     tx: Transaction<'a>,
     active: &'a HashMap<String, Alert>,
     transitions: &'a HashMap<String, i64>,
-    newest: &'a HashMap<String, i64>,
+    seen: &'a HashMap<String, Seen>,
     new_active: HashMap<String, Option<Alert>>,
     new_transitions: HashMap<String, i64>,
-    new_newest: HashMap<String, i64>,
+    new_seen: HashMap<String, Seen>,
 }
 
 impl Batch<'_> {
@@ -605,8 +615,8 @@ impl Batch<'_> {
         self.new_transitions.get(id).or_else(|| self.transitions.get(id)).copied()
     }
 
-    fn newest(&self, key: &str) -> Option<i64> {
-        self.new_newest.get(key).or_else(|| self.newest.get(key)).copied()
+    fn seen(&self, key: &str) -> Option<Seen> {
+        self.new_seen.get(key).or_else(|| self.seen.get(key)).copied()
     }
 }
 
@@ -662,10 +672,10 @@ impl Writer {
                 tx: self.conn.transaction()?,
                 active: &self.active,
                 transitions: &self.transitions,
-                newest: &self.newest,
+                seen: &self.seen,
                 new_active: HashMap::new(),
                 new_transitions: HashMap::new(),
-                new_newest: HashMap::new(),
+                new_seen: HashMap::new(),
             };
             for job in jobs.by_ref() {
                 let done = match job {
@@ -696,12 +706,12 @@ impl Writer {
                 };
                 settled.push(done);
             }
-            let Batch { tx, new_active, new_transitions, new_newest, .. } = b;
+            let Batch { tx, new_active, new_transitions, new_seen, .. } = b;
             tx.commit()?;
-            Ok((new_active, new_transitions, new_newest))
+            Ok((new_active, new_transitions, new_seen))
         })();
         match result {
-            Ok((new_active, new_transitions, new_newest)) => {
+            Ok((new_active, new_transitions, new_seen)) => {
                 for (key, a) in new_active {
                     match a {
                         Some(a) => self.active.insert(key, a),
@@ -709,7 +719,7 @@ impl Writer {
                     };
                 }
                 self.transitions.extend(new_transitions);
-                self.newest.extend(new_newest);
+                self.seen.extend(new_seen);
                 // If the syncer is gone, the answers are dropped and the callers hear that the
                 // writer stopped.
                 let _ = self.settled.send(settled);
@@ -845,17 +855,27 @@ pub fn now_ms() -> i64 {
 
 fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rusqlite::Error> {
     let n = &d.notification;
+    let f = Fields::of(n);
     // Deliveries with a transition id are identified by it; others by their body's hash
-    // within a window, so only those need the hash and its index.
-    let sha = n.transition_id().is_none().then(|| Sha256::digest(&d.body).to_vec());
-    let existing: Option<i64> = match n.transition_id() {
-        Some(tid) => b.transition(tid),
-        None => {
-            b.tx.prepare_cached(
-                "SELECT id FROM notifications WHERE body_sha256 = ?1 AND received_at >= ?2 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row(params![sha, d.received_ms - DUPLICATE_WINDOW.as_millis() as i64], |r| r.get(0))
-            .optional()?
+    // within a window, so only those need the hash and its index. A Test notification is
+    // never folded: each press of Netdata's Test button is news to the user.
+    let sha =
+        (n.transition_id().is_none() && !matches!(n, Notification::Test(_))).then(|| Sha256::digest(&d.body).to_vec());
+    let existing: Option<i64> = match (n.transition_id(), &sha) {
+        (Some(tid), _) => b.transition(tid),
+        (None, None) => None,
+        (None, Some(sha)) => {
+            let same_body: Option<i64> = b
+                .tx
+                .prepare_cached(
+                    "SELECT id FROM notifications WHERE body_sha256 = ?1 AND received_at >= ?2 ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row(params![sha, d.received_ms - DUPLICATE_WINDOW.as_millis() as i64], |r| r.get(0))
+                .optional()?;
+            // Reachability bodies carry no time: a node that goes down, comes back and goes
+            // down again sends the first body again, and that one is news, not a retry.
+            let key = f.key.as_deref();
+            same_body.filter(|&id| key.and_then(|k| b.seen(k)).is_none_or(|s| s.last_id == id))
         }
     };
     if let Some(id) = existing {
@@ -863,7 +883,6 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
             .execute(params![id])?;
         return Ok((Recorded { id, duplicate: true }, Vec::new()));
     }
-    let f = Fields::of(n);
     b.tx.prepare_cached(
         "INSERT INTO notifications (received_at, peer, auth, kind, status, raw_status, alert_key, host, node_id,
             space, name, message, url, transition_id, triggered_at, triggered_ms, body_sha256, body)
@@ -897,12 +916,11 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
     // An active entry is stored under the id of the notification that set it; a change
     // replaces the previous entry.
     let prev_id = prev.map(|a| a.notification_id);
-    let newest = f.key.as_deref().and_then(|k| b.newest(k));
+    let newest = f.key.as_deref().and_then(|k| b.seen(k)).and_then(|s| s.newest_ms);
     let t = alerts::transition(prev, n, id, d.received_ms, newest);
-    if let (Some(k), Some(ms)) = (&f.key, f.triggered_ms) {
-        if newest.is_none_or(|n| ms > n) {
-            b.new_newest.insert(k.clone(), ms);
-        }
+    if let Some(k) = &f.key {
+        let newest_ms = newest.max(f.triggered_ms);
+        b.new_seen.insert(k.clone(), Seen { last_id: id, newest_ms });
     }
     if let (Some(old), StateUpdate::Upsert(_) | StateUpdate::Remove(_)) = (prev_id, &t.update) {
         b.tx.prepare_cached("DELETE FROM active WHERE notification_id = ?1")?.execute(params![old])?;
@@ -1073,12 +1091,13 @@ fn load_active(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
     Ok(out)
 }
 
-fn load_newest(conn: &Connection) -> Result<HashMap<String, i64>, rusqlite::Error> {
+fn load_seen(conn: &Connection) -> Result<HashMap<String, Seen>, rusqlite::Error> {
     let mut stmt = conn.prepare(
-        "SELECT alert_key, MAX(triggered_ms) FROM notifications
-         WHERE alert_key IS NOT NULL AND triggered_ms IS NOT NULL GROUP BY alert_key",
+        "SELECT alert_key, MAX(id), MAX(triggered_ms) FROM notifications
+         WHERE alert_key IS NOT NULL GROUP BY alert_key",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let rows =
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, Seen { last_id: r.get(1)?, newest_ms: r.get(2)? })))?;
     rows.collect()
 }
 

@@ -202,6 +202,60 @@ async fn duplicate_deliveries_are_acknowledged_and_recorded_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_seen_before_is_news_once_its_node_has_changed_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(BEARER, dir.path()).await;
+    let down = captured("netdata-reachability-unreachable.json");
+    let up = captured("netdata-reachability-reachable.json");
+    let is_down = |s: &TestServer| s.active().iter().any(|a| a.level == Level::Unreachable);
+    // Down, up, down again within the window: the third body repeats the first byte for byte
+    // (reachability bodies carry no time), and the node is down.
+    assert_eq!(json(s.post(down.clone()).await).await["duplicate"], false);
+    assert_eq!(json(s.post(up.clone()).await).await["duplicate"], false);
+    assert!(!is_down(&s));
+    let third = json(s.post(down.clone()).await).await;
+    assert_eq!(third["duplicate"], false, "{third}");
+    assert!(is_down(&s));
+    // A retry of that delivery, with nothing in between, is still folded.
+    let retry = json(s.post(down.clone()).await).await;
+    assert_eq!((retry["duplicate"].clone(), retry["id"].clone()), (json!(true), third["id"].clone()));
+    // Another node's news in between does not make a retry news.
+    s.post(nested("Warning", "other-node", "2026-04-10T10:00:00Z", "elsewhere").to_string()).await;
+    assert_eq!(json(s.post(down.clone()).await).await["duplicate"], true);
+    // The writer learns what came last under each key from the database after a restart.
+    s.stop().await;
+    let s = TestServer::start_in(BEARER, dir.path()).await;
+    assert_eq!(json(s.post(down.clone()).await).await["duplicate"], true);
+    assert_eq!(json(s.post(up).await).await["duplicate"], false);
+    assert_eq!(json(s.post(down).await).await["duplicate"], false);
+    assert!(is_down(&s));
+    let deliveries: Vec<i64> = s.history().iter().filter(|e| e.kind == "reachability").map(|e| e.deliveries).collect();
+    assert_eq!(deliveries, [1, 1, 4, 1, 1], "newest first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_press_of_test_is_recorded_and_announced() {
+    let s = TestServer::start(BEARER).await;
+    let mut events = s.events.subscribe();
+    let body = captured("netdata-token.json");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = json(s.post(body.clone()).await).await;
+        assert_eq!(r["duplicate"], false, "{r}");
+        ids.push(r["id"].as_i64().unwrap());
+    }
+    assert_ne!(ids[0], ids[1]);
+    let mut announced = 0;
+    while let Ok(e) = events.try_recv() {
+        announced += usize::from(matches!(e, Event::TestReceived { .. }));
+    }
+    assert_eq!(announced, 2);
+    let token = alertray::store::latest_token(&s.reader()).unwrap().unwrap();
+    let second = s.history().into_iter().find(|e| e.id == ids[1]).unwrap();
+    assert_eq!(token.received_ms, second.received_ms);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_restores_exactly_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_in(BEARER, dir.path()).await;
