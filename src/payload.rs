@@ -255,8 +255,10 @@ impl Notification {
     }
 }
 
-/// Parses a webhook body.
+/// Parses a webhook body. A leading UTF-8 byte order mark is ignored, as RFC 8259 allows:
+/// some HTTP clients (Windows PowerShell's among them) put one before the JSON.
 pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(PayloadError::Empty);
     }
@@ -693,6 +695,15 @@ mod tests {
     }
 
     #[test]
+    fn a_leading_byte_order_mark_is_ignored() {
+        let body = r#"{"message": "Raised to Critical, x = 1, on web1", "alert": "x", "status": "critical"}"#;
+        let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+        with_bom.extend_from_slice(body.as_bytes());
+        assert_eq!(parse(&with_bom), parse(body.as_bytes()));
+        assert_eq!(parse(&with_bom).unwrap().kind(), "alert");
+    }
+
+    #[test]
     fn refuses_non_objects_with_a_reason() {
         assert_eq!(parse(b""), Err(PayloadError::Empty));
         assert_eq!(parse(b"  \n"), Err(PayloadError::Empty));
@@ -700,6 +711,8 @@ mod tests {
         assert_eq!(parse(b"\"x\""), Err(PayloadError::NotObject("a string")));
         assert_eq!(parse(b"null"), Err(PayloadError::NotObject("null")));
         assert!(matches!(parse(b"{nope"), Err(PayloadError::NotJson(_))));
+        assert_eq!(parse(b"\xEF\xBB\xBF"), Err(PayloadError::Empty));
+        assert!(matches!(parse(b"\xEF\xBB\xBF\xEF\xBB\xBF{}"), Err(PayloadError::NotJson(_))));
         let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
         assert_eq!(parse(deep.as_bytes()), Err(PayloadError::TooDeep));
         let very_deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -190,6 +190,14 @@ async fn delivery_handler(
         tracing::info!(%peer, "connection check: credentials accepted");
         return Ok((StatusCode::OK, Json(json!({ "status": "check", "stored": false }))).into_response());
     }
+    if let Some(coding) = content_coding(req.headers()) {
+        tracing::warn!(%peer, "refused: the body is sent with Content-Encoding {coding:?}");
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding {coding:?} is not accepted; send the JSON body uncompressed"),
+        )
+        .with_header(header::ACCEPT_ENCODING, HeaderValue::from_static("identity")));
+    }
     let timeout = state.config.server.request_timeout;
     let body = match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)).await {
         Err(_) => {
@@ -229,6 +237,19 @@ async fn delivery_handler(
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("30")))
         }
     }
+}
+
+/// The content coding of a request body other than `identity`, if any (`gzip`, `br`...). The
+/// body is stored as it arrives and parsed as JSON, so a compressed one is refused with 415
+/// rather than reported as JSON that does not parse.
+fn content_coding(headers: &HeaderMap) -> Option<String> {
+    let mut codings = Vec::new();
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        let named = value.split(',').map(str::trim).filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+        codings.extend(named.map(str::to_owned));
+    }
+    (!codings.is_empty()).then(|| codings.join(", "))
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown`, then lets requests in flight

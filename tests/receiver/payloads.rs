@@ -328,3 +328,61 @@ async fn bad_bodies_get_the_right_status_and_the_server_keeps_serving() {
     let r = s.post(captured("netdata-alert-critical.json")).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_body_gets_415_naming_its_coding_and_nothing_is_stored() {
+    use std::io::Write as _;
+    let s = TestServer::start(BEARER).await;
+    let plain = captured("netdata-alert-critical.json");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    let gzipped = gz.finish().unwrap();
+    for coding in ["gzip", "GZIP", "identity, gzip", "br"] {
+        let r = s
+            .client()
+            .post(s.url("/"))
+            .bearer_auth("test-token")
+            .header("content-type", "application/json")
+            .header("content-encoding", coding)
+            .body(gzipped.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{coding}");
+        assert_eq!(r.headers()["accept-encoding"], "identity", "{coding}");
+        let j = json(r).await;
+        let reason = j["error"].as_str().unwrap_or_default();
+        let named = coding.rsplit(", ").next().unwrap();
+        assert!(reason.contains(named) && reason.contains("uncompressed"), "{coding}: {j}");
+    }
+    // Without credentials the answer is still 401: the coding is looked at only after them.
+    let r = s.client().post(s.url("/")).header("content-encoding", "gzip").body(gzipped).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(s.history().is_empty());
+    // `identity` is no coding at all.
+    let r = s
+        .client()
+        .post(s.url("/"))
+        .bearer_auth("test-token")
+        .header("content-encoding", "identity")
+        .body(plain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(s.history().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_led_by_a_byte_order_mark_is_parsed_and_stored_as_it_came() {
+    let s = TestServer::start(BEARER).await;
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(&captured("netdata-alert-warning.json"));
+    let r = s.post(body.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let id = json(r).await["id"].as_i64().unwrap();
+    assert_eq!(alertray::store::raw_body(&s.reader(), id).unwrap().unwrap(), body);
+    let active = s.active();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].level, Level::Warning);
+}
