@@ -139,10 +139,37 @@ fn scheme_param<'a>(value: &'a [u8], scheme: &str) -> Option<&'a [u8]> {
     (head.eq_ignore_ascii_case(scheme.as_bytes()) && rest.first() == Some(&b' ')).then(|| &rest[1..])
 }
 
+/// Estimated strength of a secret against guessing, in bits: its length times log2 of the
+/// number of different characters in it. Generous to patterned secrets (a repeated word
+/// scores as if random), which is why [`STRONG_BITS`] is set high.
+fn guess_bits(secret: &str) -> f64 {
+    let distinct: std::collections::HashSet<char> = secret.chars().collect();
+    secret.chars().count() as f64 * (distinct.len().max(1) as f64).log2()
+}
+
+/// Secrets scoring this many bits together cannot be guessed online, throttled or not: at
+/// the receiver's top speed (tens of thousands of answers a second) 2^96 guesses take
+/// longer than the age of the universe. The generated 43-character secrets score about 210.
+pub const STRONG_BITS: f64 = 96.0;
+
+/// `true` when the configured secrets (the password or token and every extra header's
+/// value) together score at least [`STRONG_BITS`]: a guesser has to get all of them right.
+pub fn secrets_are_strong(cfg: &AuthConfig) -> bool {
+    let method = match &cfg.method {
+        AuthMethod::None => 0.0,
+        AuthMethod::Basic { password, .. } => guess_bits(password.expose()),
+        AuthMethod::Bearer { token } => guess_bits(token.expose()),
+    };
+    let headers: f64 = cfg.headers.iter().map(|(_, v)| guess_bits(v.expose())).sum();
+    method + headers >= STRONG_BITS
+}
+
 /// Counts authentication failures per peer address and refuses a peer that exceeds its
 /// allowance until enough time has passed: a token bucket of `per_minute` failures that
-/// refills continuously. While a peer is refused, every request from it gets 429, whether its
-/// credentials are right or not, so that answers do not reveal a correct guess.
+/// refills continuously. While a peer is refused, its requests get 429 whether their
+/// credentials are right or not, so that answers do not reveal a correct guess; the receiver
+/// lets right credentials through only where a guess could never succeed anyway (see
+/// [`secrets_are_strong`]).
 #[derive(Debug)]
 pub struct FailureThrottle {
     per_minute: u32,
@@ -205,7 +232,7 @@ impl FailureThrottle {
 mod tests {
     use super::*;
     use crate::config::{ClientCa, Secret};
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderName, HeaderValue};
 
     fn cfg(method: AuthMethod, mode: ClientCertMode) -> AuthConfig {
         AuthConfig {
@@ -217,6 +244,28 @@ mod tests {
             headers: vec![],
             max_failures_per_minute: 10,
         }
+    }
+
+    #[test]
+    fn strong_secrets_are_long_and_varied_together() {
+        let bearer = |t: &str| cfg(AuthMethod::Bearer { token: Secret::new(t) }, ClientCertMode::Off);
+        assert!(secrets_are_strong(&bearer(crate::config::generate_secret().expose())));
+        assert!(secrets_are_strong(&bearer("Tr0ub4dor&3-correct-horse-battery-staple")));
+        for weak in [
+            "test-token",
+            "hunter2",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "abababababababababababababababab",
+        ] {
+            assert!(!secrets_are_strong(&bearer(weak)), "{weak}");
+        }
+        let basic = |p: &str| AuthMethod::Basic { username: "netdata".into(), password: Secret::new(p) };
+        assert!(!secrets_are_strong(&cfg(basic("p4ss:word"), ClientCertMode::Required)));
+        // A guesser needs every secret: a weak token and a strong header together are strong.
+        let mut both = bearer("tok");
+        both.headers = vec![(HeaderName::from_static("x-api-key"), crate::config::generate_secret())];
+        assert!(secrets_are_strong(&both));
+        assert!(!secrets_are_strong(&cfg(AuthMethod::None, ClientCertMode::Required)));
     }
 
     fn with_auth(v: &str) -> HeaderMap {

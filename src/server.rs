@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::auth::{self, FailureThrottle, PeerCertificate};
-use crate::config::Config;
+use crate::config::{ClientCertMode, Config};
 use crate::payload;
 use crate::store::{Delivery, Store};
 use crate::{challenge, store};
@@ -52,13 +52,16 @@ pub struct ReceiverState {
     pub store: Store,
     /// The authentication-failure throttle.
     pub throttle: Arc<FailureThrottle>,
+    /// Whether the configured secrets are too strong to guess ([`auth::secrets_are_strong`]).
+    strong_secrets: bool,
 }
 
 impl ReceiverState {
     /// State for `config` writing to `store`.
     pub fn new(config: Arc<Config>, store: Store) -> ReceiverState {
         let throttle = Arc::new(FailureThrottle::new(config.auth.max_failures_per_minute));
-        ReceiverState { config, store, throttle }
+        let strong_secrets = auth::secrets_are_strong(&config.auth);
+        ReceiverState { config, store, throttle, strong_secrets }
     }
 }
 
@@ -161,14 +164,23 @@ async fn delivery_handler(
     let peer = peer_of(&info);
     let ip: IpAddr = info.as_ref().map(|i| i.peer.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let cert = info.as_ref().map(|i| i.cert.clone()).unwrap_or_default();
-    if let Err(retry) = state.throttle.check(ip, Instant::now()) {
-        tracing::warn!(%peer, "refused: too many authentication failures, retry in {}s", retry.as_secs());
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many authentication failures from this address")
+    let throttled = state.throttle.check(ip, Instant::now()).err();
+    let how = match (auth::check(&state.config.auth, &cert, req.headers()), throttled) {
+        // Right credentials get through a throttled address only where no guess could
+        // succeed anyway: a client certificate that verified, or secrets too strong to guess.
+        // Behind a tunnel every client shares the tunnel's address, and a stranger's wrong
+        // guesses must not lock Netdata out.
+        (Ok(how), Some(_)) if state.strong_secrets || by_certificate(&state.config, &cert) => how,
+        (_, Some(retry)) => {
+            tracing::warn!(%peer, "refused: too many authentication failures, retry in {}s", retry.as_secs());
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many authentication failures from this address",
+            )
             .with_header(header::RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1))));
-    }
-    let how = match auth::check(&state.config.auth, &cert, req.headers()) {
-        Ok(how) => how,
-        Err(f) => {
+        }
+        (Ok(how), None) => how,
+        (Err(f), None) => {
             state.throttle.failed(ip, Instant::now());
             tracing::warn!(%peer, status = f.status.as_u16(), "refused: {}", f.reason);
             let mut e = ApiError::new(f.status, f.reason);
@@ -237,6 +249,12 @@ async fn delivery_handler(
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("30")))
         }
     }
+}
+
+/// `true` when a request that passed [`auth::check`] did so with a client certificate (which
+/// then verified against the trusted roots and carries an accepted name).
+fn by_certificate(config: &Config, cert: &PeerCertificate) -> bool {
+    config.auth.client_certificate != ClientCertMode::Off && cert.presented()
 }
 
 /// The content coding of a request body other than `identity`, if any (`gzip`, `br`...). The

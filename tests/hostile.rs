@@ -59,7 +59,7 @@ fn sslscan_finds_only_modern_tls() {
 }
 
 /// Guessing the token: after the allowance, every attempt from that address is refused
-/// with 429 before its token is even compared.
+/// with 429, the right (weak) token too, so answers do not reveal a correct guess.
 #[test]
 fn a_thousand_guesses_mostly_meet_429() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,7 +86,7 @@ fn a_thousand_guesses_mostly_meet_429() {
     let st = client.post(serve.url()).bearer_auth("test-token").body("{}").send().unwrap().status().as_u16();
     assert_eq!(st, 429);
     eprintln!(
-        "guessing: 1000 guesses in {:.1} s, {unauthorized} compared (401), {throttled} refused unread (429)",
+        "guessing: 1000 guesses in {:.1} s, {unauthorized} compared (401), {throttled} refused (429)",
         started.elapsed().as_secs_f64()
     );
 }

@@ -167,6 +167,58 @@ async fn repeated_failures_are_throttled_even_for_the_right_token() {
     assert!(s.history().is_empty());
 }
 
+/// Behind a tunnel every client arrives from the tunnel's address. Strangers' wrong guesses
+/// throttle that address, but a delivery whose credentials could never have been guessed
+/// still gets through: secrets too strong to guess, or a verified client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_address_still_takes_credentials_too_strong_to_guess() {
+    let strong = alertray::config::generate_secret();
+    let s = TestServer::start(&format!(
+        "[auth]\nclient_certificate = \"off\"\nmethod = \"bearer\"\ntoken = \"{}\"\nmax_failures_per_minute = 3\n",
+        strong.expose()
+    ))
+    .await;
+    let c = s.client();
+    for i in 0..3 {
+        let st = status_of(&c, c.post(s.url("/")).bearer_auth(format!("guess-{i}"))).await.unwrap();
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    for wrong in ["guess-3", "", &strong.expose()[1..]] {
+        let st = status_of(&c, c.post(s.url("/")).bearer_auth(wrong)).await.unwrap();
+        assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{wrong:?}");
+    }
+    let st = status_of(&c, c.post(s.url("/")).bearer_auth(strong.expose())).await.unwrap();
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s.history().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_address_still_takes_a_verified_client_certificate() {
+    let netdata = TestCa::new("Test Netdata");
+    let dir = tempfile::tempdir().unwrap();
+    let weak = "method = \"bearer\"\ntoken = \"tok\"\nmax_failures_per_minute = 3";
+    let s = TestServer::start(&mtls_config(&netdata.write(dir.path()), "optional", weak)).await;
+    let stranger = s.client();
+    for i in 0..3 {
+        let st = status_of(&stranger, stranger.post(s.url("/")).bearer_auth(format!("guess-{i}"))).await.unwrap();
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    // The weak token alone is throttled like a guess.
+    let st = status_of(&stranger, stranger.post(s.url("/")).bearer_auth("tok")).await.unwrap();
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    let netdata_client = s.client_with_cert(&netdata.client_pem("app.netdata.cloud", &[], false));
+    let st = status_of(&netdata_client, netdata_client.post(s.url("/")).bearer_auth("tok")).await.unwrap();
+    assert_eq!(st, StatusCode::OK);
+    // The certificate does not make a wrong token right, nor stop the throttle for it.
+    let st = status_of(&netdata_client, netdata_client.post(s.url("/")).bearer_auth("bad")).await.unwrap();
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    let wrong_name = s.client_with_cert(&netdata.client_pem("evil", &[], false));
+    let st = status_of(&wrong_name, wrong_name.post(s.url("/")).bearer_auth("tok")).await.unwrap();
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    let auths: Vec<String> = s.history().into_iter().map(|e| e.auth).collect();
+    assert_eq!(auths, ["mtls:app.netdata.cloud+bearer"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_authentication_is_refused_at_start() {
     let e = alertray::config::Config::from_toml("[auth]\nclient_certificate = \"optional\"").unwrap_err();
