@@ -53,9 +53,9 @@ fn percent_decode(s: &str) -> Option<String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                // Two hex digits exactly: `from_str_radix` alone would take "+A" for 10.
+                let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
                 i += 2;
             }
             b => out.push(b),
@@ -87,6 +87,9 @@ mod tests {
         assert!(crc_token_from_query(Some("crc_token=%zz")).is_err());
         assert!(crc_token_from_query(Some("crc_token=%ff")).is_err());
         assert!(crc_token_from_query(Some("crc_token=%4")).is_err());
+        assert!(crc_token_from_query(Some("crc_token=%+A")).is_err());
+        assert!(crc_token_from_query(Some("crc_token=%-1")).is_err());
+        assert_eq!(crc_token_from_query(Some("crc_token=%4a%4A")), Ok(Some("JJ".into())));
         let long = "a".repeat(MAX_TOKEN_LEN + 1);
         assert_eq!(crc_token_from_query(Some(&format!("crc_token={long}"))), Err("crc_token is too long"));
     }
