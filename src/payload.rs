@@ -66,6 +66,15 @@ impl Status {
         })
     }
 
+    /// The status of an alert from its status word, or from its message when the word is
+    /// missing or one we do not know.
+    fn of(word: &str, message: &str) -> Status {
+        Status::from_word(word)
+            .filter(|s| *s != Status::Other)
+            .or_else(|| Status::from_message(message))
+            .unwrap_or(Status::Other)
+    }
+
     /// Reads the status from a message such as "Raised to Critical, ..." or "Recovered, ...".
     fn from_message(message: &str) -> Option<Status> {
         let m = message.trim_start().to_ascii_lowercase();
@@ -467,7 +476,7 @@ fn nested_alert(obj: &Object<'_>, alert: &Object<'_>) -> AlertNotification {
     let state = alert.get("state").and_then(Json::as_object);
     let prev = alert.get("prev_state").and_then(Json::as_object);
     let raw_status = state.and_then(|s| text(s.get("status"))).unwrap_or_default();
-    let status = Status::from_word(&raw_status).or_else(|| Status::from_message(&message)).unwrap_or(Status::Other);
+    let status = Status::of(&raw_status, &message);
     let name = text(alert.get("name")).or_else(|| text(obj.get("alarm"))).unwrap_or_else(|| "unnamed alert".into());
     let chart = match alert.get("chart") {
         Some(Json::Object(c)) => text(c.get("id")).or_else(|| text(c.get("name"))),
@@ -552,11 +561,7 @@ fn is_flat_alert(obj: &Object<'_>) -> bool {
 fn flat_alert(obj: &Object<'_>) -> AlertNotification {
     let message = text(obj.get("message")).unwrap_or_default();
     let raw_status = text(first(obj, &["severity", "status"])).unwrap_or_default();
-    let status = Status::from_word(&raw_status)
-        .filter(|s| *s != Status::Other)
-        .or_else(|| Status::from_message(&message))
-        .or_else(|| Status::from_word(&raw_status))
-        .unwrap_or(Status::Other);
+    let status = Status::of(&raw_status, &message);
     let name = text(first(obj, FLAT_ALERT_NAMES)).unwrap_or_else(|| "unnamed alert".into());
     let chart = text(first(obj, &["chart"]));
     let context = text(first(obj, &["context"]));
@@ -789,6 +794,22 @@ mod tests {
         let n = parse_value(json!({"message": "Recovered, x, on h", "alert": {"name": "a"}}));
         let Notification::Alert(a) = n else { panic!() };
         assert_eq!(a.status, Status::Clear);
+    }
+
+    #[test]
+    fn an_unknown_status_word_gives_way_to_the_message_in_both_shapes() {
+        let nested = parse_value(json!({"message": "Recovered, x, on h",
+            "alert": {"name": "a", "state": {"status": "Removed"}}}));
+        let flat =
+            parse_value(json!({"message": "Recovered, x, on h", "alarm": "a", "chart": "c", "severity": "Removed"}));
+        for n in [nested, flat] {
+            let Notification::Alert(a) = n else { panic!() };
+            assert_eq!((a.status, a.raw_status.as_str()), (Status::Clear, "Removed"));
+        }
+        let n =
+            parse_value(json!({"message": "something else", "alert": {"name": "a", "state": {"status": "Removed"}}}));
+        let Notification::Alert(a) = n else { panic!() };
+        assert_eq!(a.status, Status::Other, "no word or message we know: no state change");
     }
 
     #[test]
