@@ -118,6 +118,11 @@ impl PopupPolicy {
             // Tests, unknown notifications: the user asked for them or must see them.
             return true;
         };
+        if *change == Change::Updated && alert.acknowledged {
+            // Acknowledged: quiet while it changes within its level or steps down to Warning.
+            // Escalating or a new raise drops the acknowledgement, and those pop up.
+            return false;
+        }
         let now_ms = now.timestamp_millis();
         if self.snoozes.iter().any(|s| s.until_ms > now_ms && s.scope.covers(alert)) {
             return false;
@@ -218,6 +223,21 @@ mod tests {
             PopupPolicy { snoozes: vec![Snooze { scope: SnoozeScope::All, until_ms: until }], ..Default::default() };
         assert!(p.allows_at(&Event::TestReceived { token: None, received_ms: 0 }, &now));
         assert_eq!(p.snoozed_all_until(now.timestamp_millis()), Some(until));
+    }
+
+    #[test]
+    fn an_acknowledged_alert_is_quiet_until_it_escalates_or_recovers() {
+        let p = PopupPolicy::default();
+        let now = at(12, 0);
+        let acked = |change, level| {
+            let mut alert = crate::alerts::sample_alert("k1", level, "web1");
+            alert.acknowledged = true;
+            Event::Alert { change, alert, previous: None }
+        };
+        assert!(!p.allows_at(&acked(Change::Updated, Level::Critical), &now));
+        assert!(!p.allows_at(&acked(Change::Updated, Level::Warning), &now));
+        assert!(p.allows_at(&acked(Change::Cleared, Level::Clear), &now));
+        assert!(p.allows_at(&ev(Change::Updated, Level::Warning, "k1", "web1"), &now), "not acknowledged");
     }
 
     #[test]
