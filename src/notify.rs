@@ -5,7 +5,7 @@
 //! never a reason to refuse a delivery.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,21 @@ pub struct Popup {
     pub urgency: Urgency,
     /// What a click opens, if anything.
     pub url: Option<String>,
+    /// How it counts during a storm.
+    pub storm: StormClass,
+}
+
+/// How a popup counts when too many arrive at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StormClass {
+    /// Folded with the critical ones: critical alerts, unreachable nodes.
+    Critical,
+    /// Folded with the warnings.
+    Warning,
+    /// Folded as "other": recoveries, reachable nodes, notifications of unknown shape.
+    Other,
+    /// Never folded: the user asked for it (the Test button).
+    Exempt,
 }
 
 /// Why a popup could not be shown.
@@ -68,6 +83,7 @@ pub fn popup_for(event: &Event) -> Option<Popup> {
             },
             urgency: Urgency::Normal,
             url: None,
+            storm: StormClass::Exempt,
         }),
         Event::Unknown { message, notification_id } => Some(Popup {
             tag: format!("unknown-{notification_id}"),
@@ -75,6 +91,7 @@ pub fn popup_for(event: &Event) -> Option<Popup> {
             body: message.clone(),
             urgency: Urgency::Normal,
             url: None,
+            storm: StormClass::Other,
         }),
         Event::Listening { .. } | Event::ReceiverFailed { .. } | Event::StateChanged | Event::TunnelChanged => None,
     }
@@ -101,16 +118,27 @@ fn alert_popup(change: Change, a: &Alert) -> Popup {
         let names: Vec<&str> = a.rooms.iter().map(|r| r.name.as_str()).collect();
         body.push(format!("Rooms: {}", names.join(", ")));
     }
-    Popup { tag: a.key.clone(), summary, body: body.join("\n"), urgency, url: a.url.clone() }
+    let storm = match urgency {
+        Urgency::Critical => StormClass::Critical,
+        Urgency::Normal => StormClass::Warning,
+        Urgency::Low => StormClass::Other,
+    };
+    Popup { tag: a.key.clone(), summary, body: body.join("\n"), urgency, url: a.url.clone(), storm }
 }
 
 /// Limits popups to `limit` a minute; the rest are counted into one summary popup
 /// ("12 more alerts: 3 critical, 9 warning") that is replaced in place as more arrive.
+/// A popup that replaces one shown in the last minute (the same alert again) adds nothing to
+/// the screen, so it is always shown: what is on screen never falls behind its alert.
 #[derive(Debug)]
 pub struct StormGate {
     limit: usize,
     shown: VecDeque<Instant>,
+    /// The tags shown in the last minute, and when.
+    on_screen: HashMap<String, Instant>,
     folded: FoldCounts,
+    /// Something was folded since the summary was last taken.
+    unsent: bool,
 }
 
 /// What was folded during the current storm.
@@ -145,23 +173,40 @@ const STORM_WINDOW: Duration = Duration::from_secs(60);
 impl StormGate {
     /// A gate allowing `limit` popups a minute.
     pub fn new(limit: u32) -> StormGate {
-        StormGate { limit: limit.max(1) as usize, shown: VecDeque::new(), folded: FoldCounts::default() }
+        StormGate {
+            limit: limit.max(1) as usize,
+            shown: VecDeque::new(),
+            on_screen: HashMap::new(),
+            folded: FoldCounts::default(),
+            unsent: false,
+        }
     }
 
-    /// Decides on a popup of `urgency` at `now`.
-    pub fn admit(&mut self, urgency: Urgency, now: Instant) -> GateDecision {
-        while self.shown.front().is_some_and(|t| now.saturating_duration_since(*t) >= STORM_WINDOW) {
+    /// Decides on `popup` at `now`.
+    pub fn admit(&mut self, popup: &Popup, now: Instant) -> GateDecision {
+        let recent = |t: &Instant| now.saturating_duration_since(*t) < STORM_WINDOW;
+        while self.shown.front().is_some_and(|t| !recent(t)) {
             self.shown.pop_front();
         }
-        if self.shown.is_empty() {
-            // A full quiet minute ends the storm; the next summary starts from zero.
+        self.on_screen.retain(|_, t| recent(t));
+        if self.shown.is_empty() && !self.unsent {
+            // A minute after the last popup shown the storm is over (its summary is out);
+            // the next summary starts from zero.
             self.folded = FoldCounts::default();
+        }
+        if popup.storm == StormClass::Exempt {
+            return GateDecision::Show;
+        }
+        if let Some(at) = self.on_screen.get_mut(&popup.tag) {
+            *at = now;
+            return GateDecision::Show;
         }
         if self.shown.len() < self.limit && self.folded.total() == 0 {
             self.shown.push_back(now);
+            self.on_screen.insert(popup.tag.clone(), now);
             return GateDecision::Show;
         }
-        self.fold(urgency);
+        self.fold(popup.storm);
         GateDecision::Folded
     }
 
@@ -170,13 +215,14 @@ impl StormGate {
         self.limit = limit.max(1) as usize;
     }
 
-    /// Counts a popup of `urgency` into the summary without showing it.
-    pub fn fold(&mut self, urgency: Urgency) {
-        match urgency {
-            Urgency::Critical => self.folded.critical += 1,
-            Urgency::Normal => self.folded.warning += 1,
-            Urgency::Low => self.folded.other += 1,
+    /// Counts a popup of `class` into the summary without showing it.
+    pub fn fold(&mut self, class: StormClass) {
+        match class {
+            StormClass::Critical => self.folded.critical += 1,
+            StormClass::Warning => self.folded.warning += 1,
+            StormClass::Other | StormClass::Exempt => self.folded.other += 1,
         }
+        self.unsent = true;
     }
 
     /// The counts folded so far in this storm.
@@ -184,12 +230,13 @@ impl StormGate {
         self.folded
     }
 
-    /// The summary popup for what has been folded, if anything.
-    pub fn summary_popup(&self) -> Option<Popup> {
-        let f = self.folded;
-        if f.total() == 0 {
+    /// The summary popup, when something was folded since it was last taken: every fold
+    /// reaches the screen, the last ones of a storm too.
+    pub fn take_summary(&mut self) -> Option<Popup> {
+        if !std::mem::take(&mut self.unsent) {
             return None;
         }
+        let f = self.folded;
         let mut parts = Vec::new();
         for (n, word) in [(f.critical, "critical"), (f.warning, "warning"), (f.other, "other")] {
             if n > 0 {
@@ -203,6 +250,7 @@ impl StormGate {
             body: "Too many notifications at once; all are stored and listed in Alertray.".into(),
             urgency: if f.critical > 0 { Urgency::Critical } else { Urgency::Normal },
             url: None,
+            storm: StormClass::Exempt,
         })
     }
 }
@@ -234,7 +282,6 @@ pub async fn run_popups(
     shutdown: CancellationToken,
 ) {
     let mut gate = StormGate::new(max_per_minute.load(Ordering::Relaxed));
-    let mut summary_dirty = false;
     let mut last_error: Option<Instant> = None;
     // Refreshing the summary at most once a second keeps a storm from becoming a D-Bus storm.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -242,32 +289,21 @@ pub async fn run_popups(
     loop {
         let popup = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {
-                if summary_dirty {
-                    summary_dirty = false;
-                    gate.summary_popup()
-                } else {
-                    None
-                }
-            }
+            _ = tick.tick() => gate.take_summary(),
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     let Some(p) = popup_for(&ev).filter(|_| filter.allows(&ev)) else { continue };
                     gate.set_limit(max_per_minute.load(Ordering::Relaxed));
-                    match gate.admit(p.urgency, Instant::now()) {
+                    match gate.admit(&p, Instant::now()) {
                         GateDecision::Show => Some(p),
-                        GateDecision::Folded => {
-                            summary_dirty = true;
-                            None
-                        }
+                        GateDecision::Folded => None,
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!("popups fell {n} events behind; counting them into the summary");
                     for _ in 0..n {
-                        gate.fold(Urgency::Normal);
+                        gate.fold(StormClass::Other);
                     }
-                    summary_dirty = true;
                     None
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
@@ -312,6 +348,12 @@ pub struct DesktopNotifier {
     app_name: String,
     icon: Option<String>,
     ids: Mutex<HashMap<String, u32>>,
+    /// For each popup id, the listener of its newest version. A popup replaced in place keeps
+    /// its id; where the server does not close the earlier version, its listener still hears
+    /// clicks, and only the newest one may act on them.
+    newest_listener: Arc<Mutex<HashMap<u32, u64>>>,
+    /// Numbers the listeners.
+    generation: AtomicU64,
     listeners: Arc<AtomicUsize>,
     opener: Arc<dyn Fn(&str) + Send + Sync>,
 }
@@ -326,6 +368,8 @@ impl DesktopNotifier {
             app_name: app_name.into(),
             icon,
             ids: Mutex::new(HashMap::new()),
+            newest_listener: Arc::new(Mutex::new(HashMap::new())),
+            generation: AtomicU64::new(0),
             listeners: Arc::new(AtomicUsize::new(0)),
             opener: Arc::new(|url: &str| {
                 if let Err(e) = open_url(url) {
@@ -360,21 +404,35 @@ impl Notifier for DesktopNotifier {
         let handle = n.show().map_err(|e| NotifyError(e.to_string()))?;
         #[cfg(all(unix, not(target_os = "macos")))]
         {
-            self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(popup.tag.clone(), handle.id());
+            let id = handle.id();
+            self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(popup.tag.clone(), id);
+            let mut newest = self.newest_listener.lock().unwrap_or_else(|p| p.into_inner());
+            // Whatever listened to an earlier version of this popup no longer acts on clicks.
+            newest.remove(&id);
             if let Some(url) = popup.url.clone() {
                 if self.listeners.fetch_add(1, Ordering::SeqCst) < MAX_ACTION_LISTENERS {
-                    let listeners = self.listeners.clone();
+                    let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+                    newest.insert(id, generation);
+                    let (newest_listener, listeners) = (self.newest_listener.clone(), self.listeners.clone());
                     let opener = self.opener.clone();
+                    let is_newest = move |map: &Mutex<HashMap<u32, u64>>| {
+                        map.lock().unwrap_or_else(|p| p.into_inner()).get(&id) == Some(&generation)
+                    };
                     // wait_for_action blocks until the popup is clicked or closed.
                     let spawned = std::thread::Builder::new().name("alertray-popup".into()).spawn(move || {
                         handle.wait_for_action(|action| {
-                            if action == "default" || action == "open" {
+                            if (action == "default" || action == "open") && is_newest(&newest_listener) {
                                 opener(&url);
                             }
                         });
+                        let mut map = newest_listener.lock().unwrap_or_else(|p| p.into_inner());
+                        if map.get(&id) == Some(&generation) {
+                            map.remove(&id);
+                        }
                         listeners.fetch_sub(1, Ordering::SeqCst);
                     });
                     if spawned.is_err() {
+                        newest.remove(&id);
                         self.listeners.fetch_sub(1, Ordering::SeqCst);
                     }
                 } else {
@@ -383,7 +441,7 @@ impl Notifier for DesktopNotifier {
             }
         }
         #[cfg(not(all(unix, not(target_os = "macos"))))]
-        let _ = (handle, &self.ids, &self.listeners, &self.opener);
+        let _ = (handle, &self.ids, &self.newest_listener, &self.listeners, &self.opener);
         Ok(())
     }
 }
@@ -425,26 +483,76 @@ mod tests {
         assert!(popup_for(&Event::StateChanged).is_none());
     }
 
+    fn popup(tag: &str, storm: StormClass) -> Popup {
+        Popup { tag: tag.into(), summary: tag.into(), body: String::new(), urgency: Urgency::Normal, url: None, storm }
+    }
+
     #[test]
     fn storm_folds_beyond_the_limit_and_resets_after_a_quiet_minute() {
         let mut g = StormGate::new(10);
         let t0 = Instant::now();
-        for _ in 0..10 {
-            assert_eq!(g.admit(Urgency::Normal, t0), GateDecision::Show);
+        for i in 0..10 {
+            assert_eq!(g.admit(&popup(&format!("w{i}"), StormClass::Warning), t0), GateDecision::Show);
         }
-        for _ in 0..3 {
-            assert_eq!(g.admit(Urgency::Critical, t0), GateDecision::Folded);
+        for i in 0..3 {
+            assert_eq!(g.admit(&popup(&format!("c{i}"), StormClass::Critical), t0), GateDecision::Folded);
         }
-        for _ in 0..9 {
-            assert_eq!(g.admit(Urgency::Normal, t0), GateDecision::Folded);
+        for i in 0..9 {
+            assert_eq!(g.admit(&popup(&format!("x{i}"), StormClass::Warning), t0), GateDecision::Folded);
         }
-        let s = g.summary_popup().unwrap();
+        let s = g.take_summary().unwrap();
         assert_eq!(s.summary, "12 more alerts: 3 critical, 9 warning");
         assert_eq!(s.urgency, Urgency::Critical);
+        assert!(g.take_summary().is_none(), "nothing new was folded since");
         // Still within the minute: folded.
-        assert_eq!(g.admit(Urgency::Low, t0 + Duration::from_secs(59)), GateDecision::Folded);
+        assert_eq!(g.admit(&popup("late", StormClass::Other), t0 + Duration::from_secs(59)), GateDecision::Folded);
+        assert_eq!(g.take_summary().unwrap().summary, "13 more alerts: 3 critical, 9 warning, 1 other");
         // A minute after the last shown popup, the storm is over.
-        assert_eq!(g.admit(Urgency::Low, t0 + Duration::from_secs(61)), GateDecision::Show);
-        assert!(g.summary_popup().is_none());
+        assert_eq!(g.admit(&popup("next", StormClass::Other), t0 + Duration::from_secs(61)), GateDecision::Show);
+        assert!(g.take_summary().is_none());
+    }
+
+    #[test]
+    fn a_popup_replacing_one_on_screen_is_shown_even_in_a_storm() {
+        let mut g = StormGate::new(2);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(g.admit(&popup("a", StormClass::Warning), at(0)), GateDecision::Show);
+        assert_eq!(g.admit(&popup("b", StormClass::Warning), at(30)), GateDecision::Show);
+        assert_eq!(g.admit(&popup("c", StormClass::Critical), at(30)), GateDecision::Folded);
+        // "b" escalates, then recovers: its popup on screen follows, and nothing is counted.
+        assert_eq!(g.admit(&popup("b", StormClass::Critical), at(35)), GateDecision::Show);
+        assert_eq!(g.admit(&popup("b", StormClass::Other), at(50)), GateDecision::Show);
+        assert_eq!(g.take_summary().unwrap().summary, "1 more alert: 1 critical");
+        // A minute after its last popup, "a" would be a new popup again: the storm (until a
+        // minute after "b" was first shown) folds it.
+        assert_eq!(g.admit(&popup("a", StormClass::Warning), at(70)), GateDecision::Folded);
+        assert_eq!(g.take_summary().unwrap().summary, "2 more alerts: 1 critical, 1 warning");
+    }
+
+    #[test]
+    fn test_popups_are_never_folded_and_unknown_ones_fold_as_other() {
+        let mut g = StormGate::new(1);
+        let t0 = Instant::now();
+        assert_eq!(g.admit(&popup("a", StormClass::Warning), t0), GateDecision::Show);
+        let test = popup_for(&Event::TestReceived { token: Some("t".into()), received_ms: 0 }).unwrap();
+        let unknown = popup_for(&Event::Unknown { message: "m".into(), notification_id: 7 }).unwrap();
+        assert_eq!(g.admit(&test, t0), GateDecision::Show);
+        assert_eq!(g.admit(&test, t0), GateDecision::Show);
+        assert_eq!(g.admit(&unknown, t0), GateDecision::Folded);
+        assert_eq!(g.take_summary().unwrap().summary, "1 more alert: 1 other");
+    }
+
+    #[test]
+    fn the_last_folds_of_a_storm_still_reach_the_summary() {
+        let mut g = StormGate::new(1);
+        let t0 = Instant::now();
+        assert_eq!(g.admit(&popup("a", StormClass::Warning), t0), GateDecision::Show);
+        assert_eq!(g.admit(&popup("b", StormClass::Critical), t0 + Duration::from_secs(59)), GateDecision::Folded);
+        // The storm ends before the summary is taken: the next popup must not erase the fold.
+        assert_eq!(g.admit(&popup("c", StormClass::Warning), t0 + Duration::from_secs(61)), GateDecision::Folded);
+        assert_eq!(g.take_summary().unwrap().summary, "2 more alerts: 1 critical, 1 warning");
+        assert_eq!(g.admit(&popup("d", StormClass::Warning), t0 + Duration::from_secs(62)), GateDecision::Show);
+        assert!(g.take_summary().is_none());
     }
 }

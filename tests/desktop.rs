@@ -280,6 +280,38 @@ fn popups_have_the_right_summary_urgency_and_click_action() {
 }
 
 #[test]
+fn a_click_on_a_replaced_popup_opens_the_newest_alert_once() {
+    let Some(d) = desktop(true) else { return };
+    let (bin, opened) = fake_browser(d.dir.path());
+    let serve = d.serve("", Some(&bin));
+    assert_eq!(serve.post(captured("netdata-alert-warning.json")), 200);
+    serve.wait_for_line("popup shown summary=gn4.node.garland.slvn.co: ram_in_use is Warning", Duration::from_secs(20));
+    let mut escalated: Value = serde_json::from_slice(&with_status(
+        "netdata-alert-warning.json",
+        "Critical",
+        "escalation-click",
+        "Raised to Critical, ram, on gn4",
+    ))
+    .unwrap();
+    let newest = "https://app.netdata.cloud/spaces/slvn-co/rooms/all-nodes/alerts/ram?transition=escalation-click";
+    escalated["alert"]["url"] = newest.into();
+    assert_eq!(serve.post(serde_json::to_vec(&escalated).unwrap()), 200);
+    serve
+        .wait_for_line("popup shown summary=gn4.node.garland.slvn.co: ram_in_use is Critical", Duration::from_secs(20));
+    assert_eq!(d.displayed(), 1, "the critical popup replaced the warning one");
+    d.dunstctl(&["action", "0"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&opened).unwrap_or_default().is_empty() {
+        assert!(Instant::now() < deadline, "the click opened nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every listener of the popup hears the same click at once; give a second one time to act.
+    std::thread::sleep(Duration::from_secs(1));
+    let opened = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(opened.lines().collect::<Vec<_>>(), [newest], "one click, one tab, the newest alert");
+}
+
+#[test]
 fn a_storm_folds_into_one_summary_popup() {
     let Some(d) = desktop(true) else { return };
     let serve = d.serve("[notifications]\nmax_popups_per_minute = 3\n", None);
