@@ -95,6 +95,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The event that says it listens.
+    fn listening(&self) -> Event {
+        Event::Listening { addr: self.addr.to_string(), fingerprint: self.cert.fingerprint.clone() }
+    }
+
     /// Waits until the receiver has stopped (after its shutdown token is cancelled).
     pub async fn stopped(self) {
         let _ = self.task.await;
@@ -110,15 +115,17 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
     let store = Store::open(&store::db_path(data_dir), events.clone(), config.store.retention_days)?;
-    start_with(config, data_dir, store, events, shutdown).await
+    let running = start_with(config, data_dir, store, shutdown).await?;
+    let _ = events.send(running.listening());
+    Ok(running)
 }
 
-/// Like [`start`], with a store that is already open (so that restarts keep it).
+/// Like [`start`], with a store that is already open (so that restarts keep it), and
+/// without publishing [`Event::Listening`]: the caller does, once it has noted the new state.
 pub async fn start_with(
     config: Arc<Config>,
     data_dir: &Path,
     store: Store,
-    events: broadcast::Sender<Event>,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
     let tls = tls::receiver_tls(&config, data_dir)?;
@@ -133,7 +140,6 @@ pub async fn start_with(
         tokio::spawn(crate::acme::run(acme.clone(), files, resolver.clone(), shutdown.clone()));
     }
     let task = tokio::spawn(server::serve(listener, acceptor, router, config, shutdown));
-    let _ = events.send(Event::Listening { addr: addr.to_string(), fingerprint: tls.cert.fingerprint.clone() });
     Ok(Running { addr, cert: tls.cert, store, task })
 }
 
@@ -258,11 +264,8 @@ impl Alertray {
                 });
                 slot.config = Some(cfg.clone());
                 let token = CancellationToken::new();
-                match start_with(cfg, &self.paths.data_dir, self.store.clone(), self.events.clone(), token.clone())
-                    .await
-                {
+                match start_with(cfg, &self.paths.data_dir, self.store.clone(), token.clone()).await {
                     Ok(running) => {
-                        tracing::info!(addr = %running.addr, fingerprint = %running.cert.fingerprint, "receiver listening");
                         let status = ReceiverStatus::Running {
                             addr: running.addr.to_string(),
                             fingerprint: running.cert.fingerprint.clone(),
@@ -283,12 +286,20 @@ impl Alertray {
                 }
             }
         };
-        if let ReceiverStatus::Stopped { reason, .. } = &status {
-            tracing::error!("receiver not running: {reason}");
-            let _ = self.events.send(Event::ReceiverFailed { reason: reason.clone() });
-        }
         slot.status = status.clone();
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status.clone();
+        // Published once the status says so: whoever the event wakes reads the new status.
+        match (&status, &slot.running) {
+            (ReceiverStatus::Stopped { reason, .. }, _) => {
+                tracing::error!("receiver not running: {reason}");
+                let _ = self.events.send(Event::ReceiverFailed { reason: reason.clone() });
+            }
+            (_, Some((running, _))) => {
+                tracing::info!(addr = %running.addr, fingerprint = %running.cert.fingerprint, "receiver listening");
+                let _ = self.events.send(running.listening());
+            }
+            _ => {}
+        }
         self.supervise_tunnel(&mut slot).await;
         status
     }

@@ -75,6 +75,49 @@ async fn a_bad_config_stops_the_receiver_with_the_key_and_a_good_one_restarts_it
     core.stop().await;
 }
 
+/// The shell redraws the tray when the receiver's events arrive, reading the status then:
+/// each event must find the status it announces already in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_events_find_the_status_they_announce() {
+    use alertray::alerts::Event;
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths { config_file: dir.path().join("c.toml"), data_dir: dir.path().join("data") };
+    let core = Arc::new(Alertray::open(paths));
+    let mut events = core.events.subscribe();
+    // A subscriber on another thread reads the status the moment each event wakes it.
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = {
+        let core = core.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = match events.recv().await {
+                    Ok(Event::Listening { addr, .. }) => Some(addr),
+                    Ok(Event::ReceiverFailed { .. }) => None,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                };
+                if seen_tx.send((event, core.status())).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    for _ in 0..25 {
+        // One change at a time, so the status read is this change's.
+        core.apply(Ok(cfg(""))).await;
+        let (listening, status) = seen.recv().await.unwrap();
+        match (listening, &status) {
+            (Some(addr), ReceiverStatus::Running { addr: now, .. }) => assert_eq!(&addr, now),
+            other => panic!("after a start: {other:?}"),
+        }
+        core.apply(Config::from_toml("[auth]\nmethod = \"bearer\"")).await;
+        let (listening, status) = seen.recv().await.unwrap();
+        assert!(listening.is_none() && matches!(status, ReceiverStatus::Stopped { .. }), "{listening:?} {status:?}");
+    }
+    core.stop().await;
+    watcher.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledgements_and_snoozes_survive_a_restart_and_escalation_drops_the_acknowledgement() {
     let dir = tempfile::tempdir().unwrap();
