@@ -341,7 +341,9 @@ impl Supervisor {
                 };
             }
         };
-        tracing::info!(program = %program, pid = child.id(), "tunnel started");
+        // The tunnel leads a process group of its own (the group's id is its pid).
+        let group = child.id();
+        tracing::info!(program = %program, pid = group, "tunnel started");
         let (line_tx, mut line_rx) = mpsc::channel::<String>(64);
         if let Some(out) = child.stdout.take() {
             tokio::spawn(forward_lines(out, line_tx.clone()));
@@ -362,6 +364,13 @@ impl Supervisor {
                 status = child.wait() => break status,
             }
         };
+        // What the tunnel started may outlive it (a wrapper script's helpers): ask them to go
+        // too, or every restart would leave another set behind, perhaps still holding the old
+        // tunnel open.
+        #[cfg(unix)]
+        if let Some(group) = group {
+            signal_group(group, "-TERM").await;
+        }
         // The last lines often say why it exited; read what is left (briefly: a grandchild
         // may still hold the pipe open).
         let drain = async {
@@ -370,6 +379,10 @@ impl Supervisor {
             }
         };
         let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+        #[cfg(unix)]
+        if let Some(group) = group {
+            signal_group(group, "-KILL").await;
+        }
         let reason = match status {
             Ok(s) => format!("exited ({s})"),
             Err(e) => format!("could not be waited for: {e}"),
@@ -415,23 +428,29 @@ impl Supervisor {
 async fn stop_child(child: &mut tokio::process::Child) {
     #[cfg(unix)]
     if let Some(pid) = child.id() {
-        let signal_group = |sig: &'static str| {
-            tokio::process::Command::new("kill")
-                .arg(sig)
-                .arg("--")
-                .arg(format!("-{pid}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-        };
-        let asked = signal_group("-TERM").await.is_ok_and(|s| s.success());
+        let asked = signal_group(pid, "-TERM").await;
         if asked && tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_ok() {
-            let _ = signal_group("-KILL").await;
+            signal_group(pid, "-KILL").await;
             return;
         }
-        let _ = signal_group("-KILL").await;
+        signal_group(pid, "-KILL").await;
     }
     let _ = child.kill().await;
+}
+
+/// Sends `signal` (e.g. "-TERM") to every process in the group `group`; `true` if one got
+/// it. (`kill(1)` rather than libc, to keep the crate free of `unsafe`.)
+#[cfg(unix)]
+async fn signal_group(group: u32, signal: &str) -> bool {
+    tokio::process::Command::new("kill")
+        .arg(signal)
+        .arg("--")
+        .arg(format!("-{group}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
 }
 
 async fn forward_lines(stream: impl AsyncRead + Unpin, tx: mpsc::Sender<String>) {
@@ -603,10 +622,39 @@ mod tests {
         }
         assert!(gone(), "the tunnel's grandchild is gone after stop");
 
-        let t = Tunnel::spawn(config("no-such-tunnel-program --x"), 1, dir.path().to_path_buf(), events);
+        let t = Tunnel::spawn(config("no-such-tunnel-program --x"), 1, dir.path().to_path_buf(), events.clone());
         let failed = wait_for(&mut t.watch(), |s| s.phase == TunnelPhase::Failed).await;
         let reason = failed.reason.unwrap();
         assert!(reason.contains("no-such-tunnel-program") && reason.contains("PATH"), "{reason}");
         t.stop().await;
+    }
+
+    /// A tunnel that exits on its own leaves nothing running: what it started is ended before
+    /// the restart, so restarts do not pile up old helpers.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn what_a_tunnel_started_ends_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        let (events, _) = broadcast::channel(16);
+        // A wrapper that starts a helper in the background, says where it is, then exits.
+        let cmd = format!("sh -c 'sleep 300 & echo $! >> {}; echo at a.example:1; sleep 0.2; exit 3'", pids.display());
+        let t = Tunnel::spawn(config(&cmd), 1, dir.path().to_path_buf(), events);
+        wait_for(&mut t.watch(), |s| s.phase == TunnelPhase::Failed && s.restarts >= 1).await;
+        t.stop().await;
+        let helpers: Vec<String> = std::fs::read_to_string(&pids).unwrap().lines().map(str::to_string).collect();
+        assert!(helpers.len() >= 2, "{helpers:?}");
+        let running = |pid: &String| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            !stat.is_empty() && !stat.contains(") Z ")
+        };
+        for _ in 0..40 {
+            if !helpers.iter().any(running) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left: Vec<&String> = helpers.iter().filter(|p| running(p)).collect();
+        assert!(left.is_empty(), "helpers of exited tunnels still run: {left:?}");
     }
 }
