@@ -389,6 +389,23 @@ fn required_secret(key: &str, v: Option<Secret>, method: &str) -> Result<Secret,
     }
 }
 
+/// The keys whose values are secrets wherever they appear (`[auth]`'s and every
+/// `[auth.headers]` entry's).
+const SECRET_KEYS: [&str; 3] = ["token", "password", "challenge_secret"];
+
+/// The key and the value written on line `line_no` (from 1) of `text`, if that value is a
+/// secret: a key in [`SECRET_KEYS`], or any entry of `[auth.headers]`.
+fn secret_value(text: &str, line_no: usize) -> Option<(&str, &str)> {
+    let (key, value) = text.lines().nth(line_no.checked_sub(1)?)?.split_once('=')?;
+    let key = key.trim();
+    let bare = key.to_ascii_lowercase().replace(['"', '\'', ' '], "");
+    let table = text.lines().take(line_no - 1).map(str::trim).filter(|l| l.starts_with('[')).last().unwrap_or("");
+    let in_headers = table.to_ascii_lowercase().replace([' ', '"'], "") == "[auth.headers]";
+    let last = bare.rsplit('.').next().unwrap_or_default();
+    let secret = in_headers || bare.contains("headers.") || SECRET_KEYS.contains(&last);
+    secret.then_some((key, value.trim()))
+}
+
 impl RawConfig {
     /// Parses TOML text.
     pub fn from_toml(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
@@ -398,7 +415,14 @@ impl RawConfig {
                 Some(span) => {
                     let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
                     let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-                    format!("line {line_no}: {line}: {}", e.message().trim())
+                    match secret_value(text, line_no) {
+                        // A secret is never shown, not even a mistyped one.
+                        Some((key, value)) => {
+                            let why = e.message().trim().replace(value.trim_matches('"'), "***");
+                            format!("line {line_no}: {key} = (hidden): {why}")
+                        }
+                        None => format!("line {line_no}: {line}: {}", e.message().trim()),
+                    }
                 }
                 None => e.message().trim().to_string(),
             };
@@ -896,6 +920,24 @@ pub fn init(path: &Path) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_syntax_error_on_a_secret_line_does_not_show_the_secret() {
+        for (text, secret, key) in [
+            ("[auth]\nmethod = \"bearer\"\ntoken = \"hunter2-super-secret\n", "hunter2-super-secret", "token"),
+            ("[auth]\nmethod = \"basic\"\npassword = 12345678\n", "12345678", "password"),
+            ("[auth.headers]\nX-Api-Key = 987654321\n", "987654321", "X-Api-Key"),
+            ("[auth]\nheaders.X-Key = 55555555\n", "55555555", "headers.X-Key"),
+            ("auth.challenge_secret = 31337313\n", "31337313", "auth.challenge_secret"),
+        ] {
+            let err = RawConfig::from_toml(text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(!err.contains(secret), "{err}");
+            assert!(err.contains(&format!("{key} = (hidden)")), "{err}");
+        }
+        // Other lines are quoted as written.
+        let err = RawConfig::from_toml("[server]\nmax_connections = \"lots\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("max_connections = \"lots\""), "{err}");
+    }
+
     use super::*;
 
     fn err(text: &str) -> ConfigError {
