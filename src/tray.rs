@@ -138,7 +138,7 @@ pub fn tray_model(active: &[Alert], receiver_error: Option<&str>, snoozed_until:
             };
             TrayEntry {
                 key: a.key.clone(),
-                label: format!("{marker}{label}"),
+                label: format!("{marker}{}", menu_text(&label)),
                 host: a.host.clone(),
                 url: a.url.clone(),
                 acknowledged: a.acknowledged,
@@ -155,9 +155,42 @@ pub fn tray_model(active: &[Alert], receiver_error: Option<&str>, snoozed_until:
     }
 }
 
+/// The most characters of one menu label taken from a notification.
+const MAX_LABEL_CHARS: usize = 80;
+
+/// Text from the network made fit for a menu label: control and bidirectional-formatting
+/// characters dropped, white space runs (line breaks too) made one space, cut to
+/// [`MAX_LABEL_CHARS`] with an ellipsis, and `&` doubled, since menus take a single `&` for a
+/// keyboard mnemonic ("R&D" showed as "RD").
+pub fn menu_text(text: &str) -> String {
+    let bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let words: Vec<String> = text
+        .split(char::is_whitespace)
+        .map(|w| w.chars().filter(|c| !c.is_control() && !bidi(*c)).collect::<String>())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let plain = words.join(" ");
+    let cut = match plain.char_indices().nth(MAX_LABEL_CHARS) {
+        Some((i, _)) => format!("{}…", plain[..i].trim_end()),
+        None => plain,
+    };
+    cut.replace('&', "&&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn menu_labels_are_one_short_plain_line() {
+        assert_eq!(menu_text("R&D: disk = 91%"), "R&&D: disk = 91%");
+        assert_eq!(menu_text("web1:\n  load\t= 3\r\n"), "web1: load = 3");
+        assert_eq!(menu_text("evil\u{202E}gnp.exe\u{7}"), "evilgnp.exe");
+        let long = menu_text(&"x".repeat(500));
+        assert_eq!(long.chars().count(), MAX_LABEL_CHARS + 1);
+        assert!(long.ends_with('…'));
+        assert_eq!(menu_text(&"é".repeat(90)).chars().count(), MAX_LABEL_CHARS + 1, "cut on characters, not bytes");
+    }
 
     fn alert(key: &str, level: Level, updated: i64, ack: bool) -> Alert {
         Alert {

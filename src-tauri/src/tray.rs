@@ -108,18 +108,22 @@ fn build_menu<R: Runtime>(app: &tauri::AppHandle<R>, model: &TrayModel) -> tauri
         menu.append(&item(app, "tunnel", line, false)?)?;
     }
     menu.append(&PredefinedMenuItem::separator(app)?)?;
-    for (i, e) in model.entries.iter().enumerate() {
-        let open = item(app, &format!("open:{i}"), "Open in Netdata Cloud", e.url.is_some())?;
+    // Each alert's items name it by its key, not by its place in the list: the list may
+    // change while the menu is open, and a click must act on the alert it was shown for.
+    for e in &model.entries {
+        let k = &e.key;
+        let open = item(app, &format!("open:{k}"), "Open in Netdata Cloud", e.url.is_some())?;
         let ack = item(
             app,
-            &format!("ack:{i}"),
+            &format!("ack:{k}"),
             if e.acknowledged { "Remove acknowledgement" } else { "Acknowledge" },
             true,
         )?;
-        let snooze_alert = item(app, &format!("snooze-alert:{i}"), "Snooze this alert for 1 hour", true)?;
-        let snooze_node = item(app, &format!("snooze-node:{i}"), &format!("Snooze {} for 1 hour", e.host), true)?;
+        let snooze_alert = item(app, &format!("snooze-alert:{k}"), "Snooze this alert for 1 hour", true)?;
+        let node_label = format!("Snooze {} for 1 hour", alertray::tray::menu_text(&e.host));
+        let snooze_node = item(app, &format!("snooze-node:{k}"), &node_label, true)?;
         let items: [&dyn IsMenuItem<R>; 4] = [&open, &ack, &snooze_alert, &snooze_node];
-        menu.append(&Submenu::with_id_and_items(app, format!("alert:{i}"), &e.label, true, &items)?)?;
+        menu.append(&Submenu::with_id_and_items(app, format!("alert:{k}"), &e.label, true, &items)?)?;
     }
     if model.more > 0 {
         menu.append(&item(app, "show-alerts", &format!("{} more...", model.more), true)?)?;
@@ -154,9 +158,9 @@ fn build_menu<R: Runtime>(app: &tauri::AppHandle<R>, model: &TrayModel) -> tauri
 pub fn on_menu<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
     let shell = app.state::<Shell>();
     let core = shell.core.clone();
-    let entry = |i: &str| {
-        let i: usize = i.parse().ok()?;
-        shell.tray_model.lock().unwrap_or_else(|p| p.into_inner()).as_ref()?.entries.get(i).cloned()
+    let entry = |key: &str| {
+        let model = shell.tray_model.lock().unwrap_or_else(|p| p.into_inner());
+        model.as_ref()?.entries.iter().find(|e| e.key == key).cloned()
     };
     let hour_from_now = store::now_ms() + 3_600_000;
     let (verb, arg) = id.split_once(':').unwrap_or((id, ""));
