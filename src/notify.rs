@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -343,6 +343,11 @@ pub fn open_url(url: &str) -> Result<(), String> {
     open::that_detached(url.trim()).map_err(|e| format!("could not open {url} in the browser: {e}"))
 }
 
+/// `text` as freedesktop notification body markup that shows it as written.
+pub fn escape_markup(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 /// Desktop popups through notify-rust (D-Bus on Linux and BSD, native elsewhere).
 pub struct DesktopNotifier {
     app_name: String,
@@ -356,6 +361,8 @@ pub struct DesktopNotifier {
     generation: AtomicU64,
     listeners: Arc<AtomicUsize>,
     opener: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Whether the notification server reads bodies as markup (asked once).
+    body_markup: OnceLock<bool>,
 }
 
 /// The most threads waiting at once for a click on a popup.
@@ -371,6 +378,7 @@ impl DesktopNotifier {
             newest_listener: Arc::new(Mutex::new(HashMap::new())),
             generation: AtomicU64::new(0),
             listeners: Arc::new(AtomicUsize::new(0)),
+            body_markup: OnceLock::new(),
             opener: Arc::new(|url: &str| {
                 if let Err(e) = open_url(url) {
                     tracing::warn!("{e}");
@@ -384,6 +392,17 @@ impl Notifier for DesktopNotifier {
     fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
         let mut n = notify_rust::Notification::new();
         n.appname(&self.app_name).summary(&popup.summary).body(&popup.body);
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            // Servers that read bodies as markup would take "<a href=...>" in an alert's
+            // message for a link, and drop "< 10%": the text goes as text.
+            let markup = *self.body_markup.get_or_init(|| {
+                notify_rust::get_capabilities().map_or(true, |caps| caps.iter().any(|c| c == "body-markup"))
+            });
+            if markup {
+                n.body(&escape_markup(&popup.body));
+            }
+        }
         if let Some(icon) = &self.icon {
             n.icon(icon);
         }
@@ -441,7 +460,7 @@ impl Notifier for DesktopNotifier {
             }
         }
         #[cfg(not(all(unix, not(target_os = "macos"))))]
-        let _ = (handle, &self.ids, &self.newest_listener, &self.listeners, &self.opener);
+        let _ = (handle, &self.ids, &self.newest_listener, &self.listeners, &self.opener, &self.body_markup);
         Ok(())
     }
 }

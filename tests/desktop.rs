@@ -72,10 +72,11 @@ fn desktop(with_server: bool) -> Option<Desktop> {
     let mut d = Desktop { bus, dbus, dunst: None, dir };
     if with_server {
         // Rules tag each popup with its urgency as dunst understood it, so the history shows it.
+        // Bodies are read as markup, as in dunst's own default config.
         let rc = d.dir.path().join("dunstrc");
         std::fs::write(
             &rc,
-            "[global]\n    history_length = 200\n\
+            "[global]\n    history_length = 200\n    markup = full\n\
              [urgency_low]\n    timeout = 0\n[urgency_normal]\n    timeout = 0\n[urgency_critical]\n    timeout = 0\n\
              [tag_low]\n    msg_urgency = low\n    set_category = urgency-low\n\
              [tag_normal]\n    msg_urgency = normal\n    set_category = urgency-normal\n\
@@ -309,6 +310,22 @@ fn a_click_on_a_replaced_popup_opens_the_newest_alert_once() {
     std::thread::sleep(Duration::from_secs(1));
     let opened = std::fs::read_to_string(&opened).unwrap();
     assert_eq!(opened.lines().collect::<Vec<_>>(), [newest], "one click, one tab, the newest alert");
+}
+
+#[test]
+fn popup_text_from_a_notification_is_shown_as_written() {
+    let Some(d) = desktop(true) else { return };
+    let serve = d.serve("", None);
+    let mut v: Value = serde_json::from_slice(&captured("netdata-alert-warning.json")).unwrap();
+    let written = "<b>free</b> < 10% & falling, see <a href=\"smb://files/x\">here</a>";
+    v["alert"]["rendered"]["summary"] = written.into();
+    assert_eq!(serve.post(serde_json::to_vec(&v).unwrap()), 200);
+    let h = d.wait_for("the popup", |h| h.iter().any(|n| n.summary.contains("ram_in_use is Warning")));
+    let body = &h.iter().find(|n| n.summary.contains("ram_in_use is Warning")).unwrap().body;
+    // dunst reads bodies as markup (and says so): escaped, the text shows as written and
+    // nothing is a link. dunst's history keeps the body as it was sent.
+    let escaped = "&lt;b&gt;free&lt;/b&gt; &lt; 10% &amp; falling, see &lt;a href=\"smb://files/x\"&gt;here&lt;/a&gt;";
+    assert!(body.contains(escaped), "{body:?}");
 }
 
 #[test]
