@@ -874,7 +874,9 @@ pub fn write_private_new(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// Validates `raw` and writes it to `path` (mode 0600), replacing the file atomically.
-/// Comments in the old file are not kept.
+/// Comments in the old file are not kept. An old file that does not load (the Settings form
+/// then started from defaults, without its secrets) is kept beside it first, as
+/// [`unreadable_backup`] names it.
 pub fn save(path: &Path, raw: &RawConfig) -> Result<Config, ConfigError> {
     let base = path.parent().unwrap_or(Path::new("."));
     let cfg = raw.clone().validate(base)?;
@@ -882,9 +884,22 @@ pub fn save(path: &Path, raw: &RawConfig) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
     })?;
+    if path.exists() && load_raw(path).is_err() {
+        let backup = unreadable_backup(path);
+        let kept = std::fs::read_to_string(path).and_then(|old| write_private_replace(&backup, &old));
+        kept.map_err(|source| ConfigError::Write { path: backup.clone(), source })?;
+        tracing::warn!("the config file did not load; kept it as {} before saving the new one", backup.display());
+    }
     write_private_replace(path, &format!("# Written by Alertray's Settings window.\n{text}"))
         .map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })?;
     Ok(cfg)
+}
+
+/// Where [`save`] keeps a config file that did not load: `config.toml.unreadable`.
+pub fn unreadable_backup(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".unreadable");
+    PathBuf::from(name)
 }
 
 /// Writes a file readable by its owner only (0600 on Unix), replacing it atomically.
@@ -920,6 +935,31 @@ pub fn init(path: &Path) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn saving_over_a_file_that_does_not_load_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let old = "[auth]\nmethod = \"bearer\"\ntoken = \"the-real-token\"\nlisen = 1\n";
+        std::fs::write(&path, old).unwrap();
+        assert!(load_raw(&path).is_err());
+        let mut raw = RawConfig::default();
+        raw.auth.method = Some("bearer".into());
+        raw.auth.token = Some(Secret::new("new-token"));
+        save(&path, &raw).unwrap();
+        let backup = unreadable_backup(&path);
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), old);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert!(load_raw(&path).is_ok());
+        // Saving over a file that loads keeps no copy.
+        std::fs::remove_file(&backup).unwrap();
+        save(&path, &raw).unwrap();
+        assert!(!backup.exists());
+    }
+
     #[test]
     fn a_syntax_error_on_a_secret_line_does_not_show_the_secret() {
         for (text, secret, key) in [
