@@ -48,20 +48,20 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// At most this many (history).
-        #[arg(long, value_name = "N")]
-        limit: Option<usize>,
+        /// At most this many, 1 or more (history).
+        #[arg(long, value_name = "N", requires = "history", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
         /// Only since this long ago (30m, 12h, 7d) or this RFC 3339 time (history).
-        #[arg(long, value_name = "WHEN")]
+        #[arg(long, value_name = "WHEN", requires = "history")]
         since: Option<String>,
-        /// Only this status: critical, warning, clear, unreachable, reachable (history).
-        #[arg(long)]
+        /// Only this status (history).
+        #[arg(long, requires = "history", value_parser = ["critical", "warning", "clear", "other", "unreachable", "reachable"])]
         status: Option<String>,
         /// Only this node (history).
-        #[arg(long)]
+        #[arg(long, requires = "history")]
         host: Option<String>,
         /// Only notifications whose message, host or alert contains this text (history).
-        #[arg(long, value_name = "TEXT")]
+        #[arg(long, value_name = "TEXT", requires = "history")]
         search: Option<String>,
     },
     /// Show the latest verification token from a Netdata Test notification.
@@ -155,6 +155,7 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
             let conn = store::open_reader(&paths.db()).map_err(other)?;
             if history {
                 let since_ms = since.as_deref().map(parse_since).transpose()?;
+                let limit = limit.map(|n| n as usize);
                 let q = HistoryQuery { since_ms, status, host, text: search, limit, ..Default::default() };
                 let rows = store::history(&conn, &q).map_err(other)?;
                 if json {
@@ -284,15 +285,17 @@ fn parse_since(s: &str) -> Result<i64, Failure> {
     };
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
     let n: i64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "w" => n * 7 * 86_400,
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
         _ => return Err(bad()),
     };
-    Ok(store::now_ms() - secs * 1000)
+    // Anything longer than since the epoch means "everything"; no overflow either way.
+    let ms = n.checked_mul(unit_secs).and_then(|secs| secs.checked_mul(1000)).unwrap_or(i64::MAX);
+    Ok(store::now_ms().saturating_sub(ms).max(0))
 }
 
 fn local_time(ms: i64) -> String {

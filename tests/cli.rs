@@ -103,6 +103,21 @@ fn serve_then_read_the_store_from_other_processes() {
     let (code, _, err) = run(&["alerts", "--history", "--since", "yesterday", "--data-dir", d], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("--since"), "{err}");
+    // Longer ago than the epoch: everything, not an overflow.
+    let (code, out, err) = run(&["alerts", "--history", "--since", "99999999999999d", "--json", "--data-dir", d], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().len(), 3);
+    // Filters that cannot match, or that only apply to the history, are refused, not ignored.
+    for (args, named) in [
+        (&["alerts", "--history", "--status", "bogus"][..], "critical"),
+        (&["alerts", "--history", "--limit", "0"][..], "--limit"),
+        (&["alerts", "--since", "1h"][..], "--history"),
+        (&["alerts", "--search", "gn4"][..], "--history"),
+    ] {
+        let (code, _, err) = run(&[args, &["--data-dir", d]].concat(), &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
     let (_, out, _) = run(&["token", "--data-dir", d], &[]);
     assert!(out.starts_with("2b633082-34ec-4ec3-946c-5e81076c39af"), "{out}");
     let (_, out, _) = run(&["token", "--json", "--data-dir", d], &[]);
