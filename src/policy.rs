@@ -181,9 +181,15 @@ impl PopupFilter for SharedPolicy {
     }
 }
 
-/// When "until tomorrow 08:00" ends, seen from `now` (local time).
-pub fn tomorrow_at_eight(now: DateTime<Local>) -> DateTime<Local> {
-    let date = now.date_naive().succ_opt().unwrap_or(now.date_naive());
+/// When "until 08:00" ends, seen from `now` (local time): the next 08:00, so that a snooze
+/// chosen at 01:00 ends the same morning.
+pub fn next_eight_am(now: DateTime<Local>) -> DateTime<Local> {
+    let today = now.date_naive();
+    let date = if now.time() < NaiveTime::from_hms_opt(8, 0, 0).unwrap_or_default() {
+        today
+    } else {
+        today.succ_opt().unwrap_or(today)
+    };
     let naive = date.and_hms_opt(8, 0, 0).unwrap_or_default();
     // A DST gap at 08:00 is not a real risk, but fall back to a day from now rather than panic.
     Local.from_local_datetime(&naive).earliest().unwrap_or(now + chrono::Duration::hours(24))
@@ -277,10 +283,11 @@ mod tests {
     }
 
     #[test]
-    fn tomorrow_eight_is_in_the_future_and_at_eight() {
-        let now = Local::now();
-        let t = tomorrow_at_eight(now);
-        assert!(t > now);
-        assert_eq!(t.format("%H:%M").to_string(), "08:00");
+    fn until_eight_ends_at_the_next_eight_oclock() {
+        let at = |d: u32, h: u32, m: u32| Local.with_ymd_and_hms(2026, 3, d, h, m, 0).unwrap();
+        assert_eq!(next_eight_am(at(10, 1, 0)), at(10, 8, 0), "after midnight: this morning");
+        assert_eq!(next_eight_am(at(10, 7, 59)), at(10, 8, 0));
+        assert_eq!(next_eight_am(at(10, 8, 0)), at(11, 8, 0));
+        assert_eq!(next_eight_am(at(10, 23, 30)), at(11, 8, 0));
     }
 }

@@ -149,7 +149,7 @@ pub struct SnoozeArgs {
     scope: SnoozeScope,
     /// Minutes from now; ignored when `until_tomorrow` is set.
     minutes: Option<i64>,
-    /// Until tomorrow 08:00.
+    /// Until the next 08:00.
     #[serde(default)]
     until_tomorrow: bool,
 }
@@ -157,7 +157,7 @@ pub struct SnoozeArgs {
 #[tauri::command]
 async fn snooze<R: Runtime>(app: tauri::AppHandle<R>, shell: State<'_, Shell>, snooze: SnoozeArgs) -> Result<i64> {
     let until_ms = if snooze.until_tomorrow {
-        alertray::policy::tomorrow_at_eight(chrono::Local::now()).timestamp_millis()
+        alertray::policy::next_eight_am(chrono::Local::now()).timestamp_millis()
     } else {
         let minutes = snooze.minutes.unwrap_or(60);
         if !(1..=7 * 24 * 60).contains(&minutes) {

@@ -135,7 +135,7 @@ fn build_menu<R: Runtime>(app: &tauri::AppHandle<R>, model: &TrayModel) -> tauri
         item(app, "snooze:15", "For 15 minutes", true)?,
         item(app, "snooze:60", "For 1 hour", true)?,
         item(app, "snooze:240", "For 4 hours", true)?,
-        item(app, "snooze:tomorrow", "Until tomorrow 08:00", true)?,
+        item(app, "snooze:tomorrow", "Until 08:00", true)?,
     ];
     let resume = item(app, "resume", "Resume notifications", true)?;
     let sep = PredefinedMenuItem::separator(app)?;
@@ -189,7 +189,7 @@ pub fn on_menu<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
         }
         "snooze" => {
             let until_ms = match arg {
-                "tomorrow" => alertray::policy::tomorrow_at_eight(chrono::Local::now()).timestamp_millis(),
+                "tomorrow" => alertray::policy::next_eight_am(chrono::Local::now()).timestamp_millis(),
                 minutes => store::now_ms() + minutes.parse::<i64>().unwrap_or(60) * 60_000,
             };
             snooze(app, SnoozeChange::Set(Snooze { scope: SnoozeScope::All, until_ms }));
