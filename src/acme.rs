@@ -267,7 +267,7 @@ async fn account(cfg: &AcmeConfig, files: &AcmeFiles) -> Result<Account, AcmeErr
 
 fn write_private(path: &Path, contents: &str, what: &'static str) -> Result<(), AcmeError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| AcmeError::Io { what, path: dir.into(), source })?;
+        crate::store::create_private_dir(dir).map_err(|source| AcmeError::Io { what, path: dir.into(), source })?;
     }
     crate::config::write_private_replace(path, contents).map_err(|source| AcmeError::Io {
         what,

@@ -273,7 +273,7 @@ pub fn ensure_self_signed(dir: &Path, public_host: Option<&str>) -> Result<(Path
     params.not_before = now - rcgen_days(1);
     params.not_after = now + rcgen_days(5 * 365);
     let cert = params.self_signed(&key).map_err(|e| TlsError::Setup(e.to_string()))?;
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { what: "cannot create", path: dir.into(), source })?;
+    crate::store::create_private_dir(dir).map_err(|source| TlsError::Io { what: "cannot create", path: dir.into(), source })?;
     // Write to temporary names then rename, so a crash never leaves a half pair.
     let tmp_key = dir.join("key.pem.tmp");
     let tmp_cert = dir.join("cert.pem.tmp");

@@ -17,6 +17,8 @@ fn config_init_writes_a_private_valid_file_and_refuses_to_overwrite() {
     {
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777, 0o600);
+        let folder = cfg.parent().unwrap();
+        assert_eq!(std::fs::metadata(folder).unwrap().permissions().mode() & 0o777, 0o700, "the folder it made");
     }
     let text = std::fs::read_to_string(&cfg).unwrap();
     let token = text.lines().find(|l| l.starts_with("token = ")).unwrap().to_string();

@@ -139,8 +139,10 @@ fn secrets_never_reach_the_log_and_secret_files_are_private() {
             let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", f.display());
         }
-        let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700, "the data dir");
+        for d in [data.clone(), data.join("tls")] {
+            let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
     }
 }
 

@@ -62,7 +62,7 @@ fn init_logging(log_dir: &std::path::Path) -> Option<tracing_appender::non_block
         tracing_subscriber::EnvFilter::try_from_env("ALERTRAY_LOG")
             .unwrap_or_else(|_| alertray::headless::DEFAULT_LOG_FILTER.into())
     };
-    let _ = std::fs::create_dir_all(log_dir);
+    let _ = alertray::store::create_private_dir(log_dir);
     let file = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix("alertray")
