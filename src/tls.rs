@@ -221,6 +221,9 @@ fn self_signed_names(public_host: Option<&str>) -> Vec<String> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     if let Some(h) = public_host {
         let h = h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        // An address in its one canonical spelling ("2001:DB8:0:0::1" is "2001:db8::1"), as
+        // the certificate's names are read back, or every start would make a new certificate.
+        let h = h.parse::<std::net::IpAddr>().map_or(h, |ip| ip.to_string());
         if !names.contains(&h) {
             names.push(h);
         }
@@ -460,6 +463,13 @@ mod tests {
         for n in ["localhost", "127.0.0.1", "::1", "x.example.net"] {
             assert!(names.contains(&n.to_string()), "{names:?}");
         }
+        // An IPv6 public host however it is spelled: covered, and kept from then on.
+        ensure_self_signed(dir.path(), Some("[2001:DB8:0:0::1]")).unwrap();
+        let v6 = std::fs::read(&c).unwrap();
+        assert!(san_names(&read_chain("tls.cert", &c).unwrap()[0]).contains(&"2001:db8::1".to_string()));
+        ensure_self_signed(dir.path(), Some("[2001:DB8:0:0::1]")).unwrap();
+        ensure_self_signed(dir.path(), Some("2001:db8::1")).unwrap();
+        assert_eq!(std::fs::read(&c).unwrap(), v6, "the same address is not a new certificate");
     }
 
     #[test]
