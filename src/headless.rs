@@ -49,8 +49,10 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
             paths.config_file.display()
         );
     }
-    // A bad config is refused before anything else happens, with exit code 2.
+    // A bad config is refused before anything else happens, with exit code 2: the files it
+    // names for TLS too.
     let cfg = Config::load(&paths.config_file)?;
+    crate::tls::check_files(&cfg).map_err(|e| HeadlessError::Config(e.to_string()))?;
     crate::app::raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(other)?;
     rt.block_on(async move {

@@ -239,6 +239,7 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
             ConfigAction::Check { file } => {
                 let file = file.unwrap_or_else(|| paths.config_file.clone());
                 let cfg = Config::load(&file)?;
+                alertray::tls::check_files(&cfg).map_err(|e| Failure::Config(e.to_string()))?;
                 println!("{} is valid.", file.display());
                 if cfg.auth.challenge_secret.is_none() {
                     println!(

@@ -73,10 +73,10 @@ pub fn fingerprint(der: &[u8]) -> String {
 }
 
 fn read_chain(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Io {
-        what: "cannot read certificate",
+    let bytes = std::fs::read(path).map_err(|e| TlsError::Pem {
+        setting,
         path: path.into(),
-        source,
+        reason: format!("cannot be read ({e})"),
     })?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes).collect::<Result<_, _>>().map_err(|e| {
         TlsError::Pem { setting, path: path.into(), reason: format!("not a PEM certificate file ({e})") }
@@ -122,10 +122,10 @@ pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsEr
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Io {
-        what: "cannot read private key",
+    let bytes = std::fs::read(path).map_err(|e| TlsError::Pem {
+        setting: "tls.key",
         path: path.into(),
-        source,
+        reason: format!("cannot be read ({e})"),
     })?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::Pem {
         setting: "tls.key",
@@ -134,16 +134,26 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+fn certified_key(cert: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = read_chain("tls.cert", cert)?;
-    let key = read_key(key)?;
+    let key = read_key(key_path)?;
     let signing = provider().key_provider.load_private_key(key).map_err(|e| TlsError::Pem {
         setting: "tls.key",
-        path: PathBuf::new(),
-        reason: format!("unsupported private key: {e}"),
+        path: key_path.into(),
+        reason: format!("a kind of key that cannot sign here (RSA, ECDSA P-256 or P-384, and Ed25519 can): {e}"),
     })?;
     let ck = CertifiedKey::new(chain, signing);
-    ck.keys_match().map_err(|e| TlsError::Setup(format!("tls.cert and tls.key do not belong together: {e}")))?;
+    match ck.keys_match() {
+        // Unknown: the key cannot say its public half, so there is nothing to compare.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(_) => {
+            return Err(TlsError::Pem {
+                setting: "tls.key",
+                path: key_path.into(),
+                reason: format!("is not the key of the certificate in tls.cert = {}", cert.display()),
+            })
+        }
+    }
     Ok(Arc::new(ck))
 }
 
@@ -276,7 +286,11 @@ pub fn ensure_self_signed(dir: &Path, public_host: Option<&str>) -> Result<(Path
     params.not_before = now - rcgen_days(1);
     params.not_after = now + rcgen_days(5 * 365);
     let cert = params.self_signed(&key).map_err(|e| TlsError::Setup(e.to_string()))?;
-    crate::store::create_private_dir(dir).map_err(|source| TlsError::Io { what: "cannot create", path: dir.into(), source })?;
+    crate::store::create_private_dir(dir).map_err(|source| TlsError::Io {
+        what: "cannot create",
+        path: dir.into(),
+        source,
+    })?;
     // Write to temporary names then rename, so a crash never leaves a half pair.
     let tmp_key = dir.join("key.pem.tmp");
     let tmp_cert = dir.join("cert.pem.tmp");
@@ -349,6 +363,19 @@ pub struct ReceiverTls {
     pub cert: ServerCertInfo,
     /// With `[tls.acme]`: the resolver the ACME task answers challenges through.
     pub acme: Option<Arc<crate::acme::AcmeResolver>>,
+}
+
+/// Loads the files the config names for TLS (`tls.cert` and `tls.key`, and an
+/// `auth.client_ca` bundle) without starting anything or writing anything: what
+/// `alertray config check` and `serve` look at before they go on.
+pub fn check_files(cfg: &Config) -> Result<(), TlsError> {
+    if let TlsConfig::Files { cert, key } = &cfg.tls {
+        certified_key(cert, key)?;
+    }
+    if cfg.auth.client_certificate != ClientCertMode::Off {
+        client_roots(&cfg.auth.client_ca)?;
+    }
+    Ok(())
 }
 
 /// Builds the rustls config for `cfg`, generating the self-signed certificate under
@@ -479,5 +506,19 @@ mod tests {
         std::fs::write(&p, "not pem").unwrap();
         let e = ReloadingCert::new(&p, &p).unwrap_err().to_string();
         assert!(e.starts_with("tls.cert = "), "{e}");
+    }
+
+    #[test]
+    fn a_key_from_another_pair_is_named_with_both_files() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (cert, _) = ensure_self_signed(a.path(), None).unwrap();
+        let (_, other_key) = ensure_self_signed(b.path(), None).unwrap();
+        let e = ReloadingCert::new(&cert, &other_key).unwrap_err().to_string();
+        let expected = format!(
+            "tls.key = {}: is not the key of the certificate in tls.cert = {}",
+            other_key.display(),
+            cert.display()
+        );
+        assert_eq!(e, expected);
     }
 }

@@ -73,6 +73,34 @@ fn a_bad_config_exits_2_naming_key_value_and_accepted() {
         assert_eq!(code, 2, "{err}");
         assert!(err.contains(key), "{err}");
     }
+    // The files named for TLS are read by the check too, and named with what is wrong.
+    let ca = TestCa::new("Test CA");
+    let (a, b) = (dir.path().join("a.pem"), dir.path().join("b.pem"));
+    std::fs::write(&a, ca.server_pem("a", &["a.example"])).unwrap();
+    std::fs::write(&b, ca.server_pem("b", &["b.example"])).unwrap();
+    let auth = "[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n";
+    let files = [
+        (format!("[tls]\ncert = {a:?}\nkey = {a:?}\n{auth}"), None),
+        (format!("[tls]\ncert = {a:?}\nkey = {b:?}\n{auth}"), Some("is not the key of the certificate")),
+        (format!("[tls]\ncert = \"missing.pem\"\nkey = {a:?}\n{auth}"), Some("missing.pem")),
+        (format!("{auth}client_certificate = \"required\"\nclient_ca = \"no-such-ca.pem\"\n"), Some("auth.client_ca")),
+    ];
+    for (i, (toml, wrong)) in files.iter().enumerate() {
+        let p = dir.path().join(format!("tls{i}.toml"));
+        std::fs::write(&p, toml).unwrap();
+        let (code, out, err) = run(&["config", "check", p.to_str().unwrap()], &[]);
+        match wrong {
+            None => assert_eq!(code, 0, "{toml}: {out}{err}"),
+            Some(wrong) => {
+                assert_eq!(code, 2, "{toml}: {out}{err}");
+                assert!(err.contains(wrong), "{toml}: {err}");
+                let data = dir.path().join(format!("data{i}"));
+                let (code, _, err) =
+                    run(&["serve", "--config", p.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], &[]);
+                assert_eq!((code, err.contains(wrong)), (2, true), "{err}");
+            }
+        }
+    }
 }
 
 #[test]
