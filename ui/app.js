@@ -116,7 +116,7 @@ async function drawActive(body) {
     h("td", {}, h("div", { class: "host" }, a.host), h("div", { class: "small" }, a.space || "")),
     h("td", {}, h("div", { class: "alert-name" }, a.name), h("div", { class: "small" }, a.summary || a.message)),
     h("td", {}, h("span", { class: `pill ${a.level}` }, levelWord(a.level)), " ", a.value || ""),
-    h("td", { title: when(a.since_ms) }, ago(a.since_ms)),
+    h("td", { title: when(a.since_ms), class: "ago", "data-ms": a.since_ms }, ago(a.since_ms)),
     h("td", { class: "small" }, (a.rooms || []).map((r) => r.name).join(", ")),
     h("td", { class: "actions" },
       h("button", { class: "btn", disabled: !a.url, onclick: () => invoke("open_url", { url: a.url }).catch((e) => toast(errorText(e))) }, "Open"), " ",
@@ -338,6 +338,27 @@ function readForm() {
   return raw;
 }
 
+// The field a setting's error belongs to: the one with its key, or the one whose key it
+// extends ("auth.headers.X-Api-Key" belongs to "auth.headers"). Keys are compared, never put
+// into a selector: a header name can hold any character.
+function fieldOf(key) {
+  const fields = [...page.querySelectorAll(".field[data-key]")];
+  return fields.find((el) => el.dataset.key === key)
+    || fields.filter((el) => key.startsWith(`${el.dataset.key}.`)).sort((a, b) => b.dataset.key.length - a.dataset.key.length)[0];
+}
+
+// A number field that does not hold a whole number, as an error like the core's.
+function numberProblem() {
+  for (const g of SETTINGS) for (const f of g.fields) {
+    if (f.type !== "number") continue;
+    const el = page.querySelector(`#f-${f.key.replace(/\./g, "-")}`);
+    if (el && (el.validity.badInput || (el.value !== "" && !Number.isInteger(Number(el.value))))) {
+      return { key: f.key, message: `${f.key}: a whole number is needed` };
+    }
+  }
+  return null;
+}
+
 function showErrors(err) {
   for (const el of page.querySelectorAll(".field")) {
     el.classList.remove("invalid");
@@ -346,7 +367,8 @@ function showErrors(err) {
   }
   $("#form-error").textContent = "";
   if (!err) return;
-  const field = err.key && (page.querySelector(`.field[data-key="${err.key}"]`) || page.querySelector(`.field[data-key^="${err.key.split(".headers")[0]}"]`));
+  if (typeof err === "string") err = { message: err };
+  const field = err.key && fieldOf(err.key);
   if (field && err.key !== "auth") {
     field.classList.add("invalid");
     $(".error", field).textContent = err.message;
@@ -356,6 +378,11 @@ function showErrors(err) {
 }
 
 async function validate() {
+  const bad = numberProblem();
+  if (bad) {
+    showErrors(bad);
+    return false;
+  }
   try {
     await invoke("validate_settings", { raw: readForm() });
     showErrors(null);
@@ -398,7 +425,7 @@ async function drawSettings(anchor) {
 }
 
 function focusField(key) {
-  const field = page.querySelector(`.field[data-key="${key}"]`) || $(`#group-${key.split(".")[0]}`);
+  const field = fieldOf(key) || document.getElementById(`group-${key.split(".")[0]}`);
   if (!field) return;
   field.scrollIntoView({ block: "center" });
   field.classList.add("flash");
@@ -410,6 +437,14 @@ async function save() {
   const result = $("#save-result");
   result.className = "result";
   result.textContent = "Saving...";
+  const bad = numberProblem();
+  if (bad) {
+    showErrors(bad);
+    result.className = "result bad";
+    result.textContent = `Not saved: ${bad.message}`;
+    focusField(bad.key);
+    return;
+  }
   try {
     const st = await invoke("save_settings", { raw: readForm() });
     showErrors(null);
@@ -565,9 +600,12 @@ async function drawGuide(anchor) {
   }
 }
 
+// Relative times move on while a window stays open: the token's age, and how long each
+// active alert has been firing.
 setInterval(() => {
   const el = $("#token-age");
   if (el) el.textContent = `received ${ago(Number(el.dataset.ms))}`;
+  for (const td of page.querySelectorAll("td.ago")) td.textContent = ago(Number(td.dataset.ms));
 }, 1000);
 
 // ---- routing and live updates --------------------------------------------------------------

@@ -90,7 +90,8 @@ fn status<R: Runtime>(app: tauri::AppHandle<R>, shell: State<'_, Shell>) -> Stat
     Status {
         receiver: shell.core.status(),
         tray: crate::tray::current_model(&app),
-        snoozes: shell.core.policy.get().snoozes,
+        // Only those in force: expired ones stay in the policy until the next change.
+        snoozes: shell.core.policy.get().snoozes.into_iter().filter(|s| s.until_ms > store::now_ms()).collect(),
         config_path: shell.core.paths.config_file.display().to_string(),
         data_dir: shell.core.paths.data_dir.display().to_string(),
         log_dir: shell.log_dir.display().to_string(),

@@ -125,6 +125,14 @@ fn snooze_and_resume() {
     h.invoke("resume", json!({})).unwrap();
     assert!(h.core.policy.get().snoozes.is_empty());
     assert_eq!(h.invoke("status", json!({})).unwrap()["tray"]["icon"], "all_clear");
+    // A snooze that has run out is not shown as one in force.
+    h.core.policy.update(|p| {
+        p.snoozes.push(alertray::policy::Snooze {
+            scope: alertray::policy::SnoozeScope::Node("web2".into()),
+            until_ms: alertray::store::now_ms() - 1,
+        })
+    });
+    assert_eq!(h.invoke("status", json!({})).unwrap()["snoozes"], json!([]));
 }
 
 #[test]
