@@ -200,6 +200,30 @@ function debounce(fn, ms) {
   return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };
 }
 
+// Runs `fn` at most every `ms`, and once more after the last call: a steady stream of calls
+// still redraws now and then (a debounce would wait for the stream to stop).
+function throttle(fn, ms) {
+  let timer = null;
+  let pending = false;
+  const later = () => {
+    if (pending) {
+      pending = false;
+      fn();
+      timer = setTimeout(later, ms);
+    } else {
+      timer = null;
+    }
+  };
+  return () => {
+    if (timer) {
+      pending = true;
+      return;
+    }
+    fn();
+    timer = setTimeout(later, ms);
+  };
+}
+
 // ---- Settings ------------------------------------------------------------------------------
 
 // Every setting of the config, grouped. `key` is the dotted config key the core names in its
@@ -421,7 +445,13 @@ async function drawSettings(anchor) {
   const fe = $("#form-error");
   new MutationObserver(() => { fe.style.display = fe.textContent ? "" : "none"; }).observe(fe, { childList: true, characterData: true, subtree: true });
   await validate();
+  settingsView.saved = JSON.stringify(readForm());
   if (anchor) focusField(anchor);
+}
+
+// Whether the Settings form holds edits not saved yet.
+function settingsDirty() {
+  return route().name === "settings" && settingsView.saved !== undefined && JSON.stringify(readForm()) !== settingsView.saved;
 }
 
 function focusField(key) {
@@ -449,6 +479,7 @@ async function save() {
     const st = await invoke("save_settings", { raw: readForm() });
     showErrors(null);
     settingsView.raw = readForm();
+    settingsView.saved = JSON.stringify(settingsView.raw);
     if (st.state === "running") {
       result.className = "result ok";
       result.textContent = `Saved. The receiver is listening on ${st.addr}.`;
@@ -619,24 +650,34 @@ async function draw() {
   const r = route();
   document.title = { alerts: "Alertray: alerts", settings: "Alertray: settings", guide: "Alertray: connect Netdata Cloud" }[r.name] || "Alertray";
   await drawReceiver().catch(() => {});
-  if (r.name === "settings") await drawSettings(r.anchor);
+  // Pointed at a setting while editing (the tray's Copy webhook URL): keep the edits.
+  if (r.name === "settings" && settingsDirty() && r.anchor) focusField(r.anchor);
+  else if (r.name === "settings") await drawSettings(r.anchor);
   else if (r.name === "guide") await drawGuide(r.anchor);
   else await drawAlerts();
 }
 
 window.addEventListener("hashchange", draw);
 // Ctrl+W (or Escape outside a form field) closes the window; the app stays in the tray.
+// With unsaved settings, the first press only warns.
+let closeArmed = false;
 window.addEventListener("keydown", (e) => {
   const inField = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement?.tagName);
   if ((e.ctrlKey && e.key.toLowerCase() === "w") || (e.key === "Escape" && !inField)) {
     e.preventDefault();
+    if (settingsDirty() && !closeArmed) {
+      closeArmed = true;
+      setTimeout(() => { closeArmed = false; }, 3000);
+      toast("Unsaved changes: press again to close without saving");
+      return;
+    }
     tauri.window.getCurrentWindow().close();
   }
 });
 draw();
 
 // The core says what changed; redraw what shows it (never the Settings form being edited).
-tauri.event.listen("alertray://changed", debounce(async () => {
+tauri.event.listen("alertray://changed", throttle(async () => {
   const r = route();
   await drawReceiver().catch(() => {});
   if (r.name === "alerts") {

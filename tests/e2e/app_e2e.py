@@ -402,6 +402,20 @@ def run_ui_test(args, work: Path, desktop: Desktop):
                 raise AssertionError(f"{e}: {state} {direct}") from None
             assert field is not None
         check("Settings validates inline with the core's messages", settings_inline)
+
+        def settings_unsaved():
+            box = driver.find_element(By.ID, "f-server-max_connections")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", box)
+            box.send_keys(Keys.CONTROL, "a")
+            box.send_keys("2.5")
+            wait_for("the field's own message", lambda: "whole number" in driver.find_element(
+                By.CSS_SELECTOR, '.field[data-key="server.max_connections"] .error').text, 10)
+            # Escape outside a field, with edits not saved: a warning, and the window stays.
+            driver.execute_script("document.activeElement.blur()")
+            driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+            wait_for("the unsaved-changes warning", lambda: "Unsaved changes" in driver.find_element(By.ID, "toast").text, 10)
+            assert driver.find_element(By.ID, "f-server-max_connections").get_attribute("value") == "2.5"
+        check("Settings keeps unsaved edits from a stray Escape and names a bad number", settings_unsaved)
     finally:
         try:
             driver.quit()
