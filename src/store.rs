@@ -188,8 +188,17 @@ type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
 
 enum Job {
     Record(Box<Delivery>, Reply),
-    Acknowledge(String, bool, oneshot::Sender<Result<bool, StoreError>>),
+    Active(String, ActiveChange, oneshot::Sender<Result<bool, StoreError>>),
     Snooze(SnoozeChange, oneshot::Sender<Result<bool, StoreError>>),
+}
+
+/// A change the user makes to one active alert.
+#[derive(Debug, Clone, Copy)]
+enum ActiveChange {
+    /// Acknowledge it, or take the acknowledgement back.
+    Acknowledge(bool),
+    /// Take it off the active list (it stays in history).
+    Dismiss,
 }
 
 /// A change to the stored snoozes.
@@ -403,7 +412,16 @@ impl Store {
     /// Marks an active alert acknowledged (or not); `false` if no such alert is active.
     pub async fn acknowledge(&self, key: &str, acknowledged: bool) -> Result<bool, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Acknowledge(key.to_string(), acknowledged, tx))?;
+        self.send(Job::Active(key.to_string(), ActiveChange::Acknowledge(acknowledged), tx))?;
+        rx.await.map_err(|_| StoreError::Unavailable("the writer stopped"))?
+    }
+
+    /// Takes an alert off the active list by hand (one Netdata will never clear: its node was
+    /// removed, say); it stays in history, and a later raise makes it active again. `false` if
+    /// no such alert is active.
+    pub async fn dismiss(&self, key: &str) -> Result<bool, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Active(key.to_string(), ActiveChange::Dismiss, tx))?;
         rx.await.map_err(|_| StoreError::Unavailable("the writer stopped"))?
     }
 
@@ -693,7 +711,7 @@ impl Writer {
                             return Err(e);
                         }
                     },
-                    Job::Acknowledge(key, ack, reply) => match acknowledge(&mut b, &key, ack) {
+                    Job::Active(key, change, reply) => match change_active(&mut b, &key, change) {
                         Ok(changed) => Settled {
                             events: if changed { vec![Event::StateChanged] } else { vec![] },
                             answer: Answer::Done(reply, changed),
@@ -734,7 +752,7 @@ impl Writer {
                         Job::Record(_, reply) => {
                             let _ = reply.send(Err(error(&e)));
                         }
-                        Job::Acknowledge(_, _, reply) | Job::Snooze(_, reply) => {
+                        Job::Active(_, _, reply) | Job::Snooze(_, reply) => {
                             let _ = reply.send(Err(error(&e)));
                         }
                     }
@@ -948,6 +966,21 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
         }
     }
     Ok((Recorded { id, duplicate: false }, t.event.into_iter().collect()))
+}
+
+fn change_active(b: &mut Batch<'_>, key: &str, change: ActiveChange) -> Result<bool, rusqlite::Error> {
+    match change {
+        ActiveChange::Acknowledge(ack) => acknowledge(b, key, ack),
+        ActiveChange::Dismiss => {
+            let Some(a) = b.active(key) else {
+                return Ok(false);
+            };
+            b.tx.prepare_cached("DELETE FROM active WHERE notification_id = ?1")?
+                .execute(params![a.notification_id])?;
+            b.new_active.insert(key.to_string(), None);
+            Ok(true)
+        }
+    }
 }
 
 fn acknowledge(b: &mut Batch<'_>, key: &str, ack: bool) -> Result<bool, rusqlite::Error> {

@@ -125,7 +125,19 @@ async function drawActive(body) {
         drawAlerts();
       } }, a.acknowledged ? "Unacknowledge" : "Acknowledge"), " ",
       h("button", { class: "btn", title: "No popups for this alert for 1 hour", onclick: () => snooze({ scope: "alert", target: a.key }, `${a.name} on ${a.host}`) }, "Snooze 1 h"), " ",
-      h("button", { class: "btn", title: "No popups for this node for 1 hour", onclick: () => snooze({ scope: "node", target: a.host }, a.host) }, "Snooze node"))));
+      h("button", { class: "btn", title: "No popups for this node for 1 hour", onclick: () => snooze({ scope: "node", target: a.host }, a.host) }, "Snooze node"), " ",
+      h("button", { class: "btn dismiss", title: "Take it off this list, for an alert Netdata will never clear (it stays in history)", onclick: async (e) => {
+        // Two clicks: the first asks.
+        const b = e.currentTarget;
+        if (!b.dataset.armed) {
+          b.dataset.armed = "1";
+          b.textContent = "Click to dismiss";
+          setTimeout(() => { delete b.dataset.armed; b.textContent = "Dismiss"; }, 3000);
+          return;
+        }
+        try { await invoke("dismiss", { key: a.key }); toast(`${a.name} on ${a.host} dismissed`); } catch (err) { toast(errorText(err)); }
+        drawAlerts();
+      } }, "Dismiss"))));
   fill(body, pills, h("table", { id: "active-table" },
     h("thead", {}, h("tr", {}, h("th", {}), h("th", {}, "Node"), h("th", {}, "Alert"), h("th", {}, "State"), h("th", {}, "Since"), h("th", {}, "Rooms"), h("th", {}))),
     h("tbody", {}, rows)));

@@ -60,6 +60,7 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         active_alerts,
         history,
         acknowledge,
+        dismiss,
         snooze,
         resume,
         settings,
@@ -137,6 +138,15 @@ async fn acknowledge<R: Runtime>(
     acknowledged: bool,
 ) -> Result<()> {
     if !shell.core.store.acknowledge(&key, acknowledged).await? {
+        return Err(CommandError::new("not_found", "this alert is no longer active"));
+    }
+    crate::request_refresh(&app, "alerts");
+    Ok(())
+}
+
+#[tauri::command]
+async fn dismiss<R: Runtime>(app: tauri::AppHandle<R>, shell: State<'_, Shell>, key: String) -> Result<()> {
+    if !shell.core.store.dismiss(&key).await? {
         return Err(CommandError::new("not_found", "this alert is no longer active"));
     }
     crate::request_refresh(&app, "alerts");

@@ -122,7 +122,8 @@ fn build_menu<R: Runtime>(app: &tauri::AppHandle<R>, model: &TrayModel) -> tauri
         let snooze_alert = item(app, &format!("snooze-alert:{k}"), "Snooze this alert for 1 hour", true)?;
         let node_label = format!("Snooze {} for 1 hour", alertray::tray::menu_text(&e.host));
         let snooze_node = item(app, &format!("snooze-node:{k}"), &node_label, true)?;
-        let items: [&dyn IsMenuItem<R>; 4] = [&open, &ack, &snooze_alert, &snooze_node];
+        let dismiss = item(app, &format!("dismiss:{k}"), "Dismiss (Netdata will not clear it)", true)?;
+        let items: [&dyn IsMenuItem<R>; 5] = [&open, &ack, &snooze_alert, &snooze_node, &dismiss];
         menu.append(&Submenu::with_id_and_items(app, format!("alert:{k}"), &e.label, true, &items)?)?;
     }
     if model.more > 0 {
@@ -176,6 +177,17 @@ pub fn on_menu<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
                 tauri::async_runtime::spawn(async move {
                     if let Err(err) = core.store.acknowledge(&e.key, !e.acknowledged).await {
                         tracing::warn!("acknowledging failed: {err}");
+                    }
+                    crate::request_refresh(&app, "alerts");
+                });
+            }
+        }
+        "dismiss" => {
+            if let Some(e) = entry(arg) {
+                let app = app.clone();
+                tauri::async_runtime::spawn(async move {
+                    if let Err(err) = core.store.dismiss(&e.key).await {
+                        tracing::warn!("dismissing failed: {err}");
                     }
                     crate::request_refresh(&app, "alerts");
                 });

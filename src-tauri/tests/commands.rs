@@ -103,6 +103,13 @@ fn alerts_acknowledge_and_history() {
     let err = h.invoke("acknowledge", json!({"key": "nope", "acknowledged": true})).unwrap_err();
     assert_eq!(err["code"], "not_found");
 
+    // Dismissed: off the active list and the icon, still in history.
+    h.invoke("dismiss", json!({"key": key})).unwrap();
+    let active = h.invoke("active_alerts", json!({})).unwrap();
+    assert!(active.as_array().unwrap().iter().all(|a| a["key"] != key.as_str()), "{active}");
+    assert_eq!(active.as_array().unwrap().len(), 1);
+    assert_eq!(h.invoke("dismiss", json!({"key": key})).unwrap_err()["code"], "not_found");
+
     let hist = h.invoke("history", json!({"query": {"status": "critical"}})).unwrap();
     assert_eq!(hist.as_array().unwrap().len(), 1);
     let hist = h.invoke("history", json!({"query": {"text": "gn4", "limit": 10}})).unwrap();

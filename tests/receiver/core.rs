@@ -166,6 +166,45 @@ async fn acknowledgements_and_snoozes_survive_a_restart_and_escalation_drops_the
     core.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dismissed_alert_leaves_the_active_list_for_good_until_raised_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths { config_file: dir.path().join("c.toml"), data_dir: dir.path().join("data") };
+    let unreachable = captured("netdata-reachability-unreachable.json");
+    let key;
+    {
+        let core = Alertray::open(paths.clone());
+        let addr = addr_of(&core.apply(Ok(cfg(""))).await);
+        let (c, url) = client_for(&paths.data_dir, &addr);
+        c.post(&url).bearer_auth("test-token").body(unreachable.clone()).send().await.unwrap();
+        c.post(&url).bearer_auth("test-token").body(captured("netdata-alert-warning.json")).send().await.unwrap();
+        let active = store::active(&core.reader().unwrap()).unwrap();
+        assert_eq!(active.len(), 2);
+        key = active.iter().find(|a| a.level == Level::Unreachable).unwrap().key.clone();
+        assert!(core.store.dismiss(&key).await.unwrap());
+        assert!(!core.store.dismiss(&key).await.unwrap(), "no longer active");
+        assert!(!core.store.dismiss("no such key").await.unwrap());
+        let active = store::active(&core.reader().unwrap()).unwrap();
+        assert_eq!(active.len(), 1);
+        assert_ne!(active[0].key, key);
+        core.stop().await;
+    }
+    // After a restart it is still gone, and still in history.
+    let core = Alertray::open(paths.clone());
+    let active = store::active(&core.reader().unwrap()).unwrap();
+    assert!(active.iter().all(|a| a.key != key), "{active:?}");
+    let history = store::history(&core.reader().unwrap(), &Default::default()).unwrap();
+    assert_eq!(history.len(), 2);
+    // The node going down again (a new transition) makes it active again.
+    let addr = addr_of(&core.apply(Ok(cfg(""))).await);
+    let (c, url) = client_for(&paths.data_dir, &addr);
+    c.post(&url).bearer_auth("test-token").body(captured("netdata-reachability-reachable.json")).send().await.unwrap();
+    c.post(&url).bearer_auth("test-token").body(unreachable).send().await.unwrap();
+    let active = store::active(&core.reader().unwrap()).unwrap();
+    assert!(active.iter().any(|a| a.key == key && a.level == Level::Unreachable), "{active:?}");
+    core.stop().await;
+}
+
 /// A delivery of `body` received at `received_ms`, as the receiver hands it to the store.
 fn delivery_at(body: Vec<u8>, received_ms: i64) -> store::Delivery {
     let notification = alertray::payload::parse(&body).unwrap();
