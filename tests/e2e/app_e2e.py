@@ -416,6 +416,26 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             wait_for("the unsaved-changes warning", lambda: "Unsaved changes" in driver.find_element(By.ID, "toast").text, 10)
             assert driver.find_element(By.ID, "f-server-max_connections").get_attribute("value") == "2.5"
         check("Settings keeps unsaved edits from a stray Escape and names a bad number", settings_unsaved)
+
+        def alerts_dismiss():
+            receiver.post(fixture("netdata-reachability-unreachable.json", message="Slvn.co/sa1.node.garland.slvn.co is unreachable (dismiss)"))
+            driver.execute_script("location.hash = 'alerts'")
+            wait_for("the Active tab", lambda: driver.find_element(By.ID, "tab-active")).click()
+            rows = lambda: driver.find_elements(By.CSS_SELECTOR, "#active-table tbody tr")  # noqa: E731
+            first = wait_for("an active alert in the window", lambda: rows() and rows()[0], 10)
+            key, before = first.get_attribute("data-key"), len(rows())
+            button = first.find_element(By.CSS_SELECTOR, "button.dismiss")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+            button.click()
+            assert button.text == "Click to dismiss", button.text
+            assert len(rows()) == before, "one click only asks"
+            button.click()
+            wait_for("the row gone", lambda: len(rows()) == before - 1
+                     and all(r.get_attribute("data-key") != key for r in rows()), 10)
+            active = driver.execute_async_script(
+                "const done = arguments[arguments.length - 1]; invoke('active_alerts').then(done, (e) => done(String(e)));")
+            assert all(a["key"] != key for a in active), active
+        check("Dismiss takes an alert off the Alerts window after a second click", alerts_dismiss)
     finally:
         try:
             driver.quit()
