@@ -461,7 +461,18 @@ impl RawConfig {
                     )
                 };
                 let uri: Uri = u.trim().parse().map_err(|_| bad())?;
-                if uri.scheme_str() != Some("https") || uri.host().is_none_or(str::is_empty) || uri.query().is_some() {
+                // No user name or password in it (it is shown and pasted into Netdata), and a
+                // port, if any, that is one.
+                let userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
+                // Anything after the host is a ":port" (the user info is refused above).
+                let port_text = uri.authority().is_some_and(|a| a.as_str().len() > a.host().len());
+                let bad_port = port_text && uri.port_u16().is_none_or(|p| p == 0);
+                if uri.scheme_str() != Some("https")
+                    || uri.host().is_none_or(str::is_empty)
+                    || uri.query().is_some()
+                    || userinfo
+                    || bad_port
+                {
                     return Err(bad());
                 }
                 Some(uri)
@@ -1013,8 +1024,16 @@ mod tests {
         let e = err("[server]\nlisten = \"localhost\"\n[auth]\nallow_unauthenticated = true");
         assert_eq!(e.key(), Some("server.listen"));
         assert!(e.to_string().contains("\"localhost\""));
-        let e = err("[server]\npublic_url = \"http://x\"\n[auth]\nallow_unauthenticated = true");
-        assert_eq!(e.key(), Some("server.public_url"));
+        for url in
+            ["http://x", "https://a.example:99999/", "https://a.example:0/", "https://user:pw@a.example/", "https:///x"]
+        {
+            let e = err(&format!("[server]\npublic_url = \"{url}\"\n[auth]\nallow_unauthenticated = true"));
+            assert_eq!(e.key(), Some("server.public_url"), "{url}");
+        }
+        for url in ["https://a.example:8443/", "https://[2001:db8::1]/", "https://[::1]:8443/x/"] {
+            let ok = format!("[server]\npublic_url = \"{url}\"\n[auth]\nallow_unauthenticated = true");
+            assert!(Config::from_toml(&ok).is_ok(), "{url}");
+        }
         let e = err("[auth]\nmethod = \"bearer\"");
         assert_eq!(e.key(), Some("auth.token"));
         let e = err("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[notifications]\nmax_popups_per_minute = 0");
