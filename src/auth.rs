@@ -78,9 +78,8 @@ pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> R
     match &cfg.method {
         AuthMethod::None => {}
         AuthMethod::Basic { username, password } => {
-            const CHALLENGE: Option<&str> = Some("Basic realm=\"alertray\", charset=\"UTF-8\"");
             let Some(value) = authorization else {
-                return Err(unauthorized("Basic credentials are required", CHALLENGE));
+                return Err(unauthorized("Basic credentials are required", challenge(&cfg.method)));
             };
             let ok = scheme_param(value, "basic")
                 .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim_ascii()).ok())
@@ -93,19 +92,18 @@ pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> R
                     secret_eq(user, username.as_bytes()) & secret_eq(pass, password.expose().as_bytes())
                 });
             if !ok {
-                return Err(unauthorized("the Basic credentials are wrong", CHALLENGE));
+                return Err(unauthorized("the Basic credentials are wrong", challenge(&cfg.method)));
             }
             how.push("basic".into());
         }
         AuthMethod::Bearer { token } => {
-            const CHALLENGE: Option<&str> = Some("Bearer realm=\"alertray\"");
             let Some(value) = authorization else {
-                return Err(unauthorized("a Bearer token is required", CHALLENGE));
+                return Err(unauthorized("a Bearer token is required", challenge(&cfg.method)));
             };
             let ok =
                 scheme_param(value, "bearer").is_some_and(|t| secret_eq(t.trim_ascii(), token.expose().as_bytes()));
             if !ok {
-                return Err(unauthorized("the Bearer token is wrong", CHALLENGE));
+                return Err(unauthorized("the Bearer token is wrong", challenge(&cfg.method)));
             }
             how.push("bearer".into());
         }
@@ -117,7 +115,8 @@ pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> R
             all &= headers.get_all(name).iter().count() <= 1 && secret_eq(given, expected.expose().as_bytes());
         }
         if !all {
-            return Err(unauthorized("a required header is missing or wrong", None));
+            // A 401 names a scheme to answer with; with headers alone there is none to name.
+            return Err(unauthorized("a required header is missing or wrong", challenge(&cfg.method)));
         }
         how.push("headers".into());
     }
@@ -125,6 +124,15 @@ pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> R
         how.push("none".into());
     }
     Ok(how.join("+"))
+}
+
+/// The `WWW-Authenticate` value of a 401 under `method`.
+fn challenge(method: &AuthMethod) -> Option<&'static str> {
+    match method {
+        AuthMethod::None => None,
+        AuthMethod::Basic { .. } => Some("Basic realm=\"alertray\", charset=\"UTF-8\""),
+        AuthMethod::Bearer { .. } => Some("Bearer realm=\"alertray\""),
+    }
 }
 
 fn unauthorized(reason: &'static str, challenge: Option<&'static str>) -> AuthFailure {

@@ -68,7 +68,10 @@ async fn extra_headers_alone_and_with_bearer() {
         status_of(&c, c.post(s.url("/")).bearer_auth("test-token").header("x-api-key", "k")).await.unwrap(),
         StatusCode::OK
     );
-    assert_eq!(status_of(&c, c.post(s.url("/")).bearer_auth("test-token")).await.unwrap(), StatusCode::UNAUTHORIZED);
+    // The right token without the header: 401, naming the scheme to answer with (a 401 must).
+    let r = c.post(s.url("/")).bearer_auth("test-token").body(unique_alert()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
     assert_eq!(status_of(&c, c.post(s.url("/")).header("x-api-key", "k")).await.unwrap(), StatusCode::UNAUTHORIZED);
     assert_eq!(s.history()[0].auth, "bearer+headers");
 }
