@@ -147,12 +147,16 @@ fn scheme_param<'a>(value: &'a [u8], scheme: &str) -> Option<&'a [u8]> {
     (head.eq_ignore_ascii_case(scheme.as_bytes()) && rest.first() == Some(&b' ')).then(|| &rest[1..])
 }
 
-/// Estimated strength of a secret against guessing, in bits: its length times log2 of the
-/// number of different characters in it. Generous to patterned secrets (a repeated word
-/// scores as if random), which is why [`STRONG_BITS`] is set high.
+/// Estimated strength of a secret against guessing, in bits: the number of different pairs of
+/// neighbouring characters in it (plus one) times log2 of the number of different
+/// characters. A repeated word or pattern counts once, so "netdata-netdata-netdata-..."
+/// scores as little as "netdata-"; random text scores about its length times log2 of its
+/// alphabet.
 fn guess_bits(secret: &str) -> f64 {
-    let distinct: std::collections::HashSet<char> = secret.chars().collect();
-    secret.chars().count() as f64 * (distinct.len().max(1) as f64).log2()
+    let chars: Vec<char> = secret.chars().collect();
+    let distinct: std::collections::HashSet<char> = chars.iter().copied().collect();
+    let pairs: std::collections::HashSet<(char, char)> = chars.windows(2).map(|w| (w[0], w[1])).collect();
+    (pairs.len() + 1) as f64 * (distinct.len().max(1) as f64).log2()
 }
 
 /// Secrets scoring this many bits together cannot be guessed online, throttled or not: at
@@ -264,6 +268,8 @@ mod tests {
             "hunter2",
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             "abababababababababababababababab",
+            "netdata-netdata-netdata-netdata-netdata",
+            "0123456789012345678901234567890123456789",
         ] {
             assert!(!secrets_are_strong(&bearer(weak)), "{weak}");
         }

@@ -393,17 +393,18 @@ fn required_secret(key: &str, v: Option<Secret>, method: &str) -> Result<Secret,
 /// `[auth.headers]` entry's).
 const SECRET_KEYS: [&str; 3] = ["token", "password", "challenge_secret"];
 
-/// The key and the value written on line `line_no` (from 1) of `text`, if that value is a
-/// secret: a key in [`SECRET_KEYS`], or any entry of `[auth.headers]`.
-fn secret_value(text: &str, line_no: usize) -> Option<(&str, &str)> {
-    let (key, value) = text.lines().nth(line_no.checked_sub(1)?)?.split_once('=')?;
+/// The key written on line `line_no` (from 1) of `text`, if the line may hold a secret: a key
+/// in [`SECRET_KEYS`], any entry of `[auth.headers]`, or an inline table that may hold them
+/// (`headers = {...}`, `auth = {...}`).
+fn secret_key(text: &str, line_no: usize) -> Option<&str> {
+    let (key, _) = text.lines().nth(line_no.checked_sub(1)?)?.split_once('=')?;
     let key = key.trim();
     let bare = key.to_ascii_lowercase().replace(['"', '\'', ' '], "");
     let table = text.lines().take(line_no - 1).map(str::trim).filter(|l| l.starts_with('[')).last().unwrap_or("");
     let in_headers = table.to_ascii_lowercase().replace([' ', '"'], "") == "[auth.headers]";
     let last = bare.rsplit('.').next().unwrap_or_default();
-    let secret = in_headers || bare.contains("headers.") || SECRET_KEYS.contains(&last);
-    secret.then_some((key, value.trim()))
+    let secret = in_headers || bare.contains("headers") || bare == "auth" || SECRET_KEYS.contains(&last);
+    secret.then_some(key)
 }
 
 impl RawConfig {
@@ -415,12 +416,12 @@ impl RawConfig {
                 Some(span) => {
                     let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
                     let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-                    match secret_value(text, line_no) {
-                        // A secret is never shown, not even a mistyped one.
-                        Some((key, value)) => {
-                            let why = e.message().trim().replace(value.trim_matches('"'), "***");
-                            format!("line {line_no}: {key} = (hidden): {why}")
-                        }
+                    match secret_key(text, line_no) {
+                        // A secret is never shown, not even a mistyped one, and the parser's
+                        // message may quote it: say what is expected instead.
+                        Some(key) => format!(
+                            "line {line_no}: {key} = (hidden): not readable; a secret is a quoted string, like {key} = \"...\""
+                        ),
                         None => format!("line {line_no}: {line}: {}", e.message().trim()),
                     }
                 }
@@ -897,8 +898,10 @@ pub fn save(path: &Path, raw: &RawConfig) -> Result<Config, ConfigError> {
     })?;
     if path.exists() && load_raw(path).is_err() {
         let backup = unreadable_backup(path);
-        let kept = std::fs::read_to_string(path).and_then(|old| write_private_replace(&backup, &old));
-        kept.map_err(|source| ConfigError::Write { path: backup.clone(), source })?;
+        // A file that cannot even be read (its permissions) is not replaced either.
+        let old = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let old = String::from_utf8_lossy(&old);
+        write_private_replace(&backup, &old).map_err(|source| ConfigError::Write { path: backup.clone(), source })?;
         tracing::warn!("the config file did not load; kept it as {} before saving the new one", backup.display());
     }
     write_private_replace(path, &format!("# Written by Alertray's Settings window.\n{text}"))
@@ -979,6 +982,10 @@ mod tests {
             ("[auth.headers]\nX-Api-Key = 987654321\n", "987654321", "X-Api-Key"),
             ("[auth]\nheaders.X-Key = 55555555\n", "55555555", "headers.X-Key"),
             ("auth.challenge_secret = 31337313\n", "31337313", "auth.challenge_secret"),
+            ("[auth]\npassword = 12345678  # old pw\n", "12345678", "password"),
+            ("[auth]\ntoken = 'abc-secret-77\n", "abc-secret-77", "token"),
+            ("[auth]\nheaders = { X-Api-Key = 987654 }\n", "987654", "headers"),
+            ("auth = { token = 123123123 }\n", "123123123", "auth"),
         ] {
             let err = RawConfig::from_toml(text, Path::new("c.toml")).unwrap_err().to_string();
             assert!(!err.contains(secret), "{err}");

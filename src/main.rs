@@ -285,7 +285,12 @@ fn parse_since(s: &str) -> Result<i64, Failure> {
         Failure::Config(format!("--since {s:?} is not accepted: a duration like 30m, 12h or 7d, or an RFC 3339 time"))
     };
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
-    let n: i64 = num.parse().map_err(|_| bad())?;
+    // More digits than an i64 holds is still a number: longer ago than the epoch.
+    let n: i64 = match num.parse() {
+        Ok(n) => n,
+        Err(_) if !num.is_empty() => i64::MAX,
+        Err(_) => return Err(bad()),
+    };
     let unit_secs = match unit {
         "s" => 1,
         "m" => 60,

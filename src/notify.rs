@@ -396,9 +396,14 @@ impl Notifier for DesktopNotifier {
         {
             // Servers that read bodies as markup would take "<a href=...>" in an alert's
             // message for a link, and drop "< 10%": the text goes as text.
-            let markup = *self.body_markup.get_or_init(|| {
-                notify_rust::get_capabilities().map_or(true, |caps| caps.iter().any(|c| c == "body-markup"))
-            });
+            // Kept once the server has answered; until then, assume markup (most servers).
+            let markup = match self.body_markup.get() {
+                Some(known) => *known,
+                None => match notify_rust::get_capabilities() {
+                    Ok(caps) => *self.body_markup.get_or_init(|| caps.iter().any(|c| c == "body-markup")),
+                    Err(_) => true,
+                },
+            };
             if markup {
                 n.body(&escape_markup(&popup.body));
             }

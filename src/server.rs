@@ -181,7 +181,11 @@ async fn delivery_handler(
         }
         (Ok(how), None) => how,
         (Err(f), None) => {
-            state.throttle.failed(ip, Instant::now());
+            // Only a wrong secret is a guess; a certificate cannot be guessed, and counting
+            // its refusals would let anyone without one throttle a shared tunnel address.
+            if f.status == StatusCode::UNAUTHORIZED {
+                state.throttle.failed(ip, Instant::now());
+            }
             tracing::warn!(%peer, status = f.status.as_u16(), "refused: {}", f.reason);
             let mut e = ApiError::new(f.status, f.reason);
             if let Some(w) = f.www_authenticate {

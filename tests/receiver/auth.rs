@@ -222,6 +222,31 @@ async fn a_throttled_address_still_takes_a_verified_client_certificate() {
     assert_eq!(auths, ["mtls:app.netdata.cloud+bearer"]);
 }
 
+/// Refusals for the certificate are not guesses: they do not throttle the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_refusals_do_not_throttle() {
+    let netdata = TestCa::new("Test Netdata");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "method = \"bearer\"\ntoken = \"tok\"\nmax_failures_per_minute = 2";
+    let s = TestServer::start(&mtls_config(&netdata.write(dir.path()), "required", cfg)).await;
+    let stranger = s.client();
+    let wrong_name = s.client_with_cert(&netdata.client_pem("evil", &[], false));
+    for _ in 0..5 {
+        let st = status_of(&stranger, stranger.post(s.url("/")).bearer_auth("tok")).await.unwrap();
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        let st = status_of(&wrong_name, wrong_name.post(s.url("/")).bearer_auth("tok")).await.unwrap();
+        assert_eq!(st, StatusCode::FORBIDDEN);
+    }
+    // Wrong tokens still are guesses.
+    let good = s.client_with_cert(&netdata.client_pem("app.netdata.cloud", &[], false));
+    for i in 0..2 {
+        let st = status_of(&good, good.post(s.url("/")).bearer_auth(format!("guess-{i}"))).await.unwrap();
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    let st = status_of(&good, good.post(s.url("/")).bearer_auth("guess-3")).await.unwrap();
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_authentication_is_refused_at_start() {
     let e = alertray::config::Config::from_toml("[auth]\nclient_certificate = \"optional\"").unwrap_err();
