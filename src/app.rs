@@ -280,7 +280,9 @@ impl Alertray {
                             StartError::Bind { .. } => Some("server.listen".to_string()),
                             StartError::Config(c) => c.key().map(str::to_string),
                             // A file named by a setting: Settings opens at that setting.
-                            StartError::Tls(crate::tls::TlsError::Pem { setting, .. }) => Some(setting.to_string()),
+                            StartError::Tls(crate::tls::TlsError::Pem { setting, .. }) if setting.contains('.') => {
+                                Some(setting.to_string())
+                            }
                             _ => None,
                         };
                         ReceiverStatus::Stopped { reason: e.to_string(), key }

@@ -66,6 +66,12 @@ pub struct NotifyError(pub String);
 pub trait Notifier: Send + Sync + 'static {
     /// Shows a popup, replacing the earlier one with the same tag where the platform allows.
     fn show(&self, popup: &Popup) -> Result<(), NotifyError>;
+
+    /// Whether a popup with the tag of one on screen replaces it in place (rather than adding
+    /// another one).
+    fn replaces_in_place(&self) -> bool {
+        false
+    }
 }
 
 /// What an event looks like as a popup, if it gets one.
@@ -128,12 +134,15 @@ fn alert_popup(change: Change, a: &Alert) -> Popup {
 
 /// Limits popups to `limit` a minute; the rest are counted into one summary popup
 /// ("12 more alerts: 3 critical, 9 warning") that is replaced in place as more arrive.
-/// A popup that replaces one shown in the last minute (the same alert again) adds nothing to
-/// the screen, so it is always shown: what is on screen never falls behind its alert.
+/// Where popups replace each other in place, a popup that replaces one shown in the last
+/// minute (the same alert again) adds nothing to the screen, so it is always shown: what is
+/// on screen never falls behind its alert.
 #[derive(Debug)]
 pub struct StormGate {
     limit: usize,
     shown: VecDeque<Instant>,
+    /// Whether the notifier replaces a popup in place.
+    replaces: bool,
     /// The tags shown in the last minute, and when.
     on_screen: HashMap<String, Instant>,
     folded: FoldCounts,
@@ -171,11 +180,13 @@ pub enum GateDecision {
 const STORM_WINDOW: Duration = Duration::from_secs(60);
 
 impl StormGate {
-    /// A gate allowing `limit` popups a minute.
-    pub fn new(limit: u32) -> StormGate {
+    /// A gate allowing `limit` new popups a minute, for a notifier that replaces popups in
+    /// place (`replaces`) or not.
+    pub fn new(limit: u32, replaces: bool) -> StormGate {
         StormGate {
             limit: limit.max(1) as usize,
             shown: VecDeque::new(),
+            replaces,
             on_screen: HashMap::new(),
             folded: FoldCounts::default(),
             unsent: false,
@@ -197,7 +208,7 @@ impl StormGate {
         if popup.storm == StormClass::Exempt {
             return GateDecision::Show;
         }
-        if let Some(at) = self.on_screen.get_mut(&popup.tag) {
+        if let Some(at) = self.on_screen.get_mut(&popup.tag).filter(|_| self.replaces) {
             *at = now;
             return GateDecision::Show;
         }
@@ -281,7 +292,7 @@ pub async fn run_popups(
     max_per_minute: Arc<std::sync::atomic::AtomicU32>,
     shutdown: CancellationToken,
 ) {
-    let mut gate = StormGate::new(max_per_minute.load(Ordering::Relaxed));
+    let mut gate = StormGate::new(max_per_minute.load(Ordering::Relaxed), notifier.replaces_in_place());
     let mut last_error: Option<Instant> = None;
     // Refreshing the summary at most once a second keeps a storm from becoming a D-Bus storm.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -468,6 +479,11 @@ impl Notifier for DesktopNotifier {
         let _ = (handle, &self.ids, &self.newest_listener, &self.listeners, &self.opener, &self.body_markup);
         Ok(())
     }
+
+    /// freedesktop servers replace a popup given the id of the one to replace.
+    fn replaces_in_place(&self) -> bool {
+        cfg!(all(unix, not(target_os = "macos")))
+    }
 }
 
 #[cfg(test)]
@@ -513,7 +529,7 @@ mod tests {
 
     #[test]
     fn storm_folds_beyond_the_limit_and_resets_after_a_quiet_minute() {
-        let mut g = StormGate::new(10);
+        let mut g = StormGate::new(10, true);
         let t0 = Instant::now();
         for i in 0..10 {
             assert_eq!(g.admit(&popup(&format!("w{i}"), StormClass::Warning), t0), GateDecision::Show);
@@ -538,7 +554,7 @@ mod tests {
 
     #[test]
     fn a_popup_replacing_one_on_screen_is_shown_even_in_a_storm() {
-        let mut g = StormGate::new(2);
+        let mut g = StormGate::new(2, true);
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         assert_eq!(g.admit(&popup("a", StormClass::Warning), at(0)), GateDecision::Show);
@@ -552,11 +568,15 @@ mod tests {
         // minute after "b" was first shown) folds it.
         assert_eq!(g.admit(&popup("a", StormClass::Warning), at(70)), GateDecision::Folded);
         assert_eq!(g.take_summary().unwrap().summary, "2 more alerts: 1 critical, 1 warning");
+        // Where popups do not replace each other, the same alert again is a new popup.
+        let mut g = StormGate::new(1, false);
+        assert_eq!(g.admit(&popup("a", StormClass::Warning), at(0)), GateDecision::Show);
+        assert_eq!(g.admit(&popup("a", StormClass::Critical), at(1)), GateDecision::Folded);
     }
 
     #[test]
     fn test_popups_are_never_folded_and_unknown_ones_fold_as_other() {
-        let mut g = StormGate::new(1);
+        let mut g = StormGate::new(1, true);
         let t0 = Instant::now();
         assert_eq!(g.admit(&popup("a", StormClass::Warning), t0), GateDecision::Show);
         let test = popup_for(&Event::TestReceived { token: Some("t".into()), received_ms: 0 }).unwrap();
@@ -569,7 +589,7 @@ mod tests {
 
     #[test]
     fn the_last_folds_of_a_storm_still_reach_the_summary() {
-        let mut g = StormGate::new(1);
+        let mut g = StormGate::new(1, true);
         let t0 = Instant::now();
         assert_eq!(g.admit(&popup("a", StormClass::Warning), t0), GateDecision::Show);
         assert_eq!(g.admit(&popup("b", StormClass::Critical), t0 + Duration::from_secs(59)), GateDecision::Folded);

@@ -407,7 +407,13 @@ pub fn receiver_tls(cfg: &Config, data_dir: &Path) -> Result<ReceiverTls, TlsErr
             (files.cert, files.key, self_signed)
         }
     };
-    let reloading = ReloadingCert::new(&cert_path, &key_path)?;
+    let reloading = ReloadingCert::new(&cert_path, &key_path).map_err(|e| match (e, &cfg.tls) {
+        // Files Alertray made itself are no setting of the user's.
+        (TlsError::Pem { path, reason, .. }, TlsConfig::SelfSigned | TlsConfig::Acme(_)) => {
+            TlsError::Pem { setting: "Alertray's own certificate", path, reason }
+        }
+        (e, _) => e,
+    })?;
     let fp = fingerprint(&reloading.current().cert[0]);
     let (resolver, acme): (Arc<dyn rustls::server::ResolvesServerCert>, _) = match &cfg.tls {
         TlsConfig::Acme(_) => {
@@ -506,6 +512,16 @@ mod tests {
         std::fs::write(&p, "not pem").unwrap();
         let e = ReloadingCert::new(&p, &p).unwrap_err().to_string();
         assert!(e.starts_with("tls.cert = "), "{e}");
+    }
+
+    #[test]
+    fn a_broken_generated_certificate_is_not_blamed_on_a_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::from_toml("[auth]\nallow_unauthenticated = true").unwrap();
+        receiver_tls(&cfg, dir.path()).unwrap();
+        std::fs::write(dir.path().join("tls/key.pem"), "garbage").unwrap();
+        let e = receiver_tls(&cfg, dir.path()).err().unwrap().to_string();
+        assert!(e.starts_with("Alertray's own certificate = "), "{e}");
     }
 
     #[test]

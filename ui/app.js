@@ -75,7 +75,7 @@ async function drawReceiver() {
 
 // ---- Alerts --------------------------------------------------------------------------------
 
-const alertsView = { tab: "active", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [] };
+const alertsView = { tab: "active", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [], armed: null };
 
 function levelWord(level) {
   return { critical: "Critical", warning: "Warning", unreachable: "Unreachable", clear: "Clear", reachable: "Reachable" }[level] || level;
@@ -126,21 +126,31 @@ async function drawActive(body) {
       } }, a.acknowledged ? "Unacknowledge" : "Acknowledge"), " ",
       h("button", { class: "btn", title: "No popups for this alert for 1 hour", onclick: () => snooze({ scope: "alert", target: a.key }, `${a.name} on ${a.host}`) }, "Snooze 1 h"), " ",
       h("button", { class: "btn", title: "No popups for this node for 1 hour", onclick: () => snooze({ scope: "node", target: a.host }, a.host) }, "Snooze node"), " ",
-      h("button", { class: "btn dismiss", title: "Take it off this list, for an alert Netdata will never clear (it stays in history)", onclick: async (e) => {
-        // Two clicks: the first asks.
-        const b = e.currentTarget;
-        if (!b.dataset.armed) {
-          b.dataset.armed = "1";
-          b.textContent = "Click to dismiss";
-          setTimeout(() => { delete b.dataset.armed; b.textContent = "Dismiss"; }, 3000);
+      h("button", { class: `btn dismiss${dismissArmed(a.key) ? " armed" : ""}`, title: "Take it off this list, for an alert Netdata will never clear (it stays in history)", onclick: async (e) => {
+        // Two clicks: the first asks. Which alert is asking is kept outside the button, which
+        // a live update may redraw in between.
+        if (!dismissArmed(a.key)) {
+          alertsView.armed = { key: a.key, until: Date.now() + 3000 };
+          e.currentTarget.classList.add("armed");
+          e.currentTarget.textContent = "Click to dismiss";
+          setTimeout(() => {
+            if (dismissArmed(a.key)) return;
+            for (const b of page.querySelectorAll("button.dismiss.armed")) { b.classList.remove("armed"); b.textContent = "Dismiss"; }
+          }, 3100);
           return;
         }
+        alertsView.armed = null;
         try { await invoke("dismiss", { key: a.key }); toast(`${a.name} on ${a.host} dismissed`); } catch (err) { toast(errorText(err)); }
         drawAlerts();
-      } }, "Dismiss"))));
+      } }, dismissArmed(a.key) ? "Click to dismiss" : "Dismiss"))));
   fill(body, pills, h("table", { id: "active-table" },
     h("thead", {}, h("tr", {}, h("th", {}), h("th", {}, "Node"), h("th", {}, "Alert"), h("th", {}, "State"), h("th", {}, "Since"), h("th", {}, "Rooms"), h("th", {}))),
     h("tbody", {}, rows)));
+}
+
+// Whether the Dismiss button of `key` was clicked once in the last 3 seconds.
+function dismissArmed(key) {
+  return Boolean(alertsView.armed && alertsView.armed.key === key && Date.now() < alertsView.armed.until);
 }
 
 async function snooze(scope, what) {
