@@ -422,6 +422,12 @@ impl RawConfig {
                         Some(key) => format!(
                             "line {line_no}: {key} = (hidden): not readable; a secret is a quoted string, like {key} = \"...\""
                         ),
+                        // An unknown key (often a misspelled one, like `tokne = "..."`) is
+                        // named without its value: the value may be the secret meant for it.
+                        None if e.message().trim_start().starts_with("unknown field") => {
+                            let key = line.split_once('=').map_or(line, |(k, _)| k.trim());
+                            format!("line {line_no}: {key}: {}", e.message().trim())
+                        }
                         None => format!("line {line_no}: {line}: {}", e.message().trim()),
                     }
                 }
@@ -991,6 +997,10 @@ mod tests {
             assert!(!err.contains(secret), "{err}");
             assert!(err.contains(&format!("{key} = (hidden)")), "{err}");
         }
+        // A misspelled key is named without its value, which may be the secret meant for it.
+        let err = RawConfig::from_toml("[auth]\ntokne = \"my-secret-value\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("line 2: tokne: unknown field `tokne`"), "{err}");
+        assert!(!err.to_string().contains("my-secret-value"), "{err}");
         // Other lines are quoted as written.
         let err = RawConfig::from_toml("[server]\nmax_connections = \"lots\"\n", Path::new("c.toml")).unwrap_err();
         assert!(err.to_string().contains("max_connections = \"lots\""), "{err}");

@@ -58,7 +58,7 @@ fn a_bad_config_exits_2_naming_key_value_and_accepted() {
             "line 5: max_connections = \"lots\"",
             "expected i64",
         ),
-        ("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\nflavour = 1", "line 4: flavour = 1", "unknown field `flavour`"),
+        ("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\nflavour = 1", "line 4: flavour:", "unknown field `flavour`"),
         ("[auth]\nclient_certificate = \"optional\"", "allow_unauthenticated", "auth.method"),
     ];
     for (i, (toml, key, accepted)) in cases.iter().enumerate() {
