@@ -610,23 +610,30 @@ mod tests {
         let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
         t.stop().await;
-        let gone = || {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            stat.is_empty() || stat.contains(") Z ")
-        };
-        for _ in 0..40 {
-            if gone() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(gone(), "the tunnel's grandchild is gone after stop");
+        let left = still_running(&[pid]).await;
+        assert!(left.is_empty(), "the tunnel's grandchild is gone after stop");
 
         let t = Tunnel::spawn(config("no-such-tunnel-program --x"), 1, dir.path().to_path_buf(), events.clone());
         let failed = wait_for(&mut t.watch(), |s| s.phase == TunnelPhase::Failed).await;
         let reason = failed.reason.unwrap();
         assert!(reason.contains("no-such-tunnel-program") && reason.contains("PATH"), "{reason}");
         t.stop().await;
+    }
+
+    /// Which of `pids` still run (neither gone nor a zombie) after up to 2 seconds.
+    #[cfg(unix)]
+    async fn still_running(pids: &[String]) -> Vec<String> {
+        let running = |pid: &String| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            !stat.is_empty() && !stat.contains(") Z ")
+        };
+        for _ in 0..40 {
+            if !pids.iter().any(running) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        pids.iter().filter(|p| running(p)).cloned().collect()
     }
 
     /// A tunnel that exits on its own leaves nothing running: what it started is ended before
@@ -644,17 +651,7 @@ mod tests {
         t.stop().await;
         let helpers: Vec<String> = std::fs::read_to_string(&pids).unwrap().lines().map(str::to_string).collect();
         assert!(helpers.len() >= 2, "{helpers:?}");
-        let running = |pid: &String| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            !stat.is_empty() && !stat.contains(") Z ")
-        };
-        for _ in 0..40 {
-            if !helpers.iter().any(running) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let left: Vec<&String> = helpers.iter().filter(|p| running(p)).collect();
+        let left = still_running(&helpers).await;
         assert!(left.is_empty(), "helpers of exited tunnels still run: {left:?}");
     }
 }
