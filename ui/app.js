@@ -324,7 +324,7 @@ function setPath(obj, key, value) {
 }
 
 function fieldInput(f) {
-  const id = `f-${f.key.replace(/\./g, "-")}`;
+  const id = fieldId(f.key);
   const value = getPath(settingsView.raw, f.key);
   const changed = () => validate();
   switch (f.type) {
@@ -361,7 +361,7 @@ function fieldInput(f) {
 function readForm() {
   const raw = JSON.parse(JSON.stringify(settingsView.raw));
   for (const g of SETTINGS) for (const f of g.fields) {
-    const el = page.querySelector(`#f-${f.key.replace(/\./g, "-")}`);
+    const el = document.getElementById(fieldId(f.key));
     if (!el) continue;
     let v;
     switch (f.type) {
@@ -384,6 +384,11 @@ function readForm() {
   return raw;
 }
 
+// The id of the input of the setting `key` ("server.listen" -> "f-server-listen").
+function fieldId(key) {
+  return `f-${key.replace(/\./g, "-")}`;
+}
+
 // The field a setting's error belongs to: the one with its key, or the one whose key it
 // extends ("auth.headers.X-Api-Key" belongs to "auth.headers"). Keys are compared, never put
 // into a selector: a header name can hold any character.
@@ -397,7 +402,7 @@ function fieldOf(key) {
 function numberProblem() {
   for (const g of SETTINGS) for (const f of g.fields) {
     if (f.type !== "number") continue;
-    const el = page.querySelector(`#f-${f.key.replace(/\./g, "-")}`);
+    const el = document.getElementById(fieldId(f.key));
     if (el && (el.validity.badInput || (el.value !== "" && !Number.isInteger(Number(el.value))))) {
       return { key: f.key, message: `${f.key}: a whole number is needed` };
     }
@@ -444,7 +449,7 @@ async function drawSettings(anchor) {
   settingsView.raw = s.raw || {};
   const groups = SETTINGS.map((g) => h("fieldset", { id: `group-${g.anchor || g.group.toLowerCase()}` }, h("legend", {}, g.group),
     g.fields.map((f) => h("div", { class: "field", "data-key": f.key },
-      h("label", { for: `f-${f.key.replace(/\./g, "-")}` }, f.label), fieldInput(f),
+      h("label", { for: fieldId(f.key) }, f.label), fieldInput(f),
       f.help ? h("div", { class: "help" }, f.help) : null,
       h("div", { class: "error" })))));
   const autostart = h("input", { type: "checkbox", id: "autostart", checked: s.autostart, onchange: async (e) => {
