@@ -81,71 +81,120 @@ function levelWord(level) {
   return { critical: "Critical", warning: "Warning", unreachable: "Unreachable", clear: "Clear", reachable: "Reachable" }[level] || level;
 }
 
-async function drawAlerts() {
-  const tabs = h("div", { class: "tabs", role: "tablist" },
-    h("button", { id: "tab-active", class: alertsView.tab === "active" ? "active" : "", onclick: () => { alertsView.tab = "active"; drawAlerts(); } }, "Active"),
-    h("button", { id: "tab-history", class: alertsView.tab === "history" ? "active" : "", onclick: () => { alertsView.tab = "history"; alertsView.pages = []; drawAlerts(); } }, "History"));
-  const body = h("div", { id: "alerts-body" });
-  fill(page, h("h1", {}, "Alerts"), tabs, body);
-  if (alertsView.tab === "active") await drawActive(body);
-  else await drawHistory(body);
+// Which control has the keyboard focus, in terms that survive a redraw: its id, or its row's
+// alert key, its action and the row's place.
+function focusMark() {
+  const el = document.activeElement;
+  if (!el || el === document.body || !page.contains(el)) return null;
+  const row = el.closest("tr[data-key]");
+  return {
+    id: el.id || null,
+    key: row ? row.dataset.key : null,
+    action: el.dataset.action || null,
+    index: row ? [...row.parentNode.children].indexOf(row) : -1,
+  };
 }
 
-async function drawActive(body) {
-  let active;
+// Redraws that may replace the focused control run through this: the focus comes back to
+// where it was once the last of them is done. A redraw that starts while another has taken
+// the focus away keeps the first one's mark.
+const focusKeeper = { depth: 0, mark: null };
+async function keepingFocus(redraw) {
+  const mark = focusMark();
+  if (mark || !focusKeeper.depth) focusKeeper.mark = mark;
+  focusKeeper.depth++;
   try {
-    active = await invoke("active_alerts");
-  } catch (e) {
-    fill(body, h("div", { class: "empty" }, errorText(e)));
-    return;
+    await redraw();
+  } finally {
+    focusKeeper.depth--;
+    restoreFocus(focusKeeper.mark);
+    if (!focusKeeper.depth) focusKeeper.mark = null;
   }
-  const st = await invoke("status");
-  const counts = {};
-  for (const a of active) if (!a.acknowledged) counts[a.level] = (counts[a.level] || 0) + 1;
-  const acked = active.filter((a) => a.acknowledged).length;
-  const pills = h("div", { class: "summary" },
-    ["critical", "unreachable", "warning"].filter((l) => counts[l]).map((l) => h("span", { class: `pill ${l}` }, `${counts[l]} ${l}`)),
-    acked ? h("span", { class: "pill muted" }, `${acked} acknowledged`) : null,
-    st.snoozes.length ? h("span", { class: "pill muted" }, `${st.snoozes.length} snooze${st.snoozes.length > 1 ? "s" : ""} in force`) : null);
-  if (!active.length) {
-    fill(body, pills, h("div", { class: "empty", id: "all-clear" }, "All clear: no active alerts."));
-    return;
+}
+
+// Puts the focus back where `mark` was after a redraw replaced it: the same control, or the
+// same action on the row that took the place of a row that went away, or the Active tab.
+function restoreFocus(mark) {
+  if (!mark || (document.activeElement && document.activeElement !== document.body)) return;
+  let el = mark.id ? document.getElementById(mark.id) : null;
+  if (!el && mark.key !== null) {
+    const rows = [...page.querySelectorAll("tr[data-key]")];
+    const row = rows.find((r) => r.dataset.key === mark.key) || rows[Math.min(mark.index, rows.length - 1)];
+    if (row) el = row.querySelector(`[data-action="${mark.action}"]:not([disabled])`) || row.querySelector("button:not([disabled])");
+    else el = $("#tab-active");
   }
-  const rows = active.map((a) => h("tr", { class: a.acknowledged ? "acknowledged" : "", "data-key": a.key },
-    h("td", { class: `sev ${a.level}`, title: levelWord(a.level) }),
-    h("td", {}, h("div", { class: "host" }, a.host), h("div", { class: "small" }, a.space || "")),
-    h("td", {}, h("div", { class: "alert-name" }, a.name), h("div", { class: "small" }, a.summary || a.message)),
-    h("td", {}, h("span", { class: `pill ${a.level}` }, levelWord(a.level)), " ", a.value || ""),
-    h("td", { title: when(a.since_ms), class: "ago", "data-ms": a.since_ms }, ago(a.since_ms)),
-    h("td", { class: "small" }, (a.rooms || []).map((r) => r.name).join(", ")),
-    h("td", { class: "actions" },
-      h("button", { class: "btn", disabled: !a.url, onclick: () => invoke("open_url", { url: a.url }).catch((e) => toast(errorText(e))) }, "Open"), " ",
-      h("button", { class: "btn ack", onclick: async () => {
-        try { await invoke("acknowledge", { key: a.key, acknowledged: !a.acknowledged }); } catch (e) { toast(errorText(e)); }
-        drawAlerts();
-      } }, a.acknowledged ? "Unacknowledge" : "Acknowledge"), " ",
-      h("button", { class: "btn", title: "No popups for this alert for 1 hour", onclick: () => snooze({ scope: "alert", target: a.key }, `${a.name} on ${a.host}`) }, "Snooze 1 h"), " ",
-      h("button", { class: "btn", title: "No popups for this node for 1 hour", onclick: () => snooze({ scope: "node", target: a.host }, a.host) }, "Snooze node"), " ",
-      h("button", { class: `btn dismiss${dismissArmed(a.key) ? " armed" : ""}`, title: "Take it off this list, for an alert Netdata will never clear (it stays in history)", onclick: async (e) => {
-        // Two clicks: the first asks. Which alert is asking is kept outside the button, which
-        // a live update may redraw in between.
-        if (!dismissArmed(a.key)) {
-          alertsView.armed = { key: a.key, until: Date.now() + 3000 };
-          e.currentTarget.classList.add("armed");
-          e.currentTarget.textContent = "Click to dismiss";
-          setTimeout(() => {
-            if (dismissArmed(a.key)) return;
-            for (const b of page.querySelectorAll("button.dismiss.armed")) { b.classList.remove("armed"); b.textContent = "Dismiss"; }
-          }, 3100);
-          return;
-        }
-        alertsView.armed = null;
-        try { await invoke("dismiss", { key: a.key }); toast(`${a.name} on ${a.host} dismissed`); } catch (err) { toast(errorText(err)); }
-        drawAlerts();
-      } }, dismissArmed(a.key) ? "Click to dismiss" : "Dismiss"))));
-  fill(body, pills, h("table", { id: "active-table" },
-    h("thead", {}, h("tr", {}, h("th", {}), h("th", {}, "Node"), h("th", {}, "Alert"), h("th", {}, "State"), h("th", {}, "Since"), h("th", {}, "Rooms"), h("th", {}))),
-    h("tbody", {}, rows)));
+  if (el) el.focus({ preventScroll: true });
+}
+
+function drawAlerts() {
+  return keepingFocus(async () => {
+    const tabs = h("div", { class: "tabs", role: "tablist" },
+      h("button", { id: "tab-active", class: alertsView.tab === "active" ? "active" : "", onclick: () => { alertsView.tab = "active"; drawAlerts(); } }, "Active"),
+      h("button", { id: "tab-history", class: alertsView.tab === "history" ? "active" : "", onclick: () => { alertsView.tab = "history"; alertsView.pages = []; drawAlerts(); } }, "History"));
+    const body = h("div", { id: "alerts-body" });
+    fill(page, h("h1", {}, "Alerts"), tabs, body);
+    if (alertsView.tab === "active") await drawActive(body);
+    else await drawHistory(body);
+  });
+}
+
+function drawActive(body) {
+  return keepingFocus(async () => {
+    let active;
+    try {
+      active = await invoke("active_alerts");
+    } catch (e) {
+      fill(body, h("div", { class: "empty" }, errorText(e)));
+      return;
+    }
+    const st = await invoke("status");
+    const counts = {};
+    for (const a of active) if (!a.acknowledged) counts[a.level] = (counts[a.level] || 0) + 1;
+    const acked = active.filter((a) => a.acknowledged).length;
+    const pills = h("div", { class: "summary" },
+      ["critical", "unreachable", "warning"].filter((l) => counts[l]).map((l) => h("span", { class: `pill ${l}` }, `${counts[l]} ${l}`)),
+      acked ? h("span", { class: "pill muted" }, `${acked} acknowledged`) : null,
+      st.snoozes.length ? h("span", { class: "pill muted" }, `${st.snoozes.length} snooze${st.snoozes.length > 1 ? "s" : ""} in force`) : null);
+    if (!active.length) {
+      fill(body, pills, h("div", { class: "empty", id: "all-clear" }, "All clear: no active alerts."));
+      return;
+    }
+    const rows = active.map((a) => h("tr", { class: a.acknowledged ? "acknowledged" : "", "data-key": a.key },
+      h("td", { class: `sev ${a.level}`, title: levelWord(a.level) }),
+      h("td", {}, h("div", { class: "host" }, a.host), h("div", { class: "small" }, a.space || "")),
+      h("td", {}, h("div", { class: "alert-name" }, a.name), h("div", { class: "small" }, a.summary || a.message)),
+      h("td", {}, h("span", { class: `pill ${a.level}` }, levelWord(a.level)), " ", a.value || ""),
+      h("td", { title: when(a.since_ms), class: "ago", "data-ms": a.since_ms }, ago(a.since_ms)),
+      h("td", { class: "small" }, (a.rooms || []).map((r) => r.name).join(", ")),
+      h("td", { class: "actions" },
+        h("button", { class: "btn", "data-action": "open", disabled: !a.url, onclick: () => invoke("open_url", { url: a.url }).catch((e) => toast(errorText(e))) }, "Open"), " ",
+        h("button", { class: "btn ack", "data-action": "ack", onclick: async () => {
+          try { await invoke("acknowledge", { key: a.key, acknowledged: !a.acknowledged }); } catch (e) { toast(errorText(e)); }
+          drawAlerts();
+        } }, a.acknowledged ? "Unacknowledge" : "Acknowledge"), " ",
+        h("button", { class: "btn", "data-action": "snooze", title: "No popups for this alert for 1 hour", onclick: () => snooze({ scope: "alert", target: a.key }, `${a.name} on ${a.host}`) }, "Snooze 1 h"), " ",
+        h("button", { class: "btn", "data-action": "snooze-node", title: "No popups for this node for 1 hour", onclick: () => snooze({ scope: "node", target: a.host }, a.host) }, "Snooze node"), " ",
+        h("button", { class: `btn dismiss${dismissArmed(a.key) ? " armed" : ""}`, "data-action": "dismiss", title: "Take it off this list, for an alert Netdata will never clear (it stays in history)", onclick: async (e) => {
+          // Two clicks: the first asks. Which alert is asking is kept outside the button, which
+          // a live update may redraw in between.
+          if (!dismissArmed(a.key)) {
+            alertsView.armed = { key: a.key, until: Date.now() + 3000 };
+            e.currentTarget.classList.add("armed");
+            e.currentTarget.textContent = "Click to dismiss";
+            setTimeout(() => {
+              if (dismissArmed(a.key)) return;
+              for (const b of page.querySelectorAll("button.dismiss.armed")) { b.classList.remove("armed"); b.textContent = "Dismiss"; }
+            }, 3100);
+            return;
+          }
+          alertsView.armed = null;
+          try { await invoke("dismiss", { key: a.key }); toast(`${a.name} on ${a.host} dismissed`); } catch (err) { toast(errorText(err)); }
+          drawAlerts();
+        } }, dismissArmed(a.key) ? "Click to dismiss" : "Dismiss"))));
+    fill(body, pills, h("table", { id: "active-table" },
+      h("thead", {}, h("tr", {}, h("th", {}), h("th", {}, "Node"), h("th", {}, "Alert"), h("th", {}, "State"), h("th", {}, "Since"), h("th", {}, "Rooms"), h("th", {}))),
+      h("tbody", {}, rows)));
+  });
 }
 
 // Whether the Dismiss button of `key` was clicked once in the last 3 seconds.

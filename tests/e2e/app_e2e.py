@@ -444,6 +444,38 @@ def run_ui_test(args, work: Path, desktop: Desktop):
                 "const done = arguments[arguments.length - 1]; invoke('active_alerts').then(done, (e) => done(String(e)));")
             assert all(a["key"] != key for a in active), active
         check("Dismiss takes an alert off the Alerts window after a second click", alerts_dismiss)
+
+        def keyboard_focus():
+            from selenium.webdriver.common.action_chains import ActionChains
+            for i in range(3):
+                receiver.post(fixture("netdata-alert-warning.json", alert__name=f"e2e_focus_{i}",
+                                      alert__transition_id=f"e2e-focus-{i}"))
+            rows = lambda: driver.find_elements(By.CSS_SELECTOR, "#active-table tbody tr")  # noqa: E731
+            wait_for("three alerts to focus", lambda: sum("e2e_focus_" in r.text for r in rows()) == 3, 10)
+            focused = lambda: driver.execute_script(  # noqa: E731
+                "const el = document.activeElement, row = el.closest('tr[data-key]');"
+                "return [row ? row.dataset.key : el.id || el.tagName, el.dataset.action || null];")
+            key = next(r for r in rows() if "e2e_focus_1" in r.text).get_attribute("data-key")
+            button = next(r for r in rows() if r.get_attribute("data-key") == key).find_element(By.CSS_SELECTOR, "button.ack")
+            driver.execute_script("arguments[0].focus()", button)
+            ActionChains(driver).send_keys(Keys.ENTER).perform()
+            wait_for("the row acknowledged", lambda: "acknowledged" in next(
+                r for r in rows() if r.get_attribute("data-key") == key).get_attribute("class"), 10)
+            assert focused() == [key, "ack"], f"after acknowledging: {focused()}"
+            # A notification arriving redraws the list: the focus stays put.
+            receiver.post(fixture("netdata-alert-warning.json", alert__name="e2e_focus_live", alert__transition_id="e2e-focus-live"))
+            wait_for("the live update", lambda: any("e2e_focus_live" in r.text for r in rows()), 10)
+            assert focused() == [key, "ack"], f"after a live update: {focused()}"
+            # Dismissed by keyboard, the row goes and the focus moves to the row in its place.
+            order = [r.get_attribute("data-key") for r in rows()]
+            driver.execute_script("arguments[0].focus()", next(
+                r for r in rows() if r.get_attribute("data-key") == key).find_element(By.CSS_SELECTOR, "button.dismiss"))
+            ActionChains(driver).send_keys(Keys.ENTER).perform()
+            ActionChains(driver).send_keys(Keys.ENTER).perform()
+            wait_for("the row dismissed", lambda: all(r.get_attribute("data-key") != key for r in rows()), 10)
+            after = order[order.index(key) + 1] if order.index(key) + 1 < len(order) else order[order.index(key) - 1]
+            assert focused() == [after, "dismiss"], f"after dismissing: {focused()}, expected {[after, 'dismiss']}"
+        check("keyboard focus stays on its alert's button across acknowledge, live updates and dismiss", keyboard_focus)
     finally:
         try:
             driver.quit()
