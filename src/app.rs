@@ -259,6 +259,7 @@ impl Alertray {
                 self.max_popups_per_minute
                     .store(cfg.notifications.max_popups_per_minute, std::sync::atomic::Ordering::Relaxed);
                 self.policy.update(|p| {
+                    p.off = !cfg.notifications.enabled;
                     p.min_severity = cfg.notifications.min_severity;
                     p.quiet_hours = cfg.notifications.quiet_hours;
                 });

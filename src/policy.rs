@@ -103,6 +103,8 @@ pub enum MinSeverity {
 /// The popup policy.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PopupPolicy {
+    /// Popups turned off (`notifications.enabled = false`): nothing pops up, not even a Test.
+    pub off: bool,
     /// The least severe popup shown.
     pub min_severity: MinSeverity,
     /// Quiet hours, if any.
@@ -114,6 +116,9 @@ pub struct PopupPolicy {
 impl PopupPolicy {
     /// `true` if the popup for `event` is shown at `now`.
     pub fn allows_at<Tz: TimeZone>(&self, event: &Event, now: &DateTime<Tz>) -> bool {
+        if self.off {
+            return false;
+        }
         let Event::Alert { change, alert, .. } = event else {
             // Tests, unknown notifications: the user asked for them or must see them.
             return true;
@@ -280,6 +285,21 @@ mod tests {
         assert!(p(MinSeverity::Warning).allows_at(&warn, &now));
         assert!(!p(MinSeverity::Critical).allows_at(&warn, &now));
         assert!(p(MinSeverity::Critical).allows_at(&crit, &now));
+    }
+
+    #[test]
+    fn popups_turned_off_show_nothing() {
+        let now = at(12, 0);
+        let off = PopupPolicy { off: true, ..Default::default() };
+        let test = Event::TestReceived { token: Some("t".into()), received_ms: 0 };
+        for e in [
+            ev(Change::Escalated, Level::Critical, "k", "h"),
+            ev(Change::Unreachable, Level::Unreachable, "k", "h"),
+            test,
+        ] {
+            assert!(PopupPolicy::default().allows_at(&e, &now), "{e:?}");
+            assert!(!off.allows_at(&e, &now), "{e:?}");
+        }
     }
 
     #[test]

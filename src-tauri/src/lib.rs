@@ -229,8 +229,9 @@ async fn start<R: Runtime>(app: tauri::AppHandle<R>) {
         tracing::error!("the receiver is not running: {reason}");
         windows::open_at(&app, windows::Page::Settings, key.as_deref());
     }
-    let notify_enabled = core.config().await.is_none_or(|c| c.notifications.enabled);
-    if notify_enabled && std::env::var_os("ALERTRAY_NO_POPUPS").is_none() {
+    // Always listening: notifications.enabled is read by the popup policy at each event, so
+    // turning popups off or on in Settings takes effect at once.
+    if std::env::var_os("ALERTRAY_NO_POPUPS").is_none() {
         let icon = write_icon(&core.paths.data_dir);
         core.spawn_popups(Arc::new(DesktopNotifier::new("Alertray", icon)), shutdown.clone());
     }

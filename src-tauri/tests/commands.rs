@@ -168,6 +168,15 @@ fn settings_validate_inline_and_save_applies_without_restart() {
     let written = std::fs::read_to_string(&h.core.paths.config_file).unwrap();
     assert!(written.contains("method = \"basic\""), "{written}");
 
+    // Turning popups off (and on again) applies at once, like every other setting.
+    assert!(!h.core.policy.get().off);
+    raw["notifications"]["enabled"] = json!(false);
+    h.invoke("save_settings", json!({"raw": raw})).unwrap();
+    assert!(h.core.policy.get().off, "popups stay on after notifications.enabled = false");
+    raw["notifications"]["enabled"] = json!(true);
+    h.invoke("save_settings", json!({"raw": raw})).unwrap();
+    assert!(!h.core.policy.get().off);
+
     let secret = h.invoke("generate_secret", json!({})).unwrap();
     assert_eq!(secret.as_str().unwrap().len(), 43);
 }
