@@ -752,7 +752,7 @@ fn validate_tunnel(t: RawTunnel) -> Result<Option<crate::tunnel::TunnelConfig>, 
         ConfigError::invalid(
             "tunnel.command",
             format!("{command:?}"),
-            format!("a command line quoted like in a shell ({e}), like \"bore local {{port}} --to bore.pub\""),
+            format!("a command line quoted like in a shell ({e}), like \"cloudflared tunnel --url https://localhost:{{port}} --no-tls-verify\""),
         )
     })?;
     let url_pattern = match t.url_pattern.filter(|p| !p.trim().is_empty()) {
@@ -863,8 +863,9 @@ retention_days = 90
 [tunnel]
 # A tunnel for Alertray to start with the receiver, restart when it exits and stop on quit.
 # {{port}} is replaced by the port of server.listen. Its output is read for the public URL
-# (bore, ngrok and cloudflared are recognised), which then replaces server.public_url.
-# command = "bore local {{port}} --to bore.pub"
+# (bore, ngrok, cloudflared and Tailscale Funnel are recognised), which then replaces
+# server.public_url.
+# command = "cloudflared tunnel --url https://localhost:{{port}} --no-tls-verify"
 # A regular expression whose first group captures the public address, for other tunnels.
 # url_pattern = "forwarding to (\\S+)"
 "#,

@@ -28,9 +28,12 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// The patterns that find the public address in the output of the tunnels we know. Each
 /// captures the address in its first group.
-pub const DEFAULT_URL_PATTERNS: [&str; 4] = [
+pub const DEFAULT_URL_PATTERNS: [&str; 5] = [
     // bore: "listening at bore.pub:41234"
     r"listening at ([A-Za-z0-9.\-]+:\d+)",
+    // Tailscale Funnel in TCP mode: "|-- tcp://desk.tail1234.ts.net:443 (TLS over TCP)" (the
+    // lines after it give the machine's IP addresses, without the parenthesis)
+    r"\|-- (tcp://[A-Za-z0-9.\-]+:\d+) \(TLS (?:over TCP|terminated)\)",
     // ngrok with --log stdout: "... url=https://name.ngrok.app" or "url=tls://name.ngrok.app"
     r"\burl=((?:https|tls|tcp)://[^\s]+)",
     // cloudflared quick tunnels: "https://random-words.trycloudflare.com"
@@ -484,6 +487,7 @@ mod tests {
             ("2026-11-29T10:00:00Z INF |  https://tall-green-words-here.trycloudflare.com                  |", "https://tall-green-words-here.trycloudflare.com"),
             ("Forwarding https://me.example.org:8443/ -> localhost", "https://me.example.org:8443"),
             ("Available on the internet:  https://desk.tail1234.ts.net/", "https://desk.tail1234.ts.net"),
+            ("|-- tcp://desk.tail1234.ts.net:443 (TLS over TCP)", "https://desk.tail1234.ts.net:443"),
         ];
         for (line, want) in cases {
             assert_eq!(find_url(line, None).as_deref(), Some(want), "{line}");
@@ -492,6 +496,9 @@ mod tests {
             "INFO connecting to bore.pub",
             "",
             "proxying to http://localhost:8443",
+            // Tailscale's lines for the machine's addresses and for the local target
+            "|-- tcp://100.101.102.103:443",
+            "|--> tcp://localhost:8443",
             "listening at :80",
             // cloudflared's first lines link to its terms and its docs, not to the tunnel.
             "2026-11-29T10:00:00Z INF Thank you for trying Cloudflare Tunnel. Doing so, without a Cloudflare account, is a quick way to experiment and try it out. However, be aware that these account-less Tunnels have no uptime guarantee, are subject to the Cloudflare Online Services Terms of Use (https://www.cloudflare.com/website-terms/), and Cloudflare reserves the right to investigate your use of Tunnels for violations of such terms. If you intend to use Tunnels in production you should use a pre-created named tunnel by following: https://developers.cloudflare.com/cloudflare-one/connections/connect-networks",

@@ -308,7 +308,7 @@ const SETTINGS = [
     { key: "server.request_timeout_secs", label: "Request timeout (s)", type: "number", placeholder: "10" },
   ] },
   { group: "Tunnel", anchor: "tunnel", fields: [
-    { key: "tunnel.command", label: "Tunnel command", type: "text", placeholder: "bore local {port} --to bore.pub", help: "Started with the receiver, restarted if it exits, stopped on quit. {port} is the receiver's port. Its public URL replaces Public URL." },
+    { key: "tunnel.command", label: "Tunnel command", type: "text", placeholder: "cloudflared tunnel --url https://localhost:{port} --no-tls-verify", help: "Started with the receiver, restarted if it exits, stopped on quit. {port} is the receiver's port. Its public URL replaces Public URL." },
     { key: "tunnel.url_pattern", label: "URL pattern", type: "text", placeholder: "(bore, ngrok and cloudflared are recognised)", help: "For other tunnels: a regular expression whose first group captures the public address in the tunnel's output." },
   ] },
   { group: "Certificate", fields: [
@@ -577,14 +577,14 @@ async function save() {
 
 // Tunnels, with a command that works as Tunnel command ({port}: the receiver's port).
 const TUNNELS = [
-  ["bore", "bore local {port} --to bore.pub", true],
-  ["ngrok TLS", "ngrok tls {port} --url tls://name.ngrok.app --log stdout", true],
-  ["frp tcp", "frpc tcp -s frp.example:7000 -l {port} -r 8443", true],
-  ["Tailscale Funnel (TCP)", "tailscale funnel --tcp 443 tcp://localhost:{port}", true],
   ["cloudflared", "cloudflared tunnel --url https://localhost:{port} --no-tls-verify", false],
   ["ngrok HTTP", "ngrok http https://localhost:{port} --log stdout", false],
   ["Tailscale Funnel (HTTPS)", "tailscale funnel https+insecure://localhost:{port}", false],
   ["localtunnel", "lt --port {port} --local-https --allow-invalid-cert", false],
+  ["bore, on a server of yours", "bore local {port} --to alerts.example.com --port 443", true],
+  ["ngrok TLS", "ngrok tls {port} --url tls://alerts.example.com --log stdout", true],
+  ["frp tcp", "frpc tcp -s frp.example.com:7000 -l {port} -r 443", true],
+  ["Tailscale Funnel (TCP)", "tailscale funnel --tcp 443 tcp://localhost:{port}", true],
 ];
 
 function copyLine(label, value, id, secret) {
