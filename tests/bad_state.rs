@@ -58,7 +58,7 @@ impl SmallDisk {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            if std::env::var("ALERTRAY_REQUIRE_DESKTOP").as_deref() == Ok("1") {
+            if std::env::var("ALERTRAY_REQUIRE_ROOT").as_deref() == Ok("1") {
                 panic!("cannot mount a tmpfs (CI runs as root and must be able to)");
             }
             eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
@@ -211,7 +211,7 @@ fn a_wal_that_cannot_be_flushed_stops_the_store_and_nothing_more_is_acknowledged
 /// from a copy of the binary that user can reach.
 fn serve_as_nobody(dir: &std::path::Path, cfg: &std::path::Path, data: &std::path::Path) -> Option<Command> {
     if Command::new("setpriv").arg("--version").output().is_err() || !nix_is_root() {
-        if std::env::var("ALERTRAY_REQUIRE_DESKTOP").as_deref() == Ok("1") {
+        if std::env::var("ALERTRAY_REQUIRE_ROOT").as_deref() == Ok("1") {
             panic!("this test needs root and setpriv (CI runs as root)");
         }
         eprintln!("SKIPPED: needs root and setpriv");
