@@ -71,6 +71,9 @@ pub enum ConfigError {
         /// What would be accepted.
         accepted: String,
     },
+    /// More than one setting is at fault: each is named, in the file's order.
+    #[error("{} settings are not accepted:{}", .0.len(), .0.iter().map(|e| format!("\n  - {e}")).collect::<String>())]
+    Several(Vec<ConfigError>),
     /// The file could not be written.
     #[error("cannot write config file {path}: {source}")]
     Write {
@@ -86,11 +89,21 @@ impl ConfigError {
         ConfigError::Invalid { key: key.into(), value: value.to_string(), accepted: accepted.into() }
     }
 
-    /// The dotted key this error is about, when it is about one.
+    /// The dotted key this error is about, when it is about one (the first one's, for
+    /// several).
     pub fn key(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Several(all) => all.first().and_then(ConfigError::key),
             _ => None,
+        }
+    }
+
+    /// One error for what validation found: itself when it is one.
+    fn from_problems(mut problems: Vec<ConfigError>) -> ConfigError {
+        match problems.len() {
+            1 => problems.remove(0),
+            _ => ConfigError::Several(problems),
         }
     }
 }
@@ -437,88 +450,121 @@ impl RawConfig {
         })
     }
 
-    /// Validates every setting; relative paths are taken from `base_dir`.
+    /// Validates every setting; relative paths are taken from `base_dir`. Every section is
+    /// checked, so that one mistake does not hide the next: with several, the error is
+    /// [`ConfigError::Several`], one per setting at fault, in the file's order.
     pub fn validate(self, base_dir: &Path) -> Result<Config, ConfigError> {
         let resolve = |p: PathBuf| if p.is_relative() { base_dir.join(p) } else { p };
-        let s = self.server;
-        let listen_text = s.listen.unwrap_or_else(|| "127.0.0.1:8443".into());
-        let listen: SocketAddr = listen_text.trim().parse().map_err(|_| {
-            ConfigError::invalid(
-                "server.listen",
-                format!("{listen_text:?}"),
-                "an IP address and port, like \"127.0.0.1:8443\" or \"[::1]:8443\"",
-            )
-        })?;
-        let path = s.path.unwrap_or_else(|| "/".into());
-        if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.contains("//") {
-            return Err(ConfigError::invalid(
-                "server.path",
-                format!("{path:?}"),
-                "a URL path starting with \"/\", without ?, # or spaces, like \"/\" or \"/netdata\"",
-            ));
+        let mut problems = Vec::new();
+        let server = keep(&mut problems, validate_server(self.server));
+        // [tls.acme] takes its domain from server.public_url.
+        let tls = server.as_ref().and_then(|server| keep(&mut problems, validate_tls(self.tls, server, &resolve)));
+        let auth = validate_auth(self.auth, &resolve).map_err(|e| problems.extend(e)).ok();
+        let notifications = keep(&mut problems, validate_notifications(self.notifications));
+        let store = keep(
+            &mut problems,
+            int_in("store.retention_days", self.store.retention_days, 90, 0, 36_500)
+                .map(|days| StoreConfig { retention_days: days as u32 }),
+        );
+        let tunnel = keep(&mut problems, validate_tunnel(self.tunnel));
+        match (server, tls, auth, notifications, store, tunnel) {
+            (Some(server), Some(tls), Some(auth), Some(notifications), Some(store), Some(tunnel)) => {
+                Ok(Config { server, tls, auth, notifications, store, tunnel })
+            }
+            _ => Err(ConfigError::from_problems(problems)),
         }
-        let public_url = match s.public_url.filter(|u| !u.trim().is_empty()) {
-            None => None,
-            Some(u) => {
-                let bad = || {
-                    ConfigError::invalid(
-                        "server.public_url",
-                        format!("{u:?}"),
-                        "an https:// URL with a host, like \"https://name.ngrok.app/\" (Netdata only posts to HTTPS)",
-                    )
-                };
-                let uri: Uri = u.trim().parse().map_err(|_| bad())?;
-                // No user name or password in it (it is shown and pasted into Netdata), and a
-                // port, if any, that is one.
-                let userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
-                // Anything after the host is a ":port" (the user info is refused above).
-                let port_text = uri.authority().is_some_and(|a| a.as_str().len() > a.host().len());
-                let bad_port = port_text && uri.port_u16().is_none_or(|p| p == 0);
-                if uri.scheme_str() != Some("https")
-                    || uri.host().is_none_or(str::is_empty)
-                    || uri.query().is_some()
-                    || userinfo
-                    || bad_port
-                {
-                    return Err(bad());
-                }
-                Some(uri)
-            }
-        };
-        let server = ServerConfig {
-            listen,
-            path,
-            public_url,
-            max_connections: int_in("server.max_connections", s.max_connections, 256, 1, 100_000)? as usize,
-            request_timeout: std::time::Duration::from_secs(int_in(
-                "server.request_timeout_secs",
-                s.request_timeout_secs,
-                10,
-                1,
-                300,
-            )? as u64),
-        };
+    }
+}
 
-        // [tls.acme] is on when it says so, or when anything in it is set: an empty table
-        // (as an editor may leave behind) turns nothing on.
-        let acme_on = |a: &RawAcme| {
-            a.enabled
-                .unwrap_or(a.email.is_some() || a.domain.is_some() || a.directory.is_some() || a.directory_ca.is_some())
-        };
-        let acme = match self.tls.acme.filter(acme_on) {
-            None => None,
-            Some(a) => Some(validate_acme(a, &server, &resolve)?),
-        };
-        let tls = match acme {
-            Some(acme) if self.tls.cert.is_none() && self.tls.key.is_none() => TlsConfig::Acme(acme),
-            Some(_) => {
-                return Err(ConfigError::invalid(
-                    "tls.acme",
-                    "(set with tls.cert/tls.key)",
-                    "either [tls.acme] (Alertray obtains the certificate) or tls.cert and tls.key (your own files), not both",
-                ))
+/// The value of a check that passed; a failed one's error is added to `problems`.
+fn keep<T>(problems: &mut Vec<ConfigError>, checked: Result<T, ConfigError>) -> Option<T> {
+    checked.map_err(|e| problems.push(e)).ok()
+}
+
+fn validate_server(s: RawServer) -> Result<ServerConfig, ConfigError> {
+    let listen_text = s.listen.unwrap_or_else(|| "127.0.0.1:8443".into());
+    let listen: SocketAddr = listen_text.trim().parse().map_err(|_| {
+        ConfigError::invalid(
+            "server.listen",
+            format!("{listen_text:?}"),
+            "an IP address and port, like \"127.0.0.1:8443\" or \"[::1]:8443\"",
+        )
+    })?;
+    let path = s.path.unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.contains("//") {
+        return Err(ConfigError::invalid(
+            "server.path",
+            format!("{path:?}"),
+            "a URL path starting with \"/\", without ?, # or spaces, like \"/\" or \"/netdata\"",
+        ));
+    }
+    let public_url = match s.public_url.filter(|u| !u.trim().is_empty()) {
+        None => None,
+        Some(u) => {
+            let bad = || {
+                ConfigError::invalid(
+                    "server.public_url",
+                    format!("{u:?}"),
+                    "an https:// URL with a host, like \"https://name.ngrok.app/\" (Netdata only posts to HTTPS)",
+                )
+            };
+            let uri: Uri = u.trim().parse().map_err(|_| bad())?;
+            // No user name or password in it (it is shown and pasted into Netdata), and a
+            // port, if any, that is one.
+            let userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
+            // Anything after the host is a ":port" (the user info is refused above).
+            let port_text = uri.authority().is_some_and(|a| a.as_str().len() > a.host().len());
+            let bad_port = port_text && uri.port_u16().is_none_or(|p| p == 0);
+            if uri.scheme_str() != Some("https")
+                || uri.host().is_none_or(str::is_empty)
+                || uri.query().is_some()
+                || userinfo
+                || bad_port
+            {
+                return Err(bad());
             }
-            None => match (self.tls.cert, self.tls.key) {
+            Some(uri)
+        }
+    };
+    Ok(ServerConfig {
+        listen,
+        path,
+        public_url,
+        max_connections: int_in("server.max_connections", s.max_connections, 256, 1, 100_000)? as usize,
+        request_timeout: std::time::Duration::from_secs(int_in(
+            "server.request_timeout_secs",
+            s.request_timeout_secs,
+            10,
+            1,
+            300,
+        )? as u64),
+    })
+}
+
+fn validate_tls(
+    t: RawTls,
+    server: &ServerConfig,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<TlsConfig, ConfigError> {
+    // [tls.acme] is on when it says so, or when anything in it is set: an empty table
+    // (as an editor may leave behind) turns nothing on.
+    let acme_on = |a: &RawAcme| {
+        a.enabled
+            .unwrap_or(a.email.is_some() || a.domain.is_some() || a.directory.is_some() || a.directory_ca.is_some())
+    };
+    let acme = match t.acme.filter(acme_on) {
+        None => None,
+        Some(a) => Some(validate_acme(a, server, resolve)?),
+    };
+    Ok(match acme {
+        Some(acme) if t.cert.is_none() && t.key.is_none() => TlsConfig::Acme(acme),
+        Some(_) => return Err(ConfigError::invalid(
+            "tls.acme",
+            "(set with tls.cert/tls.key)",
+            "either [tls.acme] (Alertray obtains the certificate) or tls.cert and tls.key (your own files), not both",
+        )),
+        None => {
+            match (t.cert, t.key) {
                 (None, None) => TlsConfig::SelfSigned,
                 (Some(cert), Some(key)) => TlsConfig::Files { cert: resolve(cert), key: resolve(key) },
                 (Some(_), None) => {
@@ -533,163 +579,184 @@ impl RawConfig {
                     "(missing)",
                     "a PEM certificate chain path, since tls.key is set (or neither, for a self-signed certificate)",
                 )),
-            },
-        };
+            }
+        }
+    })
+}
 
-        let a = self.auth;
-        let client_certificate = match a.client_certificate.as_deref().map(str::trim) {
-            None => ClientCertMode::Optional,
-            Some(w) => match w.to_ascii_lowercase().as_str() {
-                "required" => ClientCertMode::Required,
-                "optional" => ClientCertMode::Optional,
-                "off" => ClientCertMode::Off,
+/// `[auth]`: its parts are checked on their own, so each mistake in it is named.
+fn validate_auth(a: RawAuth, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Result<AuthConfig, Vec<ConfigError>> {
+    let mut problems = Vec::new();
+    let client = keep(&mut problems, client_certificates(&a, resolve));
+    let method = keep(&mut problems, auth_method(&a));
+    let headers = keep(&mut problems, extra_headers(&a));
+    let max_failures =
+        keep(&mut problems, int_in("auth.max_failures_per_minute", a.max_failures_per_minute, 10, 1, 10_000));
+    let (Some((client_certificate, client_ca, client_names)), Some(method), Some(headers), Some(max_failures)) =
+        (client, method, headers, max_failures)
+    else {
+        return Err(problems);
+    };
+    let auth = AuthConfig {
+        client_certificate,
+        client_ca,
+        client_names,
+        method,
+        challenge_secret: a.challenge_secret.filter(|s| !s.expose().is_empty()),
+        headers,
+        max_failures_per_minute: max_failures as u32,
+    };
+    if !auth.has_authentication() && !a.allow_unauthenticated.unwrap_or(false) {
+        return Err(vec![ConfigError::invalid(
+            "auth",
+            "(no authentication)",
+            "at least one of: auth.client_certificate = \"required\", auth.method = \"basic\" or \"bearer\", or an [auth.headers] entry. \
+             The receiver faces the internet; set auth.allow_unauthenticated = true only if something else protects it",
+        )]);
+    }
+    Ok(auth)
+}
+
+/// `auth.client_certificate`, `auth.client_ca` and `auth.client_names`.
+fn client_certificates(
+    a: &RawAuth,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<(ClientCertMode, ClientCa, Vec<String>), ConfigError> {
+    let client_certificate = match a.client_certificate.as_deref().map(str::trim) {
+        None => ClientCertMode::Optional,
+        Some(w) => match w.to_ascii_lowercase().as_str() {
+            "required" => ClientCertMode::Required,
+            "optional" => ClientCertMode::Optional,
+            "off" => ClientCertMode::Off,
+            _ => {
+                return Err(ConfigError::invalid(
+                    "auth.client_certificate",
+                    format!("{w:?}"),
+                    "\"required\", \"optional\" or \"off\"",
+                ))
+            }
+        },
+    };
+    let client_ca = match a.client_ca.as_deref().map(str::trim) {
+        None | Some("netdata") => ClientCa::Netdata,
+        Some("") => {
+            return Err(ConfigError::invalid(
+                "auth.client_ca",
+                "\"\"",
+                "\"netdata\" (the built-in Netdata Root CA) or the path of a PEM bundle",
+            ))
+        }
+        Some(p) => ClientCa::File(resolve(PathBuf::from(p))),
+    };
+    let client_names: Vec<String> = a
+        .client_names
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CLIENT_NAMES.iter().map(|s| s.to_string()).collect())
+        .into_iter()
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    if client_certificate != ClientCertMode::Off
+        && (client_names.is_empty() || client_names.iter().any(String::is_empty))
+    {
+        return Err(ConfigError::invalid(
+            "auth.client_names",
+            format!("{client_names:?}"),
+            "a list of non-empty names, like [\"app.netdata.cloud\", \"api.netdata.cloud\"]",
+        ));
+    }
+    Ok((client_certificate, client_ca, client_names))
+}
+
+/// `auth.method`, with the credentials it needs.
+fn auth_method(a: &RawAuth) -> Result<AuthMethod, ConfigError> {
+    let method_word = a.method.as_deref().map(str::trim).unwrap_or("none").to_ascii_lowercase();
+    let method = match method_word.as_str() {
+        "none" => AuthMethod::None,
+        "basic" => {
+            let username = a.username.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
+                ConfigError::invalid("auth.username", "(missing)", "a user name when auth.method = \"basic\"")
+            })?;
+            if username.contains(':') {
+                return Err(ConfigError::invalid(
+                    "auth.username",
+                    format!("{username:?}"),
+                    "a user name without \":\" (Basic auth cannot carry one)",
+                ));
+            }
+            AuthMethod::Basic { username, password: required_secret("auth.password", a.password.clone(), "basic")? }
+        }
+        "bearer" => AuthMethod::Bearer { token: required_secret("auth.token", a.token.clone(), "bearer")? },
+        other => {
+            return Err(ConfigError::invalid("auth.method", format!("{other:?}"), "\"none\", \"basic\" or \"bearer\""))
+        }
+    };
+    Ok(method)
+}
+
+/// `[auth.headers]`.
+fn extra_headers(a: &RawAuth) -> Result<Vec<(HeaderName, Secret)>, ConfigError> {
+    let mut headers = Vec::new();
+    for (name, value) in a.headers.clone().unwrap_or_default() {
+        let key = format!("auth.headers.{name}");
+        let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+            ConfigError::invalid(&key, format!("{name:?}"), "a valid HTTP header name (letters, digits, - and _)")
+        })?;
+        if matches!(header.as_str(), "authorization" | "host" | "content-length" | "content-type" | "transfer-encoding")
+        {
+            return Err(ConfigError::invalid(
+                &key,
+                format!("{name:?}"),
+                "a header other than Authorization, Host, Content-Length, Content-Type or Transfer-Encoding",
+            ));
+        }
+        if value.expose().is_empty() || HeaderValue::from_str(value.expose()).is_err() {
+            return Err(ConfigError::invalid(&key, "(hidden)", "a non-empty value of visible ASCII characters"));
+        }
+        headers.push((header, value));
+    }
+    Ok(headers)
+}
+
+fn validate_notifications(n: RawNotifications) -> Result<NotificationsConfig, ConfigError> {
+    Ok(NotificationsConfig {
+        enabled: n.enabled.unwrap_or(true),
+        max_popups_per_minute: int_in("notifications.max_popups_per_minute", n.max_popups_per_minute, 10, 1, 1000)?
+            as u32,
+        min_severity: match n.min_severity.as_deref().map(|w| w.trim().to_ascii_lowercase()) {
+            None => crate::policy::MinSeverity::Clear,
+            Some(w) => match w.as_str() {
+                "clear" => crate::policy::MinSeverity::Clear,
+                "warning" => crate::policy::MinSeverity::Warning,
+                "critical" => crate::policy::MinSeverity::Critical,
                 _ => {
                     return Err(ConfigError::invalid(
-                        "auth.client_certificate",
+                        "notifications.min_severity",
                         format!("{w:?}"),
-                        "\"required\", \"optional\" or \"off\"",
+                        "\"clear\" (every popup), \"warning\" (no recovery popups) or \"critical\"",
                     ))
                 }
             },
-        };
-        let client_ca = match a.client_ca.as_deref().map(str::trim) {
-            None | Some("netdata") => ClientCa::Netdata,
-            Some("") => {
-                return Err(ConfigError::invalid(
-                    "auth.client_ca",
-                    "\"\"",
-                    "\"netdata\" (the built-in Netdata Root CA) or the path of a PEM bundle",
-                ))
+        },
+        quiet_hours: match n.quiet_hours.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            None => None,
+            Some(q) => {
+                let bad = || {
+                    ConfigError::invalid(
+                        "notifications.quiet_hours",
+                        format!("{q:?}"),
+                        "two 24-hour times, like \"22:00-07:00\"",
+                    )
+                };
+                let (from, to) = q.split_once('-').ok_or_else(bad)?;
+                let t = |s: &str| chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| bad());
+                Some(crate::policy::QuietHours {
+                    from: t(from)?,
+                    to: t(to)?,
+                    allow_critical: n.quiet_hours_allow_critical.unwrap_or(true),
+                })
             }
-            Some(p) => ClientCa::File(resolve(PathBuf::from(p))),
-        };
-        let client_names: Vec<String> = a
-            .client_names
-            .unwrap_or_else(|| DEFAULT_CLIENT_NAMES.iter().map(|s| s.to_string()).collect())
-            .into_iter()
-            .map(|n| n.trim().to_ascii_lowercase())
-            .collect();
-        if client_certificate != ClientCertMode::Off
-            && (client_names.is_empty() || client_names.iter().any(String::is_empty))
-        {
-            return Err(ConfigError::invalid(
-                "auth.client_names",
-                format!("{client_names:?}"),
-                "a list of non-empty names, like [\"app.netdata.cloud\", \"api.netdata.cloud\"]",
-            ));
-        }
-        let method_word = a.method.as_deref().map(str::trim).unwrap_or("none").to_ascii_lowercase();
-        let method = match method_word.as_str() {
-            "none" => AuthMethod::None,
-            "basic" => {
-                let username = a.username.filter(|u| !u.is_empty()).ok_or_else(|| {
-                    ConfigError::invalid("auth.username", "(missing)", "a user name when auth.method = \"basic\"")
-                })?;
-                if username.contains(':') {
-                    return Err(ConfigError::invalid(
-                        "auth.username",
-                        format!("{username:?}"),
-                        "a user name without \":\" (Basic auth cannot carry one)",
-                    ));
-                }
-                AuthMethod::Basic { username, password: required_secret("auth.password", a.password, "basic")? }
-            }
-            "bearer" => AuthMethod::Bearer { token: required_secret("auth.token", a.token, "bearer")? },
-            other => {
-                return Err(ConfigError::invalid(
-                    "auth.method",
-                    format!("{other:?}"),
-                    "\"none\", \"basic\" or \"bearer\"",
-                ))
-            }
-        };
-        let mut headers = Vec::new();
-        for (name, value) in a.headers.unwrap_or_default() {
-            let key = format!("auth.headers.{name}");
-            let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
-                ConfigError::invalid(&key, format!("{name:?}"), "a valid HTTP header name (letters, digits, - and _)")
-            })?;
-            if matches!(
-                header.as_str(),
-                "authorization" | "host" | "content-length" | "content-type" | "transfer-encoding"
-            ) {
-                return Err(ConfigError::invalid(
-                    &key,
-                    format!("{name:?}"),
-                    "a header other than Authorization, Host, Content-Length, Content-Type or Transfer-Encoding",
-                ));
-            }
-            if value.expose().is_empty() || HeaderValue::from_str(value.expose()).is_err() {
-                return Err(ConfigError::invalid(&key, "(hidden)", "a non-empty value of visible ASCII characters"));
-            }
-            headers.push((header, value));
-        }
-        let challenge_secret = a.challenge_secret.filter(|s| !s.expose().is_empty());
-        let auth = AuthConfig {
-            client_certificate,
-            client_ca,
-            client_names,
-            method,
-            challenge_secret,
-            headers,
-            max_failures_per_minute: int_in("auth.max_failures_per_minute", a.max_failures_per_minute, 10, 1, 10_000)?
-                as u32,
-        };
-        if !auth.has_authentication() && !a.allow_unauthenticated.unwrap_or(false) {
-            return Err(ConfigError::invalid(
-                "auth",
-                "(no authentication)",
-                "at least one of: auth.client_certificate = \"required\", auth.method = \"basic\" or \"bearer\", or an [auth.headers] entry. \
-                 The receiver faces the internet; set auth.allow_unauthenticated = true only if something else protects it",
-            ));
-        }
-
-        let n = self.notifications;
-        let notifications = NotificationsConfig {
-            enabled: n.enabled.unwrap_or(true),
-            max_popups_per_minute: int_in("notifications.max_popups_per_minute", n.max_popups_per_minute, 10, 1, 1000)?
-                as u32,
-            min_severity: match n.min_severity.as_deref().map(|w| w.trim().to_ascii_lowercase()) {
-                None => crate::policy::MinSeverity::Clear,
-                Some(w) => match w.as_str() {
-                    "clear" => crate::policy::MinSeverity::Clear,
-                    "warning" => crate::policy::MinSeverity::Warning,
-                    "critical" => crate::policy::MinSeverity::Critical,
-                    _ => {
-                        return Err(ConfigError::invalid(
-                            "notifications.min_severity",
-                            format!("{w:?}"),
-                            "\"clear\" (every popup), \"warning\" (no recovery popups) or \"critical\"",
-                        ))
-                    }
-                },
-            },
-            quiet_hours: match n.quiet_hours.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-                None => None,
-                Some(q) => {
-                    let bad = || {
-                        ConfigError::invalid(
-                            "notifications.quiet_hours",
-                            format!("{q:?}"),
-                            "two 24-hour times, like \"22:00-07:00\"",
-                        )
-                    };
-                    let (from, to) = q.split_once('-').ok_or_else(bad)?;
-                    let t = |s: &str| chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| bad());
-                    Some(crate::policy::QuietHours {
-                        from: t(from)?,
-                        to: t(to)?,
-                        allow_critical: n.quiet_hours_allow_critical.unwrap_or(true),
-                    })
-                }
-            },
-        };
-        let store = StoreConfig {
-            retention_days: int_in("store.retention_days", self.store.retention_days, 90, 0, 36_500)? as u32,
-        };
-        let tunnel = validate_tunnel(self.tunnel)?;
-        Ok(Config { server, tls, auth, notifications, store, tunnel })
-    }
+        },
+    })
 }
 
 fn validate_acme(
@@ -1033,6 +1100,33 @@ mod tests {
         Config::from_toml("[auth]\nallow_unauthenticated = true").unwrap();
         Config::from_toml("[auth]\nclient_certificate = \"required\"").unwrap();
         Config::from_toml("[auth.headers]\nX-Key = \"v\"").unwrap();
+    }
+
+    #[test]
+    fn every_setting_at_fault_is_named_in_the_files_order() {
+        let e =
+            err("[server]\nlisten = \"nowhere\"\n[auth]\nmethod = \"digest\"\n[auth.headers]\n\"Bad Name\" = \"v\"\n\
+             [notifications]\nquiet_hours = \"late\"\n[store]\nretention_days = -1\n[tunnel]\ncommand = \"bore 'x\"");
+        let ConfigError::Several(all) = &e else { panic!("one error only: {e}") };
+        let keys: Vec<_> = all.iter().map(|p| p.key().unwrap_or("?")).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.listen",
+                "auth.method",
+                "auth.headers.Bad Name",
+                "notifications.quiet_hours",
+                "store.retention_days",
+                "tunnel.command"
+            ]
+        );
+        // A broken auth.method is one mistake, not also "no authentication".
+        assert_eq!(e.key(), Some("server.listen"));
+        let text = e.to_string();
+        assert!(text.starts_with("6 settings are not accepted:\n  - server.listen = \"nowhere\""), "{text}");
+        assert!(text.contains("\n  - auth.method = \"digest\" is not accepted"), "{text}");
+        // One mistake is reported as itself.
+        assert!(matches!(err("[auth]\nmethod = \"digest\""), ConfigError::Invalid { .. }));
     }
 
     #[test]

@@ -60,6 +60,12 @@ fn a_bad_config_exits_2_naming_key_value_and_accepted() {
         ),
         ("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\nflavour = 1", "line 4: flavour:", "unknown field `flavour`"),
         ("[auth]\nclient_certificate = \"optional\"", "allow_unauthenticated", "auth.method"),
+        // Every mistake at once, not one per run.
+        (
+            "[server]\nlisten = \"nowhere\"\n[auth]\nmethod = \"digest\"\n[store]\nretention_days = -1",
+            "3 settings are not accepted:\n  - server.listen = \"nowhere\"",
+            "\n  - auth.method = \"digest\" is not accepted: \"none\", \"basic\" or \"bearer\"\n  - store.retention_days = -1",
+        ),
     ];
     for (i, (toml, key, accepted)) in cases.iter().enumerate() {
         let p = dir.path().join(format!("bad{i}.toml"));

@@ -106,9 +106,11 @@ async function keepingFocus(redraw) {
   try {
     await redraw();
   } finally {
-    focusKeeper.depth--;
-    restoreFocus(focusKeeper.mark);
-    if (!focusKeeper.depth) focusKeeper.mark = null;
+    // Only once every redraw is done: one that finishes early may find the rows not drawn yet.
+    if (--focusKeeper.depth === 0) {
+      restoreFocus(focusKeeper.mark);
+      focusKeeper.mark = null;
+    }
   }
 }
 
@@ -468,13 +470,18 @@ function showErrors(err) {
   $("#form-error").textContent = "";
   if (!err) return;
   if (typeof err === "string") err = { message: err };
-  const field = err.key && fieldOf(err.key);
-  if (field && err.key !== "auth") {
-    field.classList.add("invalid");
-    $(".error", field).textContent = err.message;
-  } else {
-    $("#form-error").textContent = err.message;
+  // Several settings at fault: each shows at its own field.
+  const formErrors = [];
+  for (const p of err.problems && err.problems.length ? err.problems : [err]) {
+    const field = p.key && fieldOf(p.key);
+    if (field && p.key !== "auth") {
+      field.classList.add("invalid");
+      $(".error", field).textContent = p.message;
+    } else {
+      formErrors.push(p.message);
+    }
   }
+  $("#form-error").textContent = formErrors.join("\n");
 }
 
 async function validate() {
@@ -567,7 +574,9 @@ async function save() {
   } catch (e) {
     showErrors(e);
     result.className = "result bad";
-    result.textContent = `Not saved: ${errorText(e)}`;
+    result.textContent = e.problems && e.problems.length
+      ? `Not saved: ${e.problems.length} settings need fixing, each shown at its field`
+      : `Not saved: ${errorText(e)}`;
     if (e.key) focusField(e.key);
   }
   drawReceiver();

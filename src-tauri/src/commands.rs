@@ -22,20 +22,39 @@ pub struct CommandError {
     pub code: &'static str,
     /// A sentence for the user.
     pub message: String,
-    /// The config key at fault, for `invalid_config`.
+    /// The config key at fault, for `invalid_config` (the first one's, when several are).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// When several settings are at fault, each one, so that the page shows each at its field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// One setting at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Its key, when the problem is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 impl CommandError {
     fn new(code: &'static str, message: impl ToString) -> CommandError {
-        CommandError { code, message: message.to_string(), key: None }
+        CommandError { code, message: message.to_string(), key: None, problems: Vec::new() }
     }
 }
 
 impl From<ConfigError> for CommandError {
     fn from(e: ConfigError) -> CommandError {
-        CommandError { code: "invalid_config", key: e.key().map(str::to_string), message: e.to_string() }
+        let problems = match &e {
+            ConfigError::Several(all) => {
+                all.iter().map(|p| Problem { key: p.key().map(str::to_string), message: p.to_string() }).collect()
+            }
+            _ => Vec::new(),
+        };
+        CommandError { code: "invalid_config", key: e.key().map(str::to_string), message: e.to_string(), problems }
     }
 }
 
@@ -329,6 +348,16 @@ mod tests {
                 "message": "auth.method = \"x\" is not accepted: \"none\", \"basic\" or \"bearer\""
             })
         );
+        let two = "[server]\nlisten = \"nowhere\"\n[auth]\nmethod = \"x\"";
+        let e = CommandError::from(alertray::config::Config::from_toml(two).unwrap_err());
+        assert_eq!(
+            serde_json::to_value(&e).unwrap()["problems"],
+            serde_json::json!([
+                {"key": "server.listen", "message": "server.listen = \"nowhere\" is not accepted: an IP address and port, like \"127.0.0.1:8443\" or \"[::1]:8443\""},
+                {"key": "auth.method", "message": "auth.method = \"x\" is not accepted: \"none\", \"basic\" or \"bearer\""},
+            ])
+        );
+        assert_eq!(e.key.as_deref(), Some("server.listen"));
         let e = CommandError::new("not_found", "gone");
         assert_eq!(serde_json::to_value(&e).unwrap(), serde_json::json!({"code": "not_found", "message": "gone"}));
     }

@@ -401,6 +401,15 @@ def run_ui_test(args, work: Path, desktop: Desktop):
                     "try { const raw = readForm(); invoke('validate_settings', {raw}).then(() => done(['ok', JSON.stringify(raw)]), (err) => done(['err', JSON.stringify(err), JSON.stringify(raw)])); } catch (x) { done(['throw', String(x)]); }")
                 raise AssertionError(f"{e}: {state} {direct}") from None
             assert field is not None
+            # A second mistake: each shows at its own field, at the same time.
+            quiet = driver.find_element(By.ID, "f-notifications-quiet_hours")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", quiet)
+            quiet.send_keys(Keys.CONTROL, "a")
+            quiet.send_keys("late")
+            error_at = lambda key: driver.find_element(By.CSS_SELECTOR, f'.field[data-key="{key}"] .error').text  # noqa: E731
+            wait_for("both mistakes, each at its field", lambda: "notifications.quiet_hours = \"late\"" in error_at(
+                "notifications.quiet_hours") and "auth.token" in error_at("auth.token"), 10)
+            assert "auth.token" not in error_at("notifications.quiet_hours"), error_at("notifications.quiet_hours")
         check("Settings validates inline with the core's messages", settings_inline)
 
         def settings_unsaved():
@@ -461,11 +470,17 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             ActionChains(driver).send_keys(Keys.ENTER).perform()
             wait_for("the row acknowledged", lambda: "acknowledged" in next(
                 r for r in rows() if r.get_attribute("data-key") == key).get_attribute("class"), 10)
-            assert focused() == [key, "ack"], f"after acknowledging: {focused()}"
+            # The focus comes back once the redraws are done: wait for them, then say where it is.
+            def focus_on(want, when):
+                try:
+                    wait_for(f"the focus {when}", lambda: focused() == want, 3)
+                except AssertionError:
+                    raise AssertionError(f"{when}: the focus is on {focused()}, not {want}") from None
+            focus_on([key, "ack"], "after acknowledging")
             # A notification arriving redraws the list: the focus stays put.
             receiver.post(fixture("netdata-alert-warning.json", alert__name="e2e_focus_live", alert__transition_id="e2e-focus-live"))
             wait_for("the live update", lambda: any("e2e_focus_live" in r.text for r in rows()), 10)
-            assert focused() == [key, "ack"], f"after a live update: {focused()}"
+            focus_on([key, "ack"], "after a live update")
             # Dismissed by keyboard, the row goes and the focus moves to the row in its place.
             order = [r.get_attribute("data-key") for r in rows()]
             driver.execute_script("arguments[0].focus()", next(
@@ -474,7 +489,7 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             ActionChains(driver).send_keys(Keys.ENTER).perform()
             wait_for("the row dismissed", lambda: all(r.get_attribute("data-key") != key for r in rows()), 10)
             after = order[order.index(key) + 1] if order.index(key) + 1 < len(order) else order[order.index(key) - 1]
-            assert focused() == [after, "dismiss"], f"after dismissing: {focused()}, expected {[after, 'dismiss']}"
+            focus_on([after, "dismiss"], "after dismissing")
         check("keyboard focus stays on its alert's button across acknowledge, live updates and dismiss", keyboard_focus)
     finally:
         try:
