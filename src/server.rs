@@ -172,12 +172,13 @@ async fn delivery_handler(
         // guesses must not lock Netdata out.
         (Ok(how), Some(_)) if state.strong_secrets || by_certificate(&state.config, &cert) => how,
         (_, Some(retry)) => {
-            tracing::warn!(%peer, "refused: too many authentication failures, retry in {}s", retry.as_secs());
+            let secs = whole_seconds_after(retry);
+            tracing::warn!(%peer, "refused: too many authentication failures, retry in {secs}s");
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many authentication failures from this address",
             )
-            .with_header(header::RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1))));
+            .with_header(header::RETRY_AFTER, HeaderValue::from(secs)));
         }
         (Ok(how), None) => how,
         (Err(f), None) => {
@@ -255,6 +256,12 @@ async fn delivery_handler(
     }
 }
 
+/// `wait` in whole seconds, rounded up (at least 1): a client that waits as long as
+/// `Retry-After` says is not refused again for having come a fraction of a second early.
+fn whole_seconds_after(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// `true` when a request that passed [`auth::check`] did so with a client certificate (which
 /// then verified against the trusted roots and carries an accepted name).
 fn by_certificate(config: &Config, cert: &PeerCertificate) -> bool {
@@ -284,6 +291,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let active = Arc::new(Semaphore::new(config.server.max_connections));
+    let served = Arc::new(ServedConnections::default());
     let pending = Arc::new(PendingConnections::new(pending_cap(config.server.max_connections)));
     let tracker = TaskTracker::new();
     let timeout = config.server.request_timeout;
@@ -307,9 +315,9 @@ pub async fn serve(
         let (id, evicted) = pending.admit();
         let conn =
             Conn { peer, acceptor: acceptor.clone(), router: router.clone(), timeout, shutdown: shutdown.clone() };
-        let (pending, active) = (pending.clone(), active.clone());
+        let slots = Slots { pending: pending.clone(), active: active.clone(), served: served.clone() };
         tracker.spawn(async move {
-            serve_connection(tcp, conn, id, evicted, pending, active).await;
+            serve_connection(tcp, conn, id, evicted, slots).await;
         });
     }
     tracker.close();
@@ -394,6 +402,99 @@ impl PendingConnections {
     }
 }
 
+/// The connections being served (past their handshake, holding a slot), and what each is
+/// doing, so that an idle one can give its slot to a newcomer.
+#[derive(Default)]
+struct ServedConnections {
+    by_age: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<Activity>>>,
+}
+
+/// What one served connection is doing.
+struct Activity {
+    /// Requests being answered on it.
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// When it last had none (or was opened), in ms since `opened`.
+    idle_since_ms: std::sync::atomic::AtomicU64,
+    opened: Instant,
+    /// Cancelled to make it close (it is idle and its slot is needed).
+    evict: CancellationToken,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: Default::default(),
+            idle_since_ms: Default::default(),
+            opened: Instant::now(),
+            evict: CancellationToken::new(),
+        }
+    }
+
+    /// How long it has had no request in flight; `None` while it has one.
+    fn idle_for(&self) -> Option<Duration> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.in_flight.load(SeqCst) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(SeqCst));
+        Some(self.opened.elapsed().saturating_sub(since))
+    }
+
+    /// Marks a request begun; the guard marks it done when dropped.
+    fn begin(self: &Arc<Activity>) -> RequestGuard {
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        RequestGuard(self.clone())
+    }
+}
+
+struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.0.idle_since_ms.store(self.0.opened.elapsed().as_millis() as u64, SeqCst);
+        self.0.in_flight.fetch_sub(1, SeqCst);
+    }
+}
+
+impl ServedConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Arc<Activity>>> {
+        self.by_age.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, id: u64) -> Arc<Activity> {
+        let activity = Arc::new(Activity::new());
+        self.lock().insert(id, activity.clone());
+        activity
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Asks the oldest connection with no request in flight to close, so that its slot goes
+    /// to a newcomer. `false` when every connection is busy.
+    fn evict_idle(&self) -> bool {
+        let mut by_age = self.lock();
+        let Some(id) = by_age.iter().find(|(_, a)| a.idle_for().is_some()).map(|(id, _)| *id) else {
+            return false;
+        };
+        if let Some(a) = by_age.remove(&id) {
+            a.evict.cancel();
+        }
+        true
+    }
+}
+
+/// The bounds one connection is served within.
+struct Slots {
+    /// Connections waiting for their handshake (or a slot).
+    pending: Arc<PendingConnections>,
+    /// Slots: at most server.max_connections are served at once.
+    active: Arc<Semaphore>,
+    served: Arc<ServedConnections>,
+}
+
 /// What serving one connection needs.
 struct Conn {
     peer: SocketAddr,
@@ -403,15 +504,9 @@ struct Conn {
     shutdown: CancellationToken,
 }
 
-async fn serve_connection(
-    tcp: TcpStream,
-    conn: Conn,
-    id: u64,
-    evicted: CancellationToken,
-    pending: Arc<PendingConnections>,
-    active: Arc<Semaphore>,
-) {
+async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: CancellationToken, slots: Slots) {
     let Conn { peer, acceptor, router, timeout, shutdown } = conn;
+    let Slots { pending, active, served } = slots;
     let _ = tcp.set_nodelay(true);
     let handshake = tokio::select! {
         r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => Some(r),
@@ -435,11 +530,19 @@ async fn serve_connection(
             return;
         }
     };
-    // At most server.max_connections are served at once; the others wait for a slot, still
-    // counted (and evictable) as waiting, so that waiting connections stay bounded too.
-    let permit = tokio::select! {
-        p = tokio::time::timeout(timeout, active.acquire_owned()) => p.ok().and_then(Result::ok),
-        _ = evicted.cancelled() => None,
+    // At most server.max_connections are served at once. When all are taken, the oldest one
+    // with no request in flight gives its slot up: a connection that only holds a slot cannot
+    // keep a delivery out. When every one is busy, this one waits, still counted (and
+    // evictable) as waiting, so that waiting connections stay bounded too.
+    let permit = match active.clone().try_acquire_owned() {
+        Ok(p) => Some(p),
+        Err(_) => {
+            served.evict_idle();
+            tokio::select! {
+                p = tokio::time::timeout(timeout, active.acquire_owned()) => p.ok().and_then(Result::ok),
+                _ = evicted.cancelled() => None,
+            }
+        }
     };
     pending.done(id);
     let Some(_permit) = permit else {
@@ -461,10 +564,17 @@ async fn serve_connection(
             .unwrap_or_default(),
     };
     let info = ConnectionInfo { peer, cert };
+    let activity = served.add(id);
+    let requests = activity.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(info.clone());
         let router = router.clone();
-        async move { router.oneshot(req.map(Body::new)).await }
+        let request = requests.begin();
+        async move {
+            let response = router.oneshot(req.map(Body::new)).await;
+            drop(request);
+            response
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -484,23 +594,52 @@ async fn serve_connection(
     tokio::pin!(conn);
     let age = tokio::time::sleep(MAX_CONNECTION_AGE);
     tokio::pin!(age);
+    // A connection with no request in flight for the request timeout is closed, whatever it
+    // does meanwhile: before its first request (hyper's own timer starts only at a first
+    // byte) or answering HTTP/2 pings. Checked at half the timeout, so it closes within 1.5x.
+    let mut idle_check = tokio::time::interval(timeout / 2);
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A connection asked to close gets the request timeout to finish what it is answering.
+    let hard_stop = tokio::time::sleep(timeout);
+    tokio::pin!(hard_stop);
     let mut closing = false;
     loop {
-        tokio::select! {
+        let why = tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(%peer, "connection ended: {e}");
                 }
                 break;
             }
-            _ = shutdown.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
+            _ = &mut hard_stop, if closing => {
+                tracing::debug!(%peer, "connection did not close within {}s of being asked to; dropped", timeout.as_secs());
+                break;
             }
-            _ = &mut age, if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-        }
+            _ = shutdown.cancelled(), if !closing => "shutting down",
+            _ = &mut age, if !closing => "it reached the longest connection age",
+            _ = activity.evict.cancelled(), if !closing => "every slot is taken (server.max_connections) and it was idle",
+            _ = idle_check.tick(), if !closing => match activity.idle_for() {
+                Some(idle) if idle >= timeout => "it sent no request within server.request_timeout_secs",
+                _ => continue,
+            },
+        };
+        tracing::debug!(%peer, "closing the connection: {why}");
+        conn.as_mut().graceful_shutdown();
+        closing = true;
+        hard_stop.as_mut().reset(tokio::time::Instant::now() + timeout);
+    }
+    served.remove(id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds() {
+        assert_eq!(whole_seconds_after(Duration::from_millis(2_300)), 3);
+        assert_eq!(whole_seconds_after(Duration::from_secs(3)), 3);
+        assert_eq!(whole_seconds_after(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds_after(Duration::ZERO), 1);
     }
 }

@@ -206,12 +206,24 @@ async fn renewed_certificate_files_are_picked_up_without_a_restart() {
     assert_eq!(cn, "second");
 }
 
+/// A TLS connection with a POST in flight: its body is announced and never sent.
+async fn busy_connection(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut tls = raw_tls(s).await;
+    tls.write_all(
+        b"POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer test-token\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tls.flush().await.unwrap();
+    tls
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_cap_wait_until_one_closes() {
+async fn connections_beyond_the_cap_wait_while_every_slot_is_busy() {
     let s = TestServer::start(&format!("[server]\nmax_connections = 2\nrequest_timeout_secs = 30\n{BEARER}")).await;
-    let held1 = raw_tls(&s).await;
-    let held2 = raw_tls(&s).await;
-    // A third connection is not served while two are held: its request gets no answer.
+    let busy1 = busy_connection(&s).await;
+    let _busy2 = busy_connection(&s).await;
+    // A third connection is not served while both slots answer a request: it gets no answer.
     let mut third = raw_tls(&s).await;
     let ask = async move {
         third.write_all(b"GET /?crc_token=t HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
@@ -220,11 +232,52 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     let answer = tokio::spawn(ask);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!answer.is_finished(), "the third connection was served beyond the cap");
-    drop(held1);
+    drop(busy1);
     let answer =
         tokio::time::timeout(Duration::from_secs(10), answer).await.expect("served once a slot freed").unwrap();
     assert!(answer.unwrap_or_default().starts_with("HTTP/1.1 200"), "answered once a slot freed");
-    drop(held2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_gives_its_slot_to_a_delivery() {
+    // Both slots held by connections that never send a request: a delivery still goes through
+    // at once (not after the 30 s timeout), and the oldest idle connection is closed for it.
+    let s = TestServer::start(&format!("[server]\nmax_connections = 2\nrequest_timeout_secs = 30\n{BEARER}")).await;
+    let mut oldest = raw_tls(&s).await;
+    let _idle = raw_tls(&s).await;
+    let resp = tokio::time::timeout(Duration::from_secs(10), s.post(unique_alert()))
+        .await
+        .expect("a delivery waited behind idle connections");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        read_to_close(&mut oldest, Duration::from_secs(10)).await.as_deref(),
+        Some(""),
+        "the oldest idle one closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_sends_a_request_is_closed() {
+    let s = TestServer::start(&format!("{SHORT_TIMEOUT}{BEARER}")).await;
+    let mut tls = raw_tls(&s).await;
+    // The server closes it well before this generous bound (its timeout is 1 s).
+    assert_eq!(read_to_close(&mut tls, Duration::from_secs(10)).await.as_deref(), Some(""), "held open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_that_only_answers_pings_is_closed() {
+    // hyper's HTTP/2 client answers the server's pings, as a well-behaved idle client does;
+    // the server still closes a connection that sends no request.
+    let s = TestServer::start(&format!("{SHORT_TIMEOUT}{BEARER}")).await;
+    let mut cfg = (*client_config(&s.server_cert_pem())).clone();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = connect(s.addr, Arc::new(cfg)).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let (_sender, conn) =
+        hyper::client::conn::http2::handshake::<_, _, axum::body::Body>(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), conn).await.expect("an idle HTTP/2 connection was held open").ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
