@@ -147,17 +147,31 @@ fn scheme_param<'a>(value: &'a [u8], scheme: &str) -> Option<&'a [u8]> {
     (head.eq_ignore_ascii_case(scheme.as_bytes()) && rest.first() == Some(&b' ')).then(|| &rest[1..])
 }
 
-/// Estimated strength of a secret against guessing, in bits: the number of different pairs of
-/// neighbouring characters in it (plus one) times log2 of the number of different
-/// characters. A repeated word or pattern counts once, so "netdata-netdata-netdata-..."
-/// scores as little as "netdata-"; random text scores about its length times log2 of its
-/// alphabet.
+/// Estimated strength of a secret against guessing, in bits: the lower of two estimates.
+///
+/// - zxcvbn's, which knows common passwords, words, names, keyboard walks, sequences, dates
+///   and l33t spellings, but stops counting at about 64 bits;
+/// - the number of different pairs of neighbouring characters in it (plus one) times log2 of
+///   the number of different characters. A repeated word or pattern counts once, so
+///   "netdata-netdata-netdata-..." scores as little as "netdata-"; random text scores about
+///   its length times log2 of its alphabet.
+///
+/// zxcvbn's estimate counts only when it is below its ceiling.
 fn guess_bits(secret: &str) -> f64 {
     let chars: Vec<char> = secret.chars().collect();
     let distinct: std::collections::HashSet<char> = chars.iter().copied().collect();
     let pairs: std::collections::HashSet<(char, char)> = chars.windows(2).map(|w| (w[0], w[1])).collect();
-    (pairs.len() + 1) as f64 * (distinct.len().max(1) as f64).log2()
+    let varied = (pairs.len() + 1) as f64 * (distinct.len().max(1) as f64).log2();
+    let patterns = zxcvbn::zxcvbn(secret, &[]).guesses_log10() * std::f64::consts::LOG2_10;
+    if patterns < ZXCVBN_CEILING_BITS {
+        varied.min(patterns)
+    } else {
+        varied
+    }
 }
+
+/// Where zxcvbn stops counting (its guesses are a u64): 64 bits, less rounding.
+const ZXCVBN_CEILING_BITS: f64 = 63.9;
 
 /// Secrets scoring this many bits together cannot be guessed online, throttled or not: at
 /// the receiver's top speed (tens of thousands of answers a second) 2^96 guesses take
@@ -265,6 +279,10 @@ mod tests {
         assert!(secrets_are_strong(&bearer("Tr0ub4dor&3-correct-horse-battery-staple")));
         for weak in [
             "test-token",
+            // Long and varied, but a keyboard walk and a famous password, spelled l33t.
+            "qwertyuiopasdfghjklzxcvbnm",
+            "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik,9ol.",
+            "P@ssw0rd123456789!P@ssw0rd123456789!",
             "hunter2",
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             "abababababababababababababababab",
