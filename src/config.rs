@@ -402,6 +402,16 @@ fn required_secret(key: &str, v: Option<Secret>, method: &str) -> Result<Secret,
     }
 }
 
+/// Whether a secret sent in a header starts or ends with white space, which HTTP drops from
+/// what the client sends: such a secret could never match.
+fn padded(secret: &Secret) -> bool {
+    let s = secret.expose();
+    s.trim() != s
+}
+
+const PADDED: &str =
+    "a value without spaces or tabs at either end (HTTP drops them from what Netdata sends, so it could never match)";
+
 /// The keys whose values are secrets wherever they appear (`[auth]`'s and every
 /// `[auth.headers]` entry's).
 const SECRET_KEYS: [&str; 3] = ["token", "password", "challenge_secret"];
@@ -685,7 +695,13 @@ fn auth_method(a: &RawAuth) -> Result<AuthMethod, ConfigError> {
             }
             AuthMethod::Basic { username, password: required_secret("auth.password", a.password.clone(), "basic")? }
         }
-        "bearer" => AuthMethod::Bearer { token: required_secret("auth.token", a.token.clone(), "bearer")? },
+        "bearer" => {
+            let token = required_secret("auth.token", a.token.clone(), "bearer")?;
+            if padded(&token) {
+                return Err(ConfigError::invalid("auth.token", "(hidden)", PADDED));
+            }
+            AuthMethod::Bearer { token }
+        }
         other => {
             return Err(ConfigError::invalid("auth.method", format!("{other:?}"), "\"none\", \"basic\" or \"bearer\""))
         }
@@ -711,6 +727,9 @@ fn extra_headers(a: &RawAuth) -> Result<Vec<(HeaderName, Secret)>, ConfigError> 
         }
         if value.expose().is_empty() || HeaderValue::from_str(value.expose()).is_err() {
             return Err(ConfigError::invalid(&key, "(hidden)", "a non-empty value of visible ASCII characters"));
+        }
+        if padded(&value) {
+            return Err(ConfigError::invalid(&key, "(hidden)", PADDED));
         }
         headers.push((header, value));
     }
@@ -1100,6 +1119,24 @@ mod tests {
         Config::from_toml("[auth]\nallow_unauthenticated = true").unwrap();
         Config::from_toml("[auth]\nclient_certificate = \"required\"").unwrap();
         Config::from_toml("[auth.headers]\nX-Key = \"v\"").unwrap();
+    }
+
+    #[test]
+    fn a_secret_sent_in_a_header_has_no_spaces_at_its_ends() {
+        for (toml, key) in [
+            ("[auth]\nmethod = \"bearer\"\ntoken = \" tok3n-with-a-space \"", "auth.token"),
+            ("[auth]\nmethod = \"bearer\"\ntoken = \"tok3n\\t\"", "auth.token"),
+            ("[auth.headers]\nX-Key = \"v4lue \"", "auth.headers.X-Key"),
+        ] {
+            let e = err(toml);
+            assert_eq!(e.key(), Some(key), "{toml}");
+            let text = e.to_string();
+            assert!(text.contains("(hidden)") && text.contains("either end"), "{text}");
+            assert!(!text.contains("tok3n") && !text.contains("v4lue"), "{text}");
+        }
+        // Inside, and in a Basic password (sent encoded), spaces are fine.
+        Config::from_toml("[auth]\nmethod = \"bearer\"\ntoken = \"a b\"").unwrap();
+        Config::from_toml("[auth]\nmethod = \"basic\"\nusername = \"u\"\npassword = \" p \"").unwrap();
     }
 
     #[test]
