@@ -11,6 +11,7 @@ use crate::alerts::Event;
 use crate::app::{Alertray, Paths, ReceiverStatus};
 use crate::config::{self, Config};
 use crate::notify::DesktopNotifier;
+use crate::text::one_line;
 
 /// Why the headless receiver stopped with an error.
 #[derive(Debug)]
@@ -127,13 +128,14 @@ async fn log_events_until(mut events: broadcast::Receiver<Event>, core: Arc<Aler
             _ = shutdown.cancelled() => break,
             ev = events.recv() => match ev {
                 Ok(Event::Alert { change, alert, .. }) => {
-                    tracing::info!(host = %alert.host, alert = %alert.name, level = alert.level.label(), "{change:?}");
+                    let (host, name) = (one_line(&alert.host), one_line(&alert.name));
+                    tracing::info!(%host, alert = %name, level = alert.level.label(), "{change:?}");
                 }
                 Ok(Event::TestReceived { .. }) => {
                     tracing::info!("Test notification received; `alertray token` shows its verification token")
                 }
                 Ok(Event::Unknown { message, notification_id }) => {
-                    tracing::info!(id = notification_id, "notification of unknown shape: {message}")
+                    tracing::info!(id = notification_id, "notification of unknown shape: {}", one_line(&message))
                 }
                 Ok(Event::TunnelChanged) => {
                     let url = match core.config().await {

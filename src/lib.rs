@@ -28,6 +28,7 @@
 //! - [`tunnel`]: the user's tunnel command, supervised, and the public URL read from its output.
 //! - [`check`]: "Check connection", through the public URL as Netdata would go.
 //! - [`headless`]: `alertray serve`, the receiver without a window.
+//! - [`text`]: text from notifications made safe to show on one line.
 //! - [`app`]: paths and start-up wiring shared by the CLI and the desktop shell.
 
 pub mod acme;
@@ -44,6 +45,7 @@ pub mod payload;
 pub mod policy;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod tls;
 pub mod tray;
 pub mod tunnel;

@@ -9,6 +9,7 @@ use alertray::alerts::{Alert, Summary};
 use alertray::app::Paths;
 use alertray::config::{self, Config, ConfigError};
 use alertray::store::{self, HistoryQuery};
+use alertray::text::one_line;
 
 // The receiver allocates and frees a body, a JSON tree and a response per request from many
 // threads at once; mimalloc measured about 10% cheaper than glibc's allocator at load.
@@ -168,8 +169,8 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
                             "{}  {:<11} {:<20} {}",
                             local_time(r.received_ms),
                             r.status.as_deref().unwrap_or(&r.kind),
-                            r.host.as_deref().unwrap_or("-"),
-                            r.message
+                            one_line(r.host.as_deref().unwrap_or("-")),
+                            one_line(&r.message)
                         );
                     }
                 }
@@ -190,7 +191,12 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
                 (Some(t), true) => println!("{}", serde_json::to_string_pretty(&t).map_err(other)?),
                 (None, true) => println!("null"),
                 (Some(t), false) => {
-                    println!("{}  (received {}, {} ago)", t.token, local_time(t.received_ms), ago(t.received_ms))
+                    println!(
+                        "{}  (received {}, {} ago)",
+                        one_line(&t.token),
+                        local_time(t.received_ms),
+                        ago(t.received_ms)
+                    )
                 }
                 (None, false) => {
                     println!("No Test notification has arrived yet. Press Test in Netdata Cloud's webhook form.")
@@ -267,9 +273,9 @@ fn print_active(active: &[Alert]) {
         println!(
             "{:<11} {:<20} {:<28} {:<10} since {}{}",
             a.level.label(),
-            a.host,
-            a.name,
-            a.value.as_deref().unwrap_or(""),
+            one_line(&a.host),
+            one_line(&a.name),
+            one_line(a.value.as_deref().unwrap_or("")),
             local_time(a.since_ms),
             if a.acknowledged { "  (acknowledged)" } else { "" }
         );

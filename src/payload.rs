@@ -30,7 +30,7 @@ pub enum PayloadError {
     #[error("the body is not valid JSON: {0}")]
     NotJson(String),
     /// The body is JSON but not an object.
-    #[error("the body is JSON {0}, but a JSON object was expected")]
+    #[error("the body is {0} in JSON, but a JSON object was expected")]
     NotObject(&'static str),
     /// The body nests deeper than [`MAX_DEPTH`].
     #[error("the body nests deeper than {MAX_DEPTH} levels")]

@@ -163,13 +163,7 @@ const MAX_LABEL_CHARS: usize = 80;
 /// [`MAX_LABEL_CHARS`] with an ellipsis, and `&` doubled, since menus take a single `&` for a
 /// keyboard mnemonic ("R&D" showed as "RD").
 pub fn menu_text(text: &str) -> String {
-    let bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-    let words: Vec<String> = text
-        .split(char::is_whitespace)
-        .map(|w| w.chars().filter(|c| !c.is_control() && !bidi(*c)).collect::<String>())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let plain = words.join(" ");
+    let plain = crate::text::one_line(text);
     let cut = match plain.char_indices().nth(MAX_LABEL_CHARS) {
         Some((i, _)) => format!("{}…", plain[..i].trim_end()),
         None => plain,

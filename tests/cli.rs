@@ -169,6 +169,29 @@ fn serve_then_read_the_store_from_other_processes() {
 }
 
 #[test]
+fn text_from_a_sender_reaches_the_terminal_as_one_plain_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = write_config(dir.path(), "");
+    let data = dir.path().join("data");
+    let serve = Serve::start(&cfg, &data, port, &[], &["--no-popups"]);
+    let body = r#"{"message": "ansi \u001b[31mRED\u001b[0m\n2026-11-29T10:00:00Z ERROR alertray: FORGED"}"#;
+    assert_eq!(serve.post(body.as_bytes().to_vec()), 200);
+    let test = r#"{"message": "Test notification", "token": "tok-\u001b[2J-en\nd"}"#;
+    assert_eq!(serve.post(test.as_bytes().to_vec()), 200);
+    let d = data.to_str().unwrap();
+    let (_, out, _) = run(&["alerts", "--history", "--data-dir", d], &[]);
+    let line = out.lines().find(|l| l.contains("RED")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("ansi [31mRED[0m 2026-11-29T10:00:00Z ERROR alertray: FORGED"), "{out}");
+    assert!(!out.contains('\u{1b}') && !out.lines().any(|l| l.starts_with("2026-11-29T10:00:00Z")), "{out:?}");
+    let (_, out, _) = run(&["token", "--data-dir", d], &[]);
+    assert!(out.starts_with("tok-[2J-en d  (received"), "{out:?}");
+    let log = serve.terminate_and_read_log();
+    assert!(log.iter().any(|l| l.contains("unknown shape: ansi [31mRED[0m 2026-11-29T10:00:00Z ERROR")), "{log:?}");
+    assert!(!log.iter().any(|l| l.contains('\u{1b}')), "{log:?}");
+    assert!(!log.iter().any(|l| l.starts_with("2026-11-29T10:00:00Z ERROR")), "a forged log line: {log:?}");
+}
+
+#[test]
 fn first_run_creates_a_config_with_working_defaults() {
     let home = tempfile::tempdir().unwrap();
     let cfg_home = home.path().join("config");
