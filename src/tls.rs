@@ -440,7 +440,8 @@ pub fn receiver_tls(cfg: &Config, data_dir: &Path) -> Result<ReceiverTls, TlsErr
         }
     };
     let mut config = builder.with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.0 too: a client that offers only it (curl --http1.0) must not fail the handshake.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     if acme.is_some() {
         // Offered last, so only ACME validation connections (which offer nothing else) get it.
         config.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());

@@ -86,6 +86,17 @@ async fn a_stalled_tls_handshake_is_cut_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_0_client_is_answered() {
+    let s = TestServer::start(BEARER).await;
+    let mut cfg = (*client_config(&s.server_cert_pem())).clone();
+    cfg.alpn_protocols = vec![b"http/1.0".to_vec()];
+    let mut tls = connect(s.addr, Arc::new(cfg)).await.expect("the handshake offering only http/1.0");
+    tls.write_all(b"GET /?crc_token=abc HTTP/1.0\r\n\r\n").await.unwrap();
+    let answer = read_to_close(&mut tls, Duration::from_secs(10)).await.expect("answered and closed");
+    assert!(answer.starts_with("HTTP/1.0 200") && answer.contains("response_token"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_instead_of_tls_and_plain_http_are_refused() {
     let s = TestServer::start(BEARER).await;
     for junk in
