@@ -4,11 +4,12 @@
 //! naming the peer, never a secret.
 //!
 //! Limits: bodies over [`MAX_BODY_BYTES`] get 413; headers are bounded in size and must
-//! arrive within the request timeout, as must the TLS handshake and the body; idle
-//! keep-alive connections close after the same timeout; at most `server.max_connections` are
-//! served at once, the rest wait for a slot. Connections still in their TLS handshake are
-//! bounded too: beyond the bound the oldest is dropped, so a flood of idle connections
-//! cannot crowd out real deliveries.
+//! arrive within the request timeout, as must the TLS handshake and the body; connections
+//! with no request in flight close after the same timeout; at most `server.max_connections`
+//! are served at once, and when all are taken the one idle the longest gives its slot up
+//! (the rest wait for one). Connections still in their TLS handshake are bounded too: beyond
+//! the bound the oldest is dropped, so a flood of idle connections cannot crowd out real
+//! deliveries.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -413,8 +414,9 @@ struct ServedConnections {
 struct Activity {
     /// Requests being answered on it.
     in_flight: std::sync::atomic::AtomicUsize,
-    /// When it last had none (or was opened), in ms since `opened`.
-    idle_since_ms: std::sync::atomic::AtomicU64,
+    /// When its last request was answered (ms since `opened`). Bytes arriving do not count:
+    /// HTTP/2 pings, or a trickle of bytes, must not keep a connection that sends no request.
+    active_ms: std::sync::atomic::AtomicU64,
     opened: Instant,
     /// Cancelled to make it close (it is idle and its slot is needed).
     evict: CancellationToken,
@@ -424,19 +426,25 @@ impl Activity {
     fn new() -> Activity {
         Activity {
             in_flight: Default::default(),
-            idle_since_ms: Default::default(),
+            active_ms: Default::default(),
             opened: Instant::now(),
             evict: CancellationToken::new(),
         }
     }
 
-    /// How long it has had no request in flight; `None` while it has one.
+    /// Notes that a request was answered now.
+    fn touch(&self) {
+        let now = self.opened.elapsed().as_millis() as u64;
+        self.active_ms.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How long it has had no request in flight; `None` while it answers one.
     fn idle_for(&self) -> Option<Duration> {
         use std::sync::atomic::Ordering::SeqCst;
         if self.in_flight.load(SeqCst) > 0 {
             return None;
         }
-        let since = Duration::from_millis(self.idle_since_ms.load(SeqCst));
+        let since = Duration::from_millis(self.active_ms.load(SeqCst));
         Some(self.opened.elapsed().saturating_sub(since))
     }
 
@@ -451,11 +459,16 @@ struct RequestGuard(Arc<Activity>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.0.idle_since_ms.store(self.0.opened.elapsed().as_millis() as u64, SeqCst);
-        self.0.in_flight.fetch_sub(1, SeqCst);
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// How long a connection must have had no request in flight before it gives its slot to a
+/// newcomer: a client sending its requests one after the other keeps its connection. (One
+/// whose next request is arriving at the very moment it is chosen loses that request, as it
+/// would to any server closing an idle keep-alive connection; its client sends it again.)
+const EVICTABLE_AFTER: Duration = Duration::from_millis(500);
 
 impl ServedConnections {
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Arc<Activity>>> {
@@ -472,11 +485,16 @@ impl ServedConnections {
         self.lock().remove(&id);
     }
 
-    /// Asks the oldest connection with no request in flight to close, so that its slot goes
-    /// to a newcomer. `false` when every connection is busy.
+    /// Asks the connection idle the longest (no request in flight for at least
+    /// [`EVICTABLE_AFTER`]) to close, so that its slot goes to a newcomer. `false` when none
+    /// is.
     fn evict_idle(&self) -> bool {
         let mut by_age = self.lock();
-        let Some(id) = by_age.iter().find(|(_, a)| a.idle_for().is_some()).map(|(id, _)| *id) else {
+        let longest = by_age
+            .iter()
+            .filter_map(|(id, a)| a.idle_for().filter(|&idle| idle >= EVICTABLE_AFTER).map(|idle| (idle, *id)))
+            .max();
+        let Some((_, id)) = longest else {
             return false;
         };
         if let Some(a) = by_age.remove(&id) {
@@ -530,17 +548,31 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
             return;
         }
     };
-    // At most server.max_connections are served at once. When all are taken, the oldest one
-    // with no request in flight gives its slot up: a connection that only holds a slot cannot
-    // keep a delivery out. When every one is busy, this one waits, still counted (and
-    // evictable) as waiting, so that waiting connections stay bounded too.
+    if tls.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+        // An ACME CA validating TLS-ALPN-01: the handshake was the whole answer.
+        pending.done(id);
+        tracing::info!(%peer, "answered an ACME TLS-ALPN-01 validation");
+        return;
+    }
+    // At most server.max_connections are served at once. When all are taken, the one idle
+    // the longest gives its slot up: a connection that only holds a slot cannot keep a
+    // delivery out. While every one is busy, this one waits (asking again as they finish),
+    // still counted (and evictable) as waiting, so that waiting connections stay bounded too.
     let permit = match active.clone().try_acquire_owned() {
         Ok(p) => Some(p),
         Err(_) => {
-            served.evict_idle();
-            tokio::select! {
-                p = tokio::time::timeout(timeout, active.acquire_owned()) => p.ok().and_then(Result::ok),
-                _ = evicted.cancelled() => None,
+            let waited = tokio::time::sleep(timeout);
+            tokio::pin!(waited);
+            let mut ask = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    p = active.clone().acquire_owned() => break p.ok(),
+                    _ = &mut waited => break None,
+                    _ = evicted.cancelled() => break None,
+                    _ = ask.tick() => {
+                        served.evict_idle();
+                    }
+                }
             }
         }
     };
@@ -549,11 +581,6 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         tracing::warn!(%peer, "no free connection slot within {}s (server.max_connections); closing", timeout.as_secs());
         return;
     };
-    if tls.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
-        // An ACME CA validating TLS-ALPN-01: the handshake was the whole answer.
-        tracing::info!(%peer, "answered an ACME TLS-ALPN-01 validation");
-        return;
-    }
     let cert = PeerCertificate {
         names: tls
             .get_ref()
@@ -588,7 +615,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .max_concurrent_streams(64)
-        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_interval(Some(Duration::from_secs(20).min(timeout / 2)))
         .keep_alive_timeout(timeout);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);

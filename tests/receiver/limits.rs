@@ -217,15 +217,20 @@ async fn renewed_certificate_files_are_picked_up_without_a_restart() {
     assert_eq!(cn, "second");
 }
 
-/// A TLS connection with a POST in flight: its body is announced and never sent.
+/// A TLS connection with a POST in flight: its body is announced and never sent. Returns
+/// once the receiver has asked for the body (100 Continue), so the request is being handled.
 async fn busy_connection(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut tls = raw_tls(s).await;
-    tls.write_all(
-        b"POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer test-token\r\nContent-Length: 100\r\n\r\n{",
-    )
-    .await
-    .unwrap();
-    tls.flush().await.unwrap();
+    let head = "POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer test-token\r\n\
+                Content-Length: 100\r\nExpect: 100-continue\r\n\r\n";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("100 Continue\r\n\r\n") {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await.expect("100 Continue").unwrap();
+        assert!(n > 0, "closed before asking for the body: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
     tls
 }
 
