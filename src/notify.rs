@@ -271,6 +271,12 @@ impl StormGate {
 pub trait PopupFilter: Send + Sync + 'static {
     /// `true` to show the popup for `event`.
     fn allows(&self, event: &Event) -> bool;
+
+    /// `false` while no popup at all may be shown (popups turned off), storm summaries
+    /// included.
+    fn any(&self) -> bool {
+        true
+    }
 }
 
 /// A filter that holds nothing back.
@@ -300,7 +306,8 @@ pub async fn run_popups(
     loop {
         let popup = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tick.tick() => gate.take_summary(),
+            // Folds taken while popups are off are dropped with their summary.
+            _ = tick.tick() => gate.take_summary().filter(|_| filter.any()),
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     let Some(p) = popup_for(&ev).filter(|_| filter.allows(&ev)) else { continue };
@@ -311,9 +318,11 @@ pub async fn run_popups(
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("popups fell {n} events behind; counting them into the summary");
-                    for _ in 0..n {
-                        gate.fold(StormClass::Other);
+                    if filter.any() {
+                        tracing::warn!("popups fell {n} events behind; counting them into the summary");
+                        for _ in 0..n {
+                            gate.fold(StormClass::Other);
+                        }
                     }
                     None
                 }
@@ -322,7 +331,7 @@ pub async fn run_popups(
         };
         let Some(popup) = popup else { continue };
         let n = notifier.clone();
-        let summary = popup.summary.clone();
+        let summary = crate::text::one_line(&popup.summary);
         let result = tokio::task::spawn_blocking(move || n.show(&popup)).await;
         let err = match result {
             Ok(Ok(())) => {
@@ -502,6 +511,56 @@ mod tests {
             rooms: vec![Room { name: "All nodes".into(), url: None }],
             ..crate::alerts::sample_alert("k", level, "web1")
         }
+    }
+
+    /// Records the popups it is asked to show. (A stand-in for the notification server, which
+    /// tests/desktop.rs uses for real: here the question is only which popups are asked for,
+    /// with the settings changed while the loop runs.)
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl Notifier for Recorder {
+        fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
+            self.0.lock().unwrap().push(popup.summary.clone());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn popups_turned_off_mid_storm_show_no_summary() {
+        let (tx, rx) = broadcast::channel(64);
+        let recorder = Arc::new(Recorder::default());
+        let policy = crate::policy::SharedPolicy::new(Default::default());
+        let shutdown = CancellationToken::new();
+        let popups = tokio::spawn(run_popups(
+            rx,
+            recorder.clone(),
+            Arc::new(policy.clone()),
+            Arc::new(std::sync::atomic::AtomicU32::new(1)),
+            shutdown.clone(),
+        ));
+        let raise = |key: &str| Event::Alert {
+            change: Change::Raised,
+            alert: crate::alerts::sample_alert(key, Level::Warning, key),
+            previous: None,
+        };
+        // The summary is due at the loop's ticks, a second apart: the first passes now.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tx.send(raise("a")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while recorder.0.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "the first popup never came");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Two more fold into the storm; then popups go off before the summary is due.
+        tx.send(raise("b")).unwrap();
+        tx.send(raise("c")).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        policy.update(|p| p.off = true);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        shutdown.cancel();
+        popups.await.unwrap();
+        assert_eq!(*recorder.0.lock().unwrap(), ["a: cpu is Warning"]);
     }
 
     #[test]

@@ -184,6 +184,10 @@ impl PopupFilter for SharedPolicy {
     fn allows(&self, event: &Event) -> bool {
         self.0.read().unwrap_or_else(|p| p.into_inner()).allows_at(event, &Local::now())
     }
+
+    fn any(&self) -> bool {
+        !self.0.read().unwrap_or_else(|p| p.into_inner()).off
+    }
 }
 
 /// When "until 08:00" ends, seen from `now` (local time): the next 08:00, so that a snooze
