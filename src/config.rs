@@ -403,10 +403,21 @@ fn required_secret(key: &str, v: Option<Secret>, method: &str) -> Result<Secret,
 }
 
 /// Whether a secret sent in a header starts or ends with white space, which HTTP drops from
-/// what the client sends: such a secret could never match.
+/// what the client sends (and the receiver trims, as [`crate::auth`] does): such a secret
+/// could never match.
 fn padded(secret: &Secret) -> bool {
     let s = secret.expose();
-    s.trim() != s
+    s.trim_ascii() != s
+}
+
+/// `url` with a user name and password, if any, replaced by "(hidden)", to show it.
+fn without_userinfo(url: &str) -> String {
+    let rest_at = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[rest_at..].find(['/', '?', '#']).map_or(url.len(), |i| rest_at + i);
+    match url[rest_at..authority_end].rfind('@') {
+        Some(at) => format!("{}(hidden){}", &url[..rest_at], &url[rest_at + at..]),
+        None => url.to_string(),
+    }
 }
 
 const PADDED: &str =
@@ -514,7 +525,7 @@ fn validate_server(s: RawServer) -> Result<ServerConfig, ConfigError> {
             let bad = || {
                 ConfigError::invalid(
                     "server.public_url",
-                    format!("{u:?}"),
+                    format!("{:?}", without_userinfo(&u)),
                     "an https:// URL with a host, like \"https://name.ngrok.app/\" (Netdata only posts to HTTPS)",
                 )
             };
@@ -835,9 +846,12 @@ fn validate_tunnel(t: RawTunnel) -> Result<Option<crate::tunnel::TunnelConfig>, 
         return Ok(None);
     };
     let argv = shell_words::split(&command).map_err(|e| {
+        // Only the program is shown, as in the tunnel's log lines: its arguments may hold a
+        // token (ngrok --authtoken).
+        let program = command.split_whitespace().next().unwrap_or_default();
         ConfigError::invalid(
             "tunnel.command",
-            format!("{command:?}"),
+            format!("{program:?} ..."),
             format!("a command line quoted like in a shell ({e}), like \"cloudflared tunnel --url https://localhost:{{port}} --no-tls-verify\""),
         )
     })?;
@@ -1134,6 +1148,20 @@ mod tests {
             assert!(text.contains("(hidden)") && text.contains("either end"), "{text}");
             assert!(!text.contains("tok3n") && !text.contains("v4lue"), "{text}");
         }
+        // A password in a URL or a token in a tunnel command is not quoted either.
+        let e = err(
+            "[server]\npublic_url = \"https://me:s3cr3t@alerts.example.com/\"\n[auth]\nallow_unauthenticated = true",
+        );
+        assert!(
+            e.to_string().contains("\"https://(hidden)@alerts.example.com/\"") && !e.to_string().contains("s3cr3t"),
+            "{e}"
+        );
+        let e =
+            err("[tunnel]\ncommand = \"ngrok http 8443 --authtoken 's3cr3t\"\n[auth]\nallow_unauthenticated = true");
+        assert!(
+            e.to_string().starts_with("tunnel.command = \"ngrok\" ...") && !e.to_string().contains("s3cr3t"),
+            "{e}"
+        );
         // Inside, and in a Basic password (sent encoded), spaces are fine.
         Config::from_toml("[auth]\nmethod = \"bearer\"\ntoken = \"a b\"").unwrap();
         Config::from_toml("[auth]\nmethod = \"basic\"\nusername = \"u\"\npassword = \" p \"").unwrap();
