@@ -33,7 +33,7 @@ pub const DEFAULT_URL_PATTERNS: [&str; 5] = [
     r"listening at ([A-Za-z0-9.\-]+:\d+)",
     // Tailscale Funnel in TCP mode: "|-- tcp://desk.tail1234.ts.net:443 (TLS over TCP)" (the
     // lines after it give the machine's IP addresses, without the parenthesis)
-    r"\|-- (tcp://[A-Za-z0-9.\-]+:\d+) \(TLS (?:over TCP|terminated)\)",
+    r"\|-- (tcp://[A-Za-z0-9.\-]+:\d+) \(TLS over TCP\)",
     // ngrok with --log stdout: "... url=https://name.ngrok.app" or "url=tls://name.ngrok.app"
     r"\burl=((?:https|tls|tcp)://[^\s]+)",
     // cloudflared quick tunnels: "https://random-words.trycloudflare.com"
@@ -499,6 +499,8 @@ mod tests {
             // Tailscale's lines for the machine's addresses and for the local target
             "|-- tcp://100.101.102.103:443",
             "|--> tcp://localhost:8443",
+            // --tls-terminated-tcp forwards plain TCP, which this HTTPS receiver cannot serve
+            "|-- tcp://desk.tail1234.ts.net:443 (TLS terminated)",
             "listening at :80",
             // cloudflared's first lines link to its terms and its docs, not to the tunnel.
             "2026-11-29T10:00:00Z INF Thank you for trying Cloudflare Tunnel. Doing so, without a Cloudflare account, is a quick way to experiment and try it out. However, be aware that these account-less Tunnels have no uptime guarantee, are subject to the Cloudflare Online Services Terms of Use (https://www.cloudflare.com/website-terms/), and Cloudflare reserves the right to investigate your use of Tunnels for violations of such terms. If you intend to use Tunnels in production you should use a pre-created named tunnel by following: https://developers.cloudflare.com/cloudflare-one/connections/connect-networks",

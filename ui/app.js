@@ -311,7 +311,7 @@ const SETTINGS = [
   ] },
   { group: "Tunnel", anchor: "tunnel", fields: [
     { key: "tunnel.command", label: "Tunnel command", type: "text", placeholder: "cloudflared tunnel --url https://localhost:{port} --no-tls-verify", help: "Started with the receiver, restarted if it exits, stopped on quit. {port} is the receiver's port. Its public URL replaces Public URL." },
-    { key: "tunnel.url_pattern", label: "URL pattern", type: "text", placeholder: "(bore, ngrok and cloudflared are recognised)", help: "For other tunnels: a regular expression whose first group captures the public address in the tunnel's output." },
+    { key: "tunnel.url_pattern", label: "URL pattern", type: "text", placeholder: "(bore, ngrok, cloudflared and Tailscale Funnel are recognised)", help: "For other tunnels: a regular expression whose first group captures the public address in the tunnel's output." },
   ] },
   { group: "Certificate", fields: [
     { key: "tls.cert", label: "Certificate chain (PEM)", type: "text", placeholder: "leave empty for a self-signed certificate" },
