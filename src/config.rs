@@ -71,7 +71,7 @@ pub enum ConfigError {
         /// What would be accepted.
         accepted: String,
     },
-    /// More than one setting is at fault: each is named, in the file's order.
+    /// More than one setting is at fault: each is named, section by section.
     #[error("{} settings are not accepted:{}", .0.len(), .0.iter().map(|e| format!("\n  - {e}")).collect::<String>())]
     Several(Vec<ConfigError>),
     /// The file could not be written.
@@ -473,15 +473,16 @@ impl RawConfig {
 
     /// Validates every setting; relative paths are taken from `base_dir`. Every section is
     /// checked, so that one mistake does not hide the next: with several, the error is
-    /// [`ConfigError::Several`], one per setting at fault, in the file's order.
+    /// [`ConfigError::Several`], one per setting at fault, section by section.
     pub fn validate(self, base_dir: &Path) -> Result<Config, ConfigError> {
         let resolve = |p: PathBuf| if p.is_relative() { base_dir.join(p) } else { p };
         let mut problems = Vec::new();
-        let server = keep(&mut problems, validate_server(self.server));
-        // [tls.acme] takes its domain from server.public_url.
-        let tls = server.as_ref().and_then(|server| keep(&mut problems, validate_tls(self.tls, server, &resolve)));
+        // [tls.acme] takes its domain from server.public_url: checked when that one is right.
+        let url = public_url(self.server.public_url.clone());
+        let server = validate_server(self.server).map_err(|e| problems.extend(e)).ok();
+        let tls = url.ok().and_then(|url| keep(&mut problems, validate_tls(self.tls, url.as_ref(), &resolve)));
         let auth = validate_auth(self.auth, &resolve).map_err(|e| problems.extend(e)).ok();
-        let notifications = keep(&mut problems, validate_notifications(self.notifications));
+        let notifications = validate_notifications(self.notifications).map_err(|e| problems.extend(e)).ok();
         let store = keep(
             &mut problems,
             int_in("store.retention_days", self.store.retention_days, 90, 0, 36_500)
@@ -502,16 +503,41 @@ fn keep<T>(problems: &mut Vec<ConfigError>, checked: Result<T, ConfigError>) -> 
     checked.map_err(|e| problems.push(e)).ok()
 }
 
-fn validate_server(s: RawServer) -> Result<ServerConfig, ConfigError> {
-    let listen_text = s.listen.unwrap_or_else(|| "127.0.0.1:8443".into());
-    let listen: SocketAddr = listen_text.trim().parse().map_err(|_| {
+fn validate_server(s: RawServer) -> Result<ServerConfig, Vec<ConfigError>> {
+    let mut problems = Vec::new();
+    let listen = keep(&mut problems, listen_address(s.listen));
+    let path = keep(&mut problems, webhook_path(s.path));
+    let public_url = keep(&mut problems, public_url(s.public_url));
+    let max_connections = keep(&mut problems, int_in("server.max_connections", s.max_connections, 256, 1, 100_000));
+    let request_timeout =
+        keep(&mut problems, int_in("server.request_timeout_secs", s.request_timeout_secs, 10, 1, 300));
+    match (listen, path, public_url, max_connections, request_timeout) {
+        (Some(listen), Some(path), Some(public_url), Some(max_connections), Some(request_timeout)) => {
+            Ok(ServerConfig {
+                listen,
+                path,
+                public_url,
+                max_connections: max_connections as usize,
+                request_timeout: std::time::Duration::from_secs(request_timeout as u64),
+            })
+        }
+        _ => Err(problems),
+    }
+}
+
+fn listen_address(v: Option<String>) -> Result<SocketAddr, ConfigError> {
+    let text = v.unwrap_or_else(|| "127.0.0.1:8443".into());
+    text.trim().parse().map_err(|_| {
         ConfigError::invalid(
             "server.listen",
-            format!("{listen_text:?}"),
+            format!("{text:?}"),
             "an IP address and port, like \"127.0.0.1:8443\" or \"[::1]:8443\"",
         )
-    })?;
-    let path = s.path.unwrap_or_else(|| "/".into());
+    })
+}
+
+fn webhook_path(v: Option<String>) -> Result<String, ConfigError> {
+    let path = v.unwrap_or_else(|| "/".into());
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.contains("//") {
         return Err(ConfigError::invalid(
             "server.path",
@@ -519,52 +545,41 @@ fn validate_server(s: RawServer) -> Result<ServerConfig, ConfigError> {
             "a URL path starting with \"/\", without ?, # or spaces, like \"/\" or \"/netdata\"",
         ));
     }
-    let public_url = match s.public_url.filter(|u| !u.trim().is_empty()) {
-        None => None,
-        Some(u) => {
-            let bad = || {
-                ConfigError::invalid(
-                    "server.public_url",
-                    format!("{:?}", without_userinfo(&u)),
-                    "an https:// URL with a host, like \"https://name.ngrok.app/\" (Netdata only posts to HTTPS)",
-                )
-            };
-            let uri: Uri = u.trim().parse().map_err(|_| bad())?;
-            // No user name or password in it (it is shown and pasted into Netdata), and a
-            // port, if any, that is one.
-            let userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
-            // Anything after the host is a ":port" (the user info is refused above).
-            let port_text = uri.authority().is_some_and(|a| a.as_str().len() > a.host().len());
-            let bad_port = port_text && uri.port_u16().is_none_or(|p| p == 0);
-            if uri.scheme_str() != Some("https")
-                || uri.host().is_none_or(str::is_empty)
-                || uri.query().is_some()
-                || userinfo
-                || bad_port
-            {
-                return Err(bad());
-            }
-            Some(uri)
-        }
+    Ok(path)
+}
+
+fn public_url(v: Option<String>) -> Result<Option<Uri>, ConfigError> {
+    let Some(u) = v.filter(|u| !u.trim().is_empty()) else {
+        return Ok(None);
     };
-    Ok(ServerConfig {
-        listen,
-        path,
-        public_url,
-        max_connections: int_in("server.max_connections", s.max_connections, 256, 1, 100_000)? as usize,
-        request_timeout: std::time::Duration::from_secs(int_in(
-            "server.request_timeout_secs",
-            s.request_timeout_secs,
-            10,
-            1,
-            300,
-        )? as u64),
-    })
+    let bad = || {
+        ConfigError::invalid(
+            "server.public_url",
+            format!("{:?}", without_userinfo(&u)),
+            "an https:// URL with a host, like \"https://name.ngrok.app/\" (Netdata only posts to HTTPS)",
+        )
+    };
+    let uri: Uri = u.trim().parse().map_err(|_| bad())?;
+    // No user name or password in it (it is shown and pasted into Netdata), and a port, if
+    // any, that is one.
+    let userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
+    // Anything after the host is a ":port" (the user info is refused above).
+    let port_text = uri.authority().is_some_and(|a| a.as_str().len() > a.host().len());
+    let bad_port = port_text && uri.port_u16().is_none_or(|p| p == 0);
+    if uri.scheme_str() != Some("https")
+        || uri.host().is_none_or(str::is_empty)
+        || uri.query().is_some()
+        || userinfo
+        || bad_port
+    {
+        return Err(bad());
+    }
+    Ok(Some(uri))
 }
 
 fn validate_tls(
     t: RawTls,
-    server: &ServerConfig,
+    public_url: Option<&Uri>,
     resolve: &dyn Fn(PathBuf) -> PathBuf,
 ) -> Result<TlsConfig, ConfigError> {
     // [tls.acme] is on when it says so, or when anything in it is set: an empty table
@@ -575,7 +590,7 @@ fn validate_tls(
     };
     let acme = match t.acme.filter(acme_on) {
         None => None,
-        Some(a) => Some(validate_acme(a, server, resolve)?),
+        Some(a) => Some(validate_acme(a, public_url, resolve)?),
     };
     Ok(match acme {
         Some(acme) if t.cert.is_none() && t.key.is_none() => TlsConfig::Acme(acme),
@@ -610,7 +625,7 @@ fn validate_auth(a: RawAuth, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Result<Aut
     let mut problems = Vec::new();
     let client = keep(&mut problems, client_certificates(&a, resolve));
     let method = keep(&mut problems, auth_method(&a));
-    let headers = keep(&mut problems, extra_headers(&a));
+    let headers = extra_headers(&a).map_err(|e| problems.extend(e)).ok();
     let max_failures =
         keep(&mut problems, int_in("auth.max_failures_per_minute", a.max_failures_per_minute, 10, 1, 10_000));
     let (Some((client_certificate, client_ca, client_names)), Some(method), Some(headers), Some(max_failures)) =
@@ -721,82 +736,100 @@ fn auth_method(a: &RawAuth) -> Result<AuthMethod, ConfigError> {
 }
 
 /// `[auth.headers]`.
-fn extra_headers(a: &RawAuth) -> Result<Vec<(HeaderName, Secret)>, ConfigError> {
+fn extra_headers(a: &RawAuth) -> Result<Vec<(HeaderName, Secret)>, Vec<ConfigError>> {
+    let mut problems = Vec::new();
     let mut headers = Vec::new();
     for (name, value) in a.headers.clone().unwrap_or_default() {
-        let key = format!("auth.headers.{name}");
-        let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
-            ConfigError::invalid(&key, format!("{name:?}"), "a valid HTTP header name (letters, digits, - and _)")
-        })?;
-        if matches!(header.as_str(), "authorization" | "host" | "content-length" | "content-type" | "transfer-encoding")
-        {
-            return Err(ConfigError::invalid(
-                &key,
-                format!("{name:?}"),
-                "a header other than Authorization, Host, Content-Length, Content-Type or Transfer-Encoding",
-            ));
+        if let Some(h) = keep(&mut problems, extra_header(&name, value)) {
+            headers.push(h);
         }
-        if value.expose().is_empty() || HeaderValue::from_str(value.expose()).is_err() {
-            return Err(ConfigError::invalid(&key, "(hidden)", "a non-empty value of visible ASCII characters"));
-        }
-        if padded(&value) {
-            return Err(ConfigError::invalid(&key, "(hidden)", PADDED));
-        }
-        headers.push((header, value));
     }
-    Ok(headers)
+    if problems.is_empty() {
+        Ok(headers)
+    } else {
+        Err(problems)
+    }
 }
 
-fn validate_notifications(n: RawNotifications) -> Result<NotificationsConfig, ConfigError> {
-    Ok(NotificationsConfig {
-        enabled: n.enabled.unwrap_or(true),
-        max_popups_per_minute: int_in("notifications.max_popups_per_minute", n.max_popups_per_minute, 10, 1, 1000)?
-            as u32,
-        min_severity: match n.min_severity.as_deref().map(|w| w.trim().to_ascii_lowercase()) {
-            None => crate::policy::MinSeverity::Clear,
-            Some(w) => match w.as_str() {
-                "clear" => crate::policy::MinSeverity::Clear,
-                "warning" => crate::policy::MinSeverity::Warning,
-                "critical" => crate::policy::MinSeverity::Critical,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "notifications.min_severity",
-                        format!("{w:?}"),
-                        "\"clear\" (every popup), \"warning\" (no recovery popups) or \"critical\"",
-                    ))
-                }
-            },
-        },
-        quiet_hours: match n.quiet_hours.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-            None => None,
-            Some(q) => {
-                let bad = || {
-                    ConfigError::invalid(
-                        "notifications.quiet_hours",
-                        format!("{q:?}"),
-                        "two 24-hour times, like \"22:00-07:00\"",
-                    )
-                };
-                let (from, to) = q.split_once('-').ok_or_else(bad)?;
-                let t = |s: &str| chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| bad());
-                Some(crate::policy::QuietHours {
-                    from: t(from)?,
-                    to: t(to)?,
-                    allow_critical: n.quiet_hours_allow_critical.unwrap_or(true),
-                })
-            }
-        },
-    })
+/// One `[auth.headers]` entry.
+fn extra_header(name: &str, value: Secret) -> Result<(HeaderName, Secret), ConfigError> {
+    let key = format!("auth.headers.{name}");
+    let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+        ConfigError::invalid(&key, format!("{name:?}"), "a valid HTTP header name (letters, digits, - and _)")
+    })?;
+    if matches!(header.as_str(), "authorization" | "host" | "content-length" | "content-type" | "transfer-encoding") {
+        return Err(ConfigError::invalid(
+            &key,
+            format!("{name:?}"),
+            "a header other than Authorization, Host, Content-Length, Content-Type or Transfer-Encoding",
+        ));
+    }
+    if value.expose().is_empty() || HeaderValue::from_str(value.expose()).is_err() {
+        return Err(ConfigError::invalid(&key, "(hidden)", "a non-empty value of visible ASCII characters"));
+    }
+    if padded(&value) {
+        return Err(ConfigError::invalid(&key, "(hidden)", PADDED));
+    }
+    Ok((header, value))
+}
+
+fn validate_notifications(n: RawNotifications) -> Result<NotificationsConfig, Vec<ConfigError>> {
+    let mut problems = Vec::new();
+    let max_popups =
+        keep(&mut problems, int_in("notifications.max_popups_per_minute", n.max_popups_per_minute, 10, 1, 1000));
+    let min_severity = keep(&mut problems, min_severity(n.min_severity));
+    let quiet_hours = keep(&mut problems, quiet_hours(n.quiet_hours, n.quiet_hours_allow_critical));
+    match (max_popups, min_severity, quiet_hours) {
+        (Some(max_popups), Some(min_severity), Some(quiet_hours)) => Ok(NotificationsConfig {
+            enabled: n.enabled.unwrap_or(true),
+            max_popups_per_minute: max_popups as u32,
+            min_severity,
+            quiet_hours,
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn min_severity(v: Option<String>) -> Result<crate::policy::MinSeverity, ConfigError> {
+    use crate::policy::MinSeverity;
+    let Some(w) = v.map(|w| w.trim().to_ascii_lowercase()) else {
+        return Ok(MinSeverity::Clear);
+    };
+    match w.as_str() {
+        "clear" => Ok(MinSeverity::Clear),
+        "warning" => Ok(MinSeverity::Warning),
+        "critical" => Ok(MinSeverity::Critical),
+        _ => Err(ConfigError::invalid(
+            "notifications.min_severity",
+            format!("{w:?}"),
+            "\"clear\" (every popup), \"warning\" (no recovery popups) or \"critical\"",
+        )),
+    }
+}
+
+fn quiet_hours(
+    v: Option<String>,
+    allow_critical: Option<bool>,
+) -> Result<Option<crate::policy::QuietHours>, ConfigError> {
+    let Some(q) = v.as_deref().map(str::trim).filter(|q| !q.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ConfigError::invalid("notifications.quiet_hours", format!("{q:?}"), "two 24-hour times, like \"22:00-07:00\"")
+    };
+    let (from, to) = q.split_once('-').ok_or_else(bad)?;
+    let t = |s: &str| chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| bad());
+    Ok(Some(crate::policy::QuietHours { from: t(from)?, to: t(to)?, allow_critical: allow_critical.unwrap_or(true) }))
 }
 
 fn validate_acme(
     a: RawAcme,
-    server: &ServerConfig,
+    public_url: Option<&Uri>,
     resolve: &dyn Fn(PathBuf) -> PathBuf,
 ) -> Result<crate::acme::AcmeConfig, ConfigError> {
     let domain = match a.domain.map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()) {
         Some(d) => d,
-        None => server.public_url.as_ref().and_then(|u| u.host()).map(str::to_ascii_lowercase).ok_or_else(|| {
+        None => public_url.and_then(|u| u.host()).map(str::to_ascii_lowercase).ok_or_else(|| {
             ConfigError::invalid(
                 "tls.acme.domain",
                 "(missing)",
@@ -1168,18 +1201,22 @@ mod tests {
     }
 
     #[test]
-    fn every_setting_at_fault_is_named_in_the_files_order() {
-        let e =
-            err("[server]\nlisten = \"nowhere\"\n[auth]\nmethod = \"digest\"\n[auth.headers]\n\"Bad Name\" = \"v\"\n\
-             [notifications]\nquiet_hours = \"late\"\n[store]\nretention_days = -1\n[tunnel]\ncommand = \"bore 'x\"");
+    fn every_setting_at_fault_is_named_section_by_section() {
+        let e = err("[server]\nlisten = \"nowhere\"\npath = \"no-slash\"\n[auth]\nmethod = \"digest\"\n\
+             [auth.headers]\n\"Bad Name\" = \"v\"\nHost = \"v\"\n\
+             [notifications]\nmax_popups_per_minute = 0\nquiet_hours = \"late\"\n[store]\nretention_days = -1\n\
+             [tunnel]\ncommand = \"bore 'x\"");
         let ConfigError::Several(all) = &e else { panic!("one error only: {e}") };
         let keys: Vec<_> = all.iter().map(|p| p.key().unwrap_or("?")).collect();
         assert_eq!(
             keys,
             [
                 "server.listen",
+                "server.path",
                 "auth.method",
                 "auth.headers.Bad Name",
+                "auth.headers.Host",
+                "notifications.max_popups_per_minute",
                 "notifications.quiet_hours",
                 "store.retention_days",
                 "tunnel.command"
@@ -1188,10 +1225,13 @@ mod tests {
         // A broken auth.method is one mistake, not also "no authentication".
         assert_eq!(e.key(), Some("server.listen"));
         let text = e.to_string();
-        assert!(text.starts_with("6 settings are not accepted:\n  - server.listen = \"nowhere\""), "{text}");
+        assert!(text.starts_with("9 settings are not accepted:\n  - server.listen = \"nowhere\""), "{text}");
         assert!(text.contains("\n  - auth.method = \"digest\" is not accepted"), "{text}");
         // One mistake is reported as itself.
         assert!(matches!(err("[auth]\nmethod = \"digest\""), ConfigError::Invalid { .. }));
+        // A bad [server] does not hide [tls.acme], unless its public_url is what is wrong.
+        let e = err("[server]\nlisten = \"x\"\npublic_url = \"https://a.example/\"\n[tls]\ncert = \"c.pem\"\n[tls.acme]\nemail = \"me@a.example\"\n[auth]\nallow_unauthenticated = true");
+        assert_eq!(e.to_string().matches("\n  - ").count(), 2, "{e}");
     }
 
     #[test]
