@@ -67,22 +67,23 @@ async function drawReceiver() {
   el.replaceChildren();
   const degraded = st.tray.status_line.startsWith("Degraded: ");
   el.classList.toggle("stopped", r.state !== "running" || degraded);
-  el.append(h("span", { class: "dot" }));
-  el.append(degraded ? st.tray.status_line
-    : r.state === "running" ? `Receiver listening on ${r.addr}` : `Receiver not running: ${r.reason}`);
+  const text = degraded ? st.tray.status_line
+    : r.state === "running" ? `Receiver listening on ${r.addr}` : `Receiver not running: ${r.reason}`;
+  // One line, cut with an ellipsis; the whole of it on hover.
+  el.append(h("span", { class: "dot" }), h("span", { class: "text", title: text }, text));
   return st;
 }
 
 // ---- Alerts --------------------------------------------------------------------------------
 
-const alertsView = { tab: "active", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [], armed: null };
+const alertsView = { tab: "active", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [], armed: null, acted: null };
 
 function levelWord(level) {
   return { critical: "Critical", warning: "Warning", unreachable: "Unreachable", clear: "Clear", reachable: "Reachable" }[level] || level;
 }
 
 // Which control has the keyboard focus, in terms that survive a redraw: its id, or its row's
-// alert key, its action and the row's place.
+// key, its action and the row's place.
 function focusMark() {
   const el = document.activeElement;
   if (!el || el === document.body || !page.contains(el)) return null;
@@ -95,108 +96,119 @@ function focusMark() {
   };
 }
 
-// Redraws that may replace the focused control run through this: the focus comes back to
-// where it was once the last of them is done. A redraw that starts while another has taken
-// the focus away keeps the first one's mark.
-const focusKeeper = { depth: 0, mark: null };
-async function keepingFocus(redraw) {
-  const mark = focusMark();
-  if (mark || !focusKeeper.depth) focusKeeper.mark = mark;
-  focusKeeper.depth++;
-  try {
-    await redraw();
-  } finally {
-    // Only once every redraw is done: one that finishes early may find the rows not drawn yet.
-    if (--focusKeeper.depth === 0) {
-      restoreFocus(focusKeeper.mark);
-      focusKeeper.mark = null;
-    }
-  }
-}
-
-// Puts the focus back where `mark` was after a redraw replaced it: the same control, or the
-// same action on the row that took the place of a row that went away, or the Active tab.
+// Puts the focus back where `mark` was after a redraw replaced it: the same control; or,
+// when its row went away or was just acknowledged (which sorts it down the list), the same
+// action on the row now in its place; else the Active tab.
 function restoreFocus(mark) {
   if (!mark || (document.activeElement && document.activeElement !== document.body)) return;
   let el = mark.id ? document.getElementById(mark.id) : null;
   if (!el && mark.key !== null) {
     const rows = [...page.querySelectorAll("tr[data-key]")];
-    const row = rows.find((r) => r.dataset.key === mark.key) || rows[Math.min(mark.index, rows.length - 1)];
+    const acted = alertsView.acted === mark.key;
+    alertsView.acted = null;
+    const same = acted ? null : rows.find((r) => r.dataset.key === mark.key);
+    const row = same || rows[Math.min(mark.index, rows.length - 1)];
     if (row) el = row.querySelector(`[data-action="${mark.action}"]:not([disabled])`) || row.querySelector("button:not([disabled])");
     else el = $("#tab-active");
   }
   if (el) el.focus({ preventScroll: true });
 }
 
-function drawAlerts() {
-  return keepingFocus(async () => {
-    const tabs = h("div", { class: "tabs", role: "tablist" },
-      h("button", { id: "tab-active", class: alertsView.tab === "active" ? "active" : "", onclick: () => { alertsView.tab = "active"; drawAlerts(); } }, "Active"),
-      h("button", { id: "tab-history", class: alertsView.tab === "history" ? "active" : "", onclick: () => { alertsView.tab = "history"; alertsView.pages = []; drawAlerts(); } }, "History"));
-    const body = h("div", { id: "alerts-body" });
-    fill(page, h("h1", {}, "Alerts"), tabs, body);
-    if (alertsView.tab === "active") await drawActive(body);
-    else await drawHistory(body);
-  });
+// The first row in view and how far from the top of the window it is, so that a live
+// update that adds rows above it does not move what the user is reading.
+function scrollMark() {
+  if (window.scrollY <= 0) return null;
+  const row = [...page.querySelectorAll("tr[data-key], tr[data-id]")].find((r) => r.getBoundingClientRect().bottom > 0);
+  return row ? { key: row.dataset.key || null, id: row.dataset.id || null, top: row.getBoundingClientRect().top } : null;
 }
 
-function drawActive(body) {
-  return keepingFocus(async () => {
-    let active;
-    try {
-      active = await invoke("active_alerts");
-    } catch (e) {
-      fill(body, h("div", { class: "empty" }, errorText(e)));
-      return;
-    }
-    const st = await invoke("status");
-    const counts = {};
-    for (const a of active) if (!a.acknowledged) counts[a.level] = (counts[a.level] || 0) + 1;
-    const acked = active.filter((a) => a.acknowledged).length;
-    const pills = h("div", { class: "summary" },
-      ["critical", "unreachable", "warning"].filter((l) => counts[l]).map((l) => h("span", { class: `pill ${l}` }, `${counts[l]} ${l}`)),
-      acked ? h("span", { class: "pill muted" }, `${acked} acknowledged`) : null,
-      st.snoozes.length ? h("span", { class: "pill muted" }, `${st.snoozes.length} snooze${st.snoozes.length > 1 ? "s" : ""} in force`) : null);
-    if (!active.length) {
-      fill(body, pills, h("div", { class: "empty", id: "all-clear" }, "All clear: no active alerts."));
-      return;
-    }
-    const rows = active.map((a) => h("tr", { class: a.acknowledged ? "acknowledged" : "", "data-key": a.key },
-      h("td", { class: `sev ${a.level}`, title: levelWord(a.level) }),
-      h("td", {}, h("div", { class: "host" }, a.host), h("div", { class: "small" }, a.space || "")),
-      h("td", {}, h("div", { class: "alert-name" }, a.name), h("div", { class: "small" }, a.summary || a.message)),
-      h("td", {}, h("span", { class: `pill ${a.level}` }, levelWord(a.level)), " ", a.value || ""),
-      h("td", { title: when(a.since_ms), class: "ago", "data-ms": a.since_ms }, ago(a.since_ms)),
-      h("td", { class: "small" }, (a.rooms || []).map((r) => r.name).join(", ")),
-      h("td", { class: "actions" },
-        h("button", { class: "btn", "data-action": "open", disabled: !a.url, onclick: () => invoke("open_url", { url: a.url }).catch((e) => toast(errorText(e))) }, "Open"), " ",
-        h("button", { class: "btn ack", "data-action": "ack", onclick: async () => {
-          try { await invoke("acknowledge", { key: a.key, acknowledged: !a.acknowledged }); } catch (e) { toast(errorText(e)); }
-          drawAlerts();
-        } }, a.acknowledged ? "Unacknowledge" : "Acknowledge"), " ",
-        h("button", { class: "btn", "data-action": "snooze", title: "No popups for this alert for 1 hour", onclick: () => snooze({ scope: "alert", target: a.key }, `${a.name} on ${a.host}`) }, "Snooze 1 h"), " ",
-        h("button", { class: "btn", "data-action": "snooze-node", title: "No popups for this node for 1 hour", onclick: () => snooze({ scope: "node", target: a.host }, a.host) }, "Snooze node"), " ",
-        h("button", { class: `btn dismiss${dismissArmed(a.key) ? " armed" : ""}`, "data-action": "dismiss", title: "Take it off this list, for an alert Netdata will never clear (it stays in history)", onclick: async (e) => {
-          // Two clicks: the first asks. Which alert is asking is kept outside the button, which
-          // a live update may redraw in between.
-          if (!dismissArmed(a.key)) {
-            alertsView.armed = { key: a.key, until: Date.now() + 3000 };
-            e.currentTarget.classList.add("armed");
-            e.currentTarget.textContent = "Click to dismiss";
-            setTimeout(() => {
-              if (dismissArmed(a.key)) return;
-              for (const b of page.querySelectorAll("button.dismiss.armed")) { b.classList.remove("armed"); b.textContent = "Dismiss"; }
-            }, 3100);
-            return;
-          }
-          alertsView.armed = null;
-          try { await invoke("dismiss", { key: a.key }); toast(`${a.name} on ${a.host} dismissed`); } catch (err) { toast(errorText(err)); }
-          drawAlerts();
-        } }, dismissArmed(a.key) ? "Click to dismiss" : "Dismiss"))));
-    fill(body, pills, h("table", { id: "active-table" },
-      h("thead", {}, h("tr", {}, h("th", {}), h("th", {}, "Node"), h("th", {}, "Alert"), h("th", {}, "State"), h("th", {}, "Since"), h("th", {}, "Rooms"), h("th", {}))),
-      h("tbody", {}, rows)));
-  });
+function restoreScroll(mark) {
+  if (!mark) return;
+  const row = [...page.querySelectorAll("tr[data-key], tr[data-id]")]
+    .find((r) => (mark.key !== null && r.dataset.key === mark.key) || (mark.id !== null && r.dataset.id === mark.id));
+  if (row) window.scrollBy(0, row.getBoundingClientRect().top - mark.top);
+}
+
+// Replaces `el`'s children with `children`, keeping the keyboard focus and what is in view.
+function redraw(el, ...children) {
+  const focus = focusMark();
+  const scroll = scrollMark();
+  fill(el, ...children);
+  restoreScroll(scroll);
+  restoreFocus(focus);
+}
+
+async function drawAlerts() {
+  const tabs = h("div", { class: "tabs", role: "tablist" },
+      h("button", { id: "tab-active", class: alertsView.tab === "active" ? "active" : "", onclick: () => { alertsView.tab = "active"; drawAlerts(); } }, "Active"),
+      h("button", { id: "tab-history", class: alertsView.tab === "history" ? "active" : "", onclick: () => { alertsView.tab = "history"; alertsView.pages = []; drawAlerts(); } }, "History"));
+  const body = h("div", { id: "alerts-body" });
+  // Filled before it is shown, so that the page is swapped in one step.
+  if (alertsView.tab === "active") await drawActive(body);
+  else await drawHistory(body);
+  redraw(page, h("h1", {}, "Alerts"), tabs, body);
+}
+
+async function drawActive(body) {
+  let active;
+  try {
+    active = await invoke("active_alerts");
+  } catch (e) {
+    redraw(body, h("div", { class: "empty" }, errorText(e)));
+    return;
+  }
+  const st = await invoke("status");
+  const counts = {};
+  for (const a of active) if (!a.acknowledged) counts[a.level] = (counts[a.level] || 0) + 1;
+  const acked = active.filter((a) => a.acknowledged).length;
+  const pills = h("div", { class: "summary" },
+    ["critical", "unreachable", "warning"].filter((l) => counts[l]).map((l) => h("span", { class: `pill ${l}` }, `${counts[l]} ${l}`)),
+    acked ? h("span", { class: "pill muted" }, `${acked} acknowledged`) : null,
+    st.snoozes.length ? h("span", { class: "pill muted" }, `${st.snoozes.length} snooze${st.snoozes.length > 1 ? "s" : ""} in force`) : null);
+  if (!active.length) {
+    redraw(body, pills, h("div", { class: "empty", id: "all-clear" }, "All clear: no active alerts."));
+    return;
+  }
+  const rows = active.map((a) => h("tr", { class: a.acknowledged ? "acknowledged" : "", "data-key": a.key },
+    h("td", { class: `sev ${a.level}`, title: levelWord(a.level) }),
+    h("td", {}, h("div", { class: "host" }, a.host), h("div", { class: "small" }, a.space || "")),
+    h("td", {}, h("div", { class: "alert-name" }, a.name), h("div", { class: "small" }, a.summary || a.message)),
+    h("td", { class: "state" }, h("span", { class: `pill ${a.level}` }, levelWord(a.level)), a.value ? h("span", { class: "value" }, a.value) : null),
+    h("td", { title: when(a.since_ms), class: "ago", "data-ms": a.since_ms }, ago(a.since_ms)),
+    h("td", { class: "small rooms" }, (a.rooms || []).map((r) => r.name).join(", ")),
+    h("td", { class: "actions" },
+      h("button", { class: "btn", "data-action": "open", disabled: !a.url, onclick: () => invoke("open_url", { url: a.url }).catch((e) => toast(errorText(e))) }, "Open"), " ",
+      h("button", { class: "btn ack", "data-action": "ack", onclick: async () => {
+        try {
+          // The focus moves on to the row that takes this one's place.
+          alertsView.acted = a.key;
+          await invoke("acknowledge", { key: a.key, acknowledged: !a.acknowledged });
+          toast(`${a.acknowledged ? "Unacknowledged" : "Acknowledged"}: ${a.name} on ${a.host}`);
+        } catch (e) { toast(errorText(e)); }
+        drawAlerts();
+      } }, a.acknowledged ? "Unacknowledge" : "Acknowledge"), " ",
+      h("button", { class: "btn", "data-action": "snooze", title: "No popups for this alert for 1 hour", onclick: () => snooze({ scope: "alert", target: a.key }, `${a.name} on ${a.host}`) }, "Snooze 1 h"), " ",
+      h("button", { class: "btn", "data-action": "snooze-node", title: "No popups for this node for 1 hour", onclick: () => snooze({ scope: "node", target: a.host }, a.host) }, "Snooze node"), " ",
+      h("button", { class: `btn dismiss${dismissArmed(a.key) ? " armed" : ""}`, "data-action": "dismiss", title: "Take it off this list, for an alert Netdata will never clear (it stays in history)", onclick: async (e) => {
+        // Two clicks: the first asks. Which alert is asking is kept outside the button, which
+        // a live update may redraw in between.
+        if (!dismissArmed(a.key)) {
+          alertsView.armed = { key: a.key, until: Date.now() + 3000 };
+          e.currentTarget.classList.add("armed");
+          e.currentTarget.textContent = "Click to dismiss";
+          setTimeout(() => {
+            if (dismissArmed(a.key)) return;
+            for (const b of page.querySelectorAll("button.dismiss.armed")) { b.classList.remove("armed"); b.textContent = "Dismiss"; }
+          }, 3100);
+          return;
+        }
+        alertsView.armed = null;
+        try { await invoke("dismiss", { key: a.key }); toast(`${a.name} on ${a.host} dismissed`); } catch (err) { toast(errorText(err)); }
+        drawAlerts();
+      } }, dismissArmed(a.key) ? "Click to dismiss" : "Dismiss"))));
+  redraw(body, pills, h("table", { id: "active-table" },
+    h("thead", {}, h("tr", {}, h("th", {}), h("th", {}, "Node"), h("th", {}, "Alert"), h("th", {}, "State"), h("th", {}, "Since"), h("th", {}, "Rooms"), h("th", {}))),
+    h("tbody", {}, rows)));
 }
 
 // Whether the Dismiss button of `key` was clicked once in the last 3 seconds.
@@ -245,16 +257,16 @@ async function loadHistory(list) {
   try {
     rows = await invoke("history", { query });
   } catch (e) {
-    fill(list, h("div", { class: "empty" }, errorText(e)));
+    redraw(list, h("div", { class: "empty" }, errorText(e)));
     return;
   }
   if (!rows.length) {
-    fill(list, h("div", { class: "empty" }, "No notifications match."));
+    redraw(list, h("div", { class: "empty" }, "No notifications match."));
     return;
   }
   const table = h("table", { id: "history-table" },
     h("thead", {}, h("tr", {}, h("th", {}), h("th", {}, "Received"), h("th", {}, "Status"), h("th", {}, "Node"), h("th", {}, "Message"))),
-    h("tbody", {}, rows.map((r) => h("tr", {},
+    h("tbody", {}, rows.map((r) => h("tr", { "data-id": r.id },
       h("td", { class: `sev ${r.status || ""}` }),
       h("td", { title: r.triggered_at ? `Triggered ${r.triggered_at}` : "" }, when(r.received_ms)),
       h("td", {}, h("span", { class: `pill ${r.status || "muted"}` }, r.status ? levelWord(r.status) : r.kind)),
@@ -262,10 +274,10 @@ async function loadHistory(list) {
       h("td", {}, r.message, r.deliveries > 1 ? h("span", { class: "small" }, ` (delivered ${r.deliveries} times)`) : null,
         r.url ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); invoke("open_url", { url: r.url }); } }, "open")] : null)))));
   const pager = h("div", { class: "pager" },
-    h("button", { class: "btn", disabled: !alertsView.pages.length, onclick: () => { alertsView.pages.pop(); loadHistory(list); } }, "Newer"),
+    h("button", { class: "btn", id: "history-newer", disabled: !alertsView.pages.length, onclick: () => { alertsView.pages.pop(); loadHistory(list).then(() => list.scrollIntoView()); } }, "Newer"),
     h("span", { class: "small" }, `Page ${alertsView.pages.length + 1}`),
-    h("button", { class: "btn", disabled: rows.length < PAGE_SIZE, onclick: () => { alertsView.pages.push(rows[rows.length - 1].id); loadHistory(list); } }, "Older"));
-  fill(list, table, pager);
+    h("button", { class: "btn", id: "history-older", disabled: rows.length < PAGE_SIZE, onclick: () => { alertsView.pages.push(rows[rows.length - 1].id); loadHistory(list).then(() => list.scrollIntoView()); } }, "Older"));
+  redraw(list, table, pager);
 }
 
 function debounce(fn, ms) {
@@ -644,7 +656,7 @@ function drawCheck() {
 function drawTunnel(t) {
   if (!t || t.phase === "off") {
     return h("div", { class: "card", id: "tunnel-state", "data-phase": "off" },
-      h("p", { class: "small" }, "Alertray does not run a tunnel. Set ", h("a", { href: "#settings/tunnel.command" }, "Tunnel command"), " to have it start one with the receiver, or run your own and set Public URL."));
+      h("p", { class: "small" }, "Alertray does not run a tunnel. Set ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); invoke("open_window", { page: "settings", anchor: "tunnel.command" }); } }, "Tunnel command"), " to have it start one with the receiver, or run your own and set Public URL."));
   }
   const label = { starting: "Starting...", up: "Up", failed: "Failed" }[t.phase];
   return h("div", { class: "card", id: "tunnel-state", "data-phase": t.phase },
@@ -748,6 +760,13 @@ window.addEventListener("hashchange", draw);
 let closeArmed = false;
 window.addEventListener("keydown", (e) => {
   const inField = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement?.tagName);
+  if (e.key === "Escape" && alertsView.armed) {
+    // Escape takes back a first click on Dismiss, rather than closing the window.
+    e.preventDefault();
+    alertsView.armed = null;
+    for (const b of page.querySelectorAll("button.dismiss.armed")) { b.classList.remove("armed"); b.textContent = "Dismiss"; }
+    return;
+  }
   if ((e.ctrlKey && e.key.toLowerCase() === "w") || (e.key === "Escape" && !inField)) {
     e.preventDefault();
     if (settingsDirty() && !closeArmed) {
@@ -762,13 +781,19 @@ window.addEventListener("keydown", (e) => {
 draw();
 
 // The core says what changed; redraw what shows it (never the Settings form being edited).
-tauri.event.listen("alertray://changed", throttle(async () => {
+// What changed since the last redraw: "alerts", "token", "tunnel", "receiver"...
+const changed = new Set();
+const redrawChanged = throttle(async () => {
+  const what = new Set(changed);
+  changed.clear();
   const r = route();
   await drawReceiver().catch(() => {});
   if (r.name === "alerts") {
     if (alertsView.tab === "active") drawActive($("#alerts-body"));
     else if (!alertsView.pages.length) loadHistory($("#history-list"));
-  } else if (r.name === "guide") {
+  } else if (r.name === "guide" && [...what].some((w) => w !== "alerts")) {
+    // The guide shows no alerts: a stream of them leaves it (and a token shown) alone.
     drawGuide();
   }
-}, 150));
+}, 150);
+tauri.event.listen("alertray://changed", (e) => { changed.add(String(e.payload)); redrawChanged(); });

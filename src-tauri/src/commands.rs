@@ -90,7 +90,8 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         check_connection,
         open_url,
         set_autostart,
-        copy_text
+        copy_text,
+        open_window
     ]
 }
 
@@ -300,6 +301,17 @@ pub fn open_in_browser(url: &str) {
     if let Err(e) = alertray::notify::open_url(url) {
         tracing::warn!("{e}");
     }
+}
+
+/// Opens (or brings forward) the window of `page` (`alerts`, `settings`, `guide`), at
+/// `anchor` (a setting's key, for Settings), so a link in one window never turns it into
+/// another.
+#[tauri::command]
+fn open_window<R: Runtime>(app: tauri::AppHandle<R>, page: String, anchor: Option<String>) -> Result<()> {
+    let page = crate::windows::Page::named(&page)
+        .ok_or_else(|| CommandError::new("not_found", format!("no window {page:?}")))?;
+    crate::windows::open_at(&app, page, anchor.as_deref());
+    Ok(())
 }
 
 #[tauri::command]

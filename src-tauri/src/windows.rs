@@ -19,10 +19,15 @@ impl Page {
     pub fn from_args(args: impl Iterator<Item = String>) -> Option<Page> {
         let args: Vec<String> = args.collect();
         let i = args.iter().position(|a| a == "--show")?;
-        match args.get(i + 1).map(String::as_str) {
-            Some("alerts") => Some(Page::Alerts),
-            Some("settings") => Some(Page::Settings),
-            Some("guide") => Some(Page::Guide),
+        Page::named(args.get(i + 1)?)
+    }
+
+    /// The page with this label.
+    pub fn named(label: &str) -> Option<Page> {
+        match label {
+            "alerts" => Some(Page::Alerts),
+            "settings" => Some(Page::Settings),
+            "guide" => Some(Page::Guide),
             _ => None,
         }
     }
@@ -65,8 +70,12 @@ pub fn open_at<R: Runtime>(app: &tauri::AppHandle<R>, page: Page, anchor: Option
         None => format!("index.html#{}", page.label()),
     };
     if let Some(w) = app.get_webview_window(page.label()) {
+        let hash = route.trim_start_matches("index.html");
         if anchor.is_some() {
-            let _ = w.eval(format!("location.hash = {:?}", route.trim_start_matches("index.html")));
+            let _ = w.eval(format!("location.hash = {hash:?}"));
+        } else {
+            // Back to its own page, should it show another one.
+            let _ = w.eval(format!("if (location.hash.split('/')[0] !== {hash:?}) location.hash = {hash:?}"));
         }
         let _ = w.unminimize();
         let _ = w.show();

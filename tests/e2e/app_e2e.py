@@ -332,6 +332,8 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             receiver.post(fixture("netdata-reachability-unreachable.json", message="Slvn.co/sa1.node.garland.slvn.co is unreachable (e2e)"))
             receiver.post(fixture("netdata-token.json"))
             wait_for("three active alerts", lambda: len(driver.find_elements(By.CSS_SELECTOR, "#active-table tbody tr")) == 3)
+            # Without the last action's toast.
+            wait_for("the toast gone", lambda: "show" not in driver.find_element(By.ID, "toast").get_attribute("class"), 10)
             time.sleep(0.5)
             driver.save_screenshot(str(shots / "alerts.png"))
             driver.find_element(By.ID, "tab-history").click()
@@ -459,35 +461,51 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             for i in range(3):
                 receiver.post(fixture("netdata-alert-warning.json", alert__name=f"e2e_focus_{i}",
                                       alert__transition_id=f"e2e-focus-{i}"))
-            rows = lambda: driver.find_elements(By.CSS_SELECTOR, "#active-table tbody tr")  # noqa: E731
-            wait_for("three alerts to focus", lambda: sum("e2e_focus_" in r.text for r in rows()) == 3, 10)
+            # Rows are read in one script each: a live update may redraw them at any moment.
+            keys = lambda: driver.execute_script(  # noqa: E731
+                "return [...document.querySelectorAll('#active-table tbody tr')].map(r => r.dataset.key)")
+            key_of = lambda text: driver.execute_script(  # noqa: E731
+                "return ([...document.querySelectorAll('#active-table tbody tr')]"
+                ".find(r => r.textContent.includes(arguments[0])) || {dataset: {}}).dataset.key || null", text)
+            row_has = lambda key, cls: driver.execute_script(  # noqa: E731
+                "const r = [...document.querySelectorAll('#active-table tbody tr')].find(r => r.dataset.key === arguments[0]);"
+                "return !!r && r.classList.contains(arguments[1])", key, cls)
+            focus_button = lambda key, action: driver.execute_script(  # noqa: E731
+                "const r = [...document.querySelectorAll('#active-table tbody tr')].find(r => r.dataset.key === arguments[0]);"
+                "r.querySelector(`[data-action='${arguments[1]}']`).focus()", key, action)
             focused = lambda: driver.execute_script(  # noqa: E731
                 "const el = document.activeElement, row = el.closest('tr[data-key]');"
                 "return [row ? row.dataset.key : el.id || el.tagName, el.dataset.action || null];")
-            key = next(r for r in rows() if "e2e_focus_1" in r.text).get_attribute("data-key")
-            button = next(r for r in rows() if r.get_attribute("data-key") == key).find_element(By.CSS_SELECTOR, "button.ack")
-            driver.execute_script("arguments[0].focus()", button)
-            ActionChains(driver).send_keys(Keys.ENTER).perform()
-            wait_for("the row acknowledged", lambda: "acknowledged" in next(
-                r for r in rows() if r.get_attribute("data-key") == key).get_attribute("class"), 10)
+            wait_for("three alerts to focus", lambda: all(key_of(f"e2e_focus_{i}") for i in range(3)), 10)
+            key = key_of("e2e_focus_1")
+
             # The focus comes back once the redraws are done: wait for them, then say where it is.
             def focus_on(want, when):
                 try:
                     wait_for(f"the focus {when}", lambda: focused() == want, 3)
                 except AssertionError:
                     raise AssertionError(f"{when}: the focus is on {focused()}, not {want}") from None
-            focus_on([key, "ack"], "after acknowledging")
+            index = keys().index(key)
+            focus_button(key, "ack")
+            ActionChains(driver).send_keys(Keys.ENTER).perform()
+            wait_for("the row acknowledged", lambda: row_has(key, "acknowledged"), 10)
+            # Acknowledged, the row sorts down the list: the focus goes on to the row that took
+            # its place, as after a dismissal.
+            wait_for("the redraw", lambda: focused()[1] == "ack", 3)
+            expected = [keys()[index], "ack"]
+            assert expected[0] != key, f"the acknowledged row stayed in place: {keys()}"
+            focus_on(expected, "after acknowledging")
             # A notification arriving redraws the list: the focus stays put.
             receiver.post(fixture("netdata-alert-warning.json", alert__name="e2e_focus_live", alert__transition_id="e2e-focus-live"))
-            wait_for("the live update", lambda: any("e2e_focus_live" in r.text for r in rows()), 10)
-            focus_on([key, "ack"], "after a live update")
+            wait_for("the live update", lambda: key_of("e2e_focus_live"), 10)
+            focus_on(expected, "after a live update")
             # Dismissed by keyboard, the row goes and the focus moves to the row in its place.
-            order = [r.get_attribute("data-key") for r in rows()]
-            driver.execute_script("arguments[0].focus()", next(
-                r for r in rows() if r.get_attribute("data-key") == key).find_element(By.CSS_SELECTOR, "button.dismiss"))
+            key = expected[0]
+            order = keys()
+            focus_button(key, "dismiss")
             ActionChains(driver).send_keys(Keys.ENTER).perform()
             ActionChains(driver).send_keys(Keys.ENTER).perform()
-            wait_for("the row dismissed", lambda: all(r.get_attribute("data-key") != key for r in rows()), 10)
+            wait_for("the row dismissed", lambda: key not in keys(), 10)
             after = order[order.index(key) + 1] if order.index(key) + 1 < len(order) else order[order.index(key) - 1]
             focus_on([after, "dismiss"], "after dismissing")
         check("keyboard focus stays on its alert's button across acknowledge, live updates and dismiss", keyboard_focus)
