@@ -182,6 +182,18 @@ fn settings_validate_inline_and_save_applies_without_restart() {
 }
 
 #[test]
+fn a_link_opens_another_window_without_turning_this_one_into_it() {
+    use tauri::Manager as _;
+    let h = harness();
+    assert!(h._app.get_webview_window("settings").is_none());
+    h.invoke("open_window", json!({"page": "settings", "anchor": "tunnel.command"})).unwrap();
+    assert!(h._app.get_webview_window("settings").is_some(), "the Settings window opened");
+    assert_eq!(h.window.label(), "alerts", "the window the link was in stays what it was");
+    let err = h.invoke("open_window", json!({"page": "nowhere"})).unwrap_err();
+    assert_eq!(err["code"], "not_found");
+}
+
+#[test]
 fn guide_shows_the_latest_verification_token() {
     let h = harness();
     let g = h.invoke("guide", json!({})).unwrap();
