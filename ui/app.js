@@ -165,8 +165,18 @@ async function drawActive(body) {
     ["critical", "unreachable", "warning"].filter((l) => counts[l]).map((l) => h("span", { class: `pill ${l}` }, `${counts[l]} ${l}`)),
     acked ? h("span", { class: "pill muted" }, `${acked} acknowledged`) : null,
     st.snoozes.length ? h("span", { class: "pill muted" }, `${st.snoozes.length} snooze${st.snoozes.length > 1 ? "s" : ""} in force`) : null);
+  // The receiver not running is the first thing to fix.
+  const stopped = st.receiver.state !== "running"
+    ? h("div", { class: "note warn", id: "receiver-stopped" }, `The receiver is not running: ${st.receiver.reason} `,
+      h("button", { class: "btn", onclick: () => invoke("open_window", { page: "settings", anchor: st.receiver.key || null }) }, "Fix in Settings"))
+    : null;
   if (!active.length) {
-    redraw(body, pills, h("div", { class: "empty", id: "all-clear" }, "All clear: no active alerts."));
+    // Nothing received at all yet: say where to start rather than "all clear".
+    const any = await invoke("history", { query: { limit: 1 } }).then((r) => r.length > 0, () => true);
+    redraw(body, stopped, pills, any
+      ? h("div", { class: "empty", id: "all-clear" }, "All clear: no active alerts.")
+      : h("div", { class: "empty", id: "all-clear" }, "Nothing received yet. ",
+        h("button", { class: "btn", onclick: () => invoke("open_window", { page: "guide" }) }, "Connect Netdata Cloud")));
     return;
   }
   const rows = active.map((a) => h("tr", { class: a.acknowledged ? "acknowledged" : "", "data-key": a.key },
@@ -206,7 +216,7 @@ async function drawActive(body) {
         try { await invoke("dismiss", { key: a.key }); toast(`${a.name} on ${a.host} dismissed`); } catch (err) { toast(errorText(err)); }
         drawAlerts();
       } }, dismissArmed(a.key) ? "Click to dismiss" : "Dismiss"))));
-  redraw(body, pills, h("table", { id: "active-table" },
+  redraw(body, stopped, pills, h("table", { id: "active-table" },
     h("thead", {}, h("tr", {}, h("th", {}), h("th", {}, "Node"), h("th", {}, "Alert"), h("th", {}, "State"), h("th", {}, "Since"), h("th", {}, "Rooms"), h("th", {}))),
     h("tbody", {}, rows)));
 }
@@ -539,10 +549,18 @@ async function drawSettings(anchor) {
   // The form error box shows only with text in it.
   const fe = $("#form-error");
   new MutationObserver(() => { fe.style.display = fe.textContent ? "" : "none"; }).observe(fe, { childList: true, characterData: true, subtree: true });
-  await validate();
+  // A file that did not load leaves the defaults in the form: their own gaps (no token yet)
+  // are not the user's mistakes, so they show once the form is edited or saved.
+  if (!s.load_error) await validate();
   settingsView.saved = JSON.stringify(readForm());
   if (anchor) focusField(anchor);
 }
+
+// An edit after saving makes the last save's result stale.
+document.addEventListener("input", () => {
+  const r = $("#save-result");
+  if (r && r.textContent !== "Saving...") { r.textContent = ""; r.className = "result"; }
+});
 
 // Whether the Settings form holds edits not saved yet.
 function settingsDirty() {
