@@ -1140,6 +1140,11 @@ fn load_transitions(conn: &Connection) -> Result<HashMap<String, i64>, rusqlite:
     rows.collect()
 }
 
+/// `text` with LIKE's wildcards (and the escape character) escaped by `\`.
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 /// Opens a read-only connection to the store, for queries.
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
@@ -1193,13 +1198,14 @@ pub fn history(conn: &Connection, q: &HistoryQuery) -> Result<Vec<HistoryEntry>,
         push(" AND status = ?", s.to_ascii_lowercase().into());
     }
     if let Some(h) = &q.host {
-        push(" AND host = ? COLLATE NOCASE", h.clone().into());
+        // The node's name, or its beginning ("web1" finds "web1.example.com"), in any case.
+        push(" AND host LIKE ? ESCAPE '\\'", format!("{}%", like_escape(h)).into());
     }
     if let Some(b) = q.before_id {
         push(" AND id < ?", b.into());
     }
     if let Some(t) = &q.text {
-        let pattern = format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = format!("%{}%", like_escape(t));
         args.push(pattern.into());
         let n = args.len();
         sql.push_str(&format!(

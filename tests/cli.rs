@@ -136,6 +136,11 @@ fn serve_then_read_the_store_from_other_processes() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().len(), 1);
     let (_, out, _) = run(&["alerts", "--history", "--search", "gn4", "--since", "1h", "--data-dir", d], &[]);
     assert!(out.contains("gn4") && !out.contains("la1"), "{out}");
+    // --host: the node's name or its beginning, in any case; LIKE's wildcards are plain text.
+    for (host, n) in [("LA1", 1), ("la1.node.garland.slvn.co", 1), ("a1", 0), ("la%", 0), ("_a1", 0)] {
+        let (_, out, _) = run(&["alerts", "--history", "--host", host, "--json", "--data-dir", d], &[]);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().len(), n, "{host}");
+    }
     let (code, _, err) = run(&["alerts", "--history", "--since", "yesterday", "--data-dir", d], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("--since"), "{err}");

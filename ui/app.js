@@ -242,7 +242,7 @@ async function drawHistory(body) {
   const filters = h("div", { class: "filters" },
     h("input", { type: "search", id: "history-search", placeholder: "Search messages, nodes, alerts", value: f.text, oninput: (e) => { f.text = e.target.value; debounced(); } }),
     select("history-status", f.status, [["", "Any status"], ["critical", "Critical"], ["warning", "Warning"], ["clear", "Clear"], ["unreachable", "Unreachable"], ["reachable", "Reachable"]], (v) => { f.status = v; rerun(); }),
-    h("input", { type: "text", id: "history-host", placeholder: "Node", value: f.host, oninput: (e) => { f.host = e.target.value; debounced(); } }),
+    h("input", { type: "text", id: "history-host", placeholder: "Node (name or its beginning)", value: f.host, oninput: (e) => { f.host = e.target.value; debounced(); } }),
     select("history-range", f.range, [["", "Any time"], ["3600000", "Last hour"], ["86400000", "Last 24 hours"], ["604800000", "Last 7 days"], ["2592000000", "Last 30 days"]], (v) => { f.range = v; rerun(); }));
   const list = h("div", { id: "history-list" });
   fill(body, filters, list);
@@ -498,7 +498,10 @@ function showErrors(err) {
     const field = p.key && fieldOf(p.key);
     if (field && p.key !== "auth") {
       field.classList.add("invalid");
-      $(".error", field).textContent = p.message;
+      // Next to its field, the setting needs no naming: "server.listen = "x" is not..." reads
+      // as ""x" is not...".
+      const prefix = `${p.key} = `;
+      $(".error", field).textContent = p.message.startsWith(prefix) ? p.message.slice(prefix.length) : p.message;
     } else {
       formErrors.push(p.message);
     }
@@ -551,10 +554,23 @@ async function drawSettings(anchor) {
   new MutationObserver(() => { fe.style.display = fe.textContent ? "" : "none"; }).observe(fe, { childList: true, characterData: true, subtree: true });
   // A file that did not load leaves the defaults in the form: their own gaps (no token yet)
   // are not the user's mistakes, so they show once the form is edited or saved.
+  showMethodFields();
   if (!s.load_error) await validate();
   settingsView.saved = JSON.stringify(readForm());
   if (anchor) focusField(anchor);
 }
+
+// Only the credentials of the chosen method are shown (the others keep their values).
+function showMethodFields() {
+  const method = document.getElementById(fieldId("auth.method"));
+  if (!method) return;
+  const shown = { "auth.username": method.value === "basic", "auth.password": method.value === "basic", "auth.token": method.value === "bearer" };
+  for (const [key, on] of Object.entries(shown)) {
+    const field = fieldOf(key);
+    if (field) field.style.display = on ? "" : "none";
+  }
+}
+document.addEventListener("change", (e) => { if (e.target.id === fieldId("auth.method")) showMethodFields(); });
 
 // An edit after saving makes the last save's result stale.
 document.addEventListener("input", () => {

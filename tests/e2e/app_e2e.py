@@ -393,7 +393,7 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             token.send_keys(Keys.BACKSPACE)
             try:
                 wait_for("the core's message next to the token",
-                         lambda: "auth.token" in driver.find_element(By.CSS_SELECTOR, '.field[data-key="auth.token"] .error').text, 10)
+                         lambda: "non-empty secret" in driver.find_element(By.CSS_SELECTOR, '.field[data-key="auth.token"] .error').text, 10)
             except AssertionError as e:
                 state = driver.execute_script(
                     "return [document.getElementById('f-auth-token').value, document.getElementById('form-error').textContent,"
@@ -409,9 +409,14 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             quiet.send_keys(Keys.CONTROL, "a")
             quiet.send_keys("late")
             error_at = lambda key: driver.find_element(By.CSS_SELECTOR, f'.field[data-key="{key}"] .error').text  # noqa: E731
-            wait_for("both mistakes, each at its field", lambda: "notifications.quiet_hours = \"late\"" in error_at(
-                "notifications.quiet_hours") and "auth.token" in error_at("auth.token"), 10)
-            assert "auth.token" not in error_at("notifications.quiet_hours"), error_at("notifications.quiet_hours")
+            wait_for("both mistakes, each at its field", lambda: error_at("notifications.quiet_hours").startswith(
+                "\"late\" is not accepted") and "non-empty secret" in error_at("auth.token"), 10)
+            assert "secret" not in error_at("notifications.quiet_hours"), error_at("notifications.quiet_hours")
+            # Beside its field, a message does not repeat the setting's key.
+            assert not error_at("auth.token").startswith("auth.token"), error_at("auth.token")
+            # Only the chosen method's credentials are shown.
+            assert driver.find_element(By.ID, "f-auth-token").is_displayed()
+            assert not driver.find_element(By.ID, "f-auth-password").is_displayed()
         check("Settings validates inline with the core's messages", settings_inline)
 
         def settings_unsaved():
