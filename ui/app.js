@@ -183,7 +183,8 @@ async function drawActive(body) {
     h("td", { class: `sev ${a.level}`, title: levelWord(a.level) }),
     h("td", {}, h("div", { class: "host" }, a.host), h("div", { class: "small" }, a.space || "")),
     h("td", {}, h("div", { class: "alert-name" }, a.name), h("div", { class: "small" }, a.summary || a.message)),
-    h("td", { class: "state" }, h("span", { class: `pill ${a.level}` }, levelWord(a.level)), a.value ? h("span", { class: "value" }, a.value) : null),
+    h("td", { class: "state" }, h("span", { class: `pill ${a.level}` }, levelWord(a.level)), a.value ? h("span", { class: "value" }, a.value) : null,
+      snoozedBy(st.snoozes, a) ? h("span", { class: "small snoozed" }, `no popups until ${new Date(snoozedBy(st.snoozes, a).until_ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`) : null),
     h("td", { title: when(a.since_ms), class: "ago", "data-ms": a.since_ms }, ago(a.since_ms)),
     h("td", { class: "small rooms" }, (a.rooms || []).map((r) => r.name).join(", ")),
     h("td", { class: "actions" },
@@ -197,8 +198,8 @@ async function drawActive(body) {
         } catch (e) { toast(errorText(e)); }
         drawAlerts();
       } }, a.acknowledged ? "Unacknowledge" : "Acknowledge"), " ",
-      h("button", { class: "btn", "data-action": "snooze", title: "No popups for this alert for 1 hour", onclick: () => snooze({ scope: "alert", target: a.key }, `${a.name} on ${a.host}`) }, "Snooze 1 h"), " ",
-      h("button", { class: "btn", "data-action": "snooze-node", title: "No popups for this node for 1 hour", onclick: () => snooze({ scope: "node", target: a.host }, a.host) }, "Snooze node"), " ",
+      snoozeButton(st.snoozes, { scope: "alert", target: a.key }, "snooze", "this alert", `${a.name} on ${a.host}`, "Snooze 1 h"), " ",
+      snoozeButton(st.snoozes, { scope: "node", target: a.host }, "snooze-node", "this node", a.host, "Snooze node"), " ",
       h("button", { class: `btn dismiss${dismissArmed(a.key) ? " armed" : ""}`, "data-action": "dismiss", title: "Take it off this list, for an alert Netdata will never clear (it stays in history)", onclick: async (e) => {
         // Two clicks: the first asks. Which alert is asking is kept outside the button, which
         // a live update may redraw in between.
@@ -224,6 +225,31 @@ async function drawActive(body) {
 // Whether the Dismiss button of `key` was clicked once in the last 3 seconds.
 function dismissArmed(key) {
   return Boolean(alertsView.armed && alertsView.armed.key === key && Date.now() < alertsView.armed.until);
+}
+
+// The snooze in force that holds back `a`'s popups, if any.
+function snoozedBy(snoozes, a) {
+  const now = Date.now();
+  return snoozes.find((s) => s.until_ms > now && (s.scope === "all"
+    || (s.scope === "alert" && s.target === a.key)
+    || (s.scope === "node" && s.target.toLowerCase() === a.host.toLowerCase())));
+}
+
+// "Snooze" for `scope`, or "Resume" while a snooze of exactly that scope is in force.
+function snoozeButton(snoozes, scope, action, what, name, label) {
+  const now = Date.now();
+  const on = snoozes.find((s) => s.until_ms > now && s.scope === scope.scope
+    && (scope.scope === "node" ? s.target.toLowerCase() === scope.target.toLowerCase() : s.target === scope.target));
+  if (on) {
+    return h("button", { class: "btn", "data-action": action, title: `Popups for ${what} again, now`, onclick: async () => {
+      try { await invoke("resume", { scope: { scope: on.scope, target: on.target } }); toast(`${name}: popups again`); } catch (e) { toast(errorText(e)); }
+      drawActive($("#alerts-body"));
+    } }, scope.scope === "node" ? "Resume node" : "Resume");
+  }
+  return h("button", { class: "btn", "data-action": action, title: `No popups for ${what} for 1 hour`, onclick: async () => {
+    await snooze(scope, name);
+    drawActive($("#alerts-body"));
+  } }, label);
 }
 
 async function snooze(scope, what) {

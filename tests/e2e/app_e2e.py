@@ -514,6 +514,23 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             after = order[order.index(key) + 1] if order.index(key) + 1 < len(order) else order[order.index(key) - 1]
             focus_on([after, "dismiss"], "after dismissing")
         check("keyboard focus stays on its alert's button across acknowledge, live updates and dismiss", keyboard_focus)
+
+        def snooze_and_resume():
+            receiver.post(fixture("netdata-alert-warning.json", alert__name="e2e_snooze", alert__transition_id="e2e-snooze"))
+            row = ("const r = [...document.querySelectorAll('#active-table tbody tr')]"
+                   ".find(r => r.textContent.includes('e2e_snooze'));")
+            state = lambda: driver.execute_script(  # noqa: E731
+                row + "return r ? [r.querySelector('[data-action=snooze]').textContent,"
+                " (r.querySelector('.snoozed') || {textContent: ''}).textContent] : null")
+            wait_for("the alert to snooze", lambda: state() == ["Snooze 1 h", ""], 10)
+            driver.execute_script(row + "r.querySelector('[data-action=snooze]').click()")
+            wait_for("the row snoozed", lambda: state()[0] == "Resume" and state()[1].startswith("no popups until"), 10)
+            active = driver.execute_async_script(
+                "const done = arguments[arguments.length - 1]; invoke('status').then((s) => done(s.snoozes), (e) => done(String(e)));")
+            assert any(s["scope"] == "alert" and "e2e_snooze" in s["target"] for s in active), active
+            driver.execute_script(row + "r.querySelector('[data-action=snooze]').click()")
+            wait_for("the snooze lifted", lambda: state() == ["Snooze 1 h", ""], 10)
+        check("an alert snoozed in the window says so, and Resume lifts it", snooze_and_resume)
     finally:
         try:
             driver.quit()
