@@ -555,7 +555,11 @@ mod tests {
         // Two more fold into the storm; then popups go off before the summary is due.
         tx.send(raise("b")).unwrap();
         tx.send(raise("c")).unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The loop shares this thread: it folds them while this test yields, well before the
+        // next tick.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
         policy.update(|p| p.off = true);
         tokio::time::sleep(Duration::from_millis(2500)).await;
         shutdown.cancel();
