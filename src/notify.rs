@@ -243,6 +243,12 @@ impl StormGate {
 
     /// The summary popup, when something was folded since it was last taken: every fold
     /// reaches the screen, the last ones of a storm too.
+    /// Forgets what was folded, without a summary (popups went off meanwhile).
+    pub fn drop_folds(&mut self) {
+        self.folded = FoldCounts::default();
+        self.unsent = false;
+    }
+
     pub fn take_summary(&mut self) -> Option<Popup> {
         if !std::mem::take(&mut self.unsent) {
             return None;
@@ -272,8 +278,8 @@ pub trait PopupFilter: Send + Sync + 'static {
     /// `true` to show the popup for `event`.
     fn allows(&self, event: &Event) -> bool;
 
-    /// `false` while no popup at all may be shown (popups turned off), storm summaries
-    /// included.
+    /// `false` while no popup at all may be shown (popups turned off, or every popup
+    /// snoozed): storm summaries included.
     fn any(&self) -> bool {
         true
     }
@@ -307,7 +313,12 @@ pub async fn run_popups(
         let popup = tokio::select! {
             _ = shutdown.cancelled() => break,
             // Folds taken while popups are off are dropped with their summary.
-            _ = tick.tick() => gate.take_summary().filter(|_| filter.any()),
+            _ = tick.tick() => if filter.any() {
+                gate.take_summary()
+            } else {
+                gate.drop_folds();
+                None
+            },
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     let Some(p) = popup_for(&ev).filter(|_| filter.allows(&ev)) else { continue };

@@ -186,7 +186,8 @@ impl PopupFilter for SharedPolicy {
     }
 
     fn any(&self) -> bool {
-        !self.0.read().unwrap_or_else(|p| p.into_inner()).off
+        let p = self.0.read().unwrap_or_else(|p| p.into_inner());
+        !p.off && p.snoozed_all_until(Local::now().timestamp_millis()).is_none()
     }
 }
 
@@ -304,6 +305,23 @@ mod tests {
             assert!(PopupPolicy::default().allows_at(&e, &now), "{e:?}");
             assert!(!off.allows_at(&e, &now), "{e:?}");
         }
+    }
+
+    #[test]
+    fn no_popup_at_all_while_off_or_everything_is_snoozed() {
+        use crate::notify::PopupFilter as _;
+        let shared = SharedPolicy::new(PopupPolicy::default());
+        assert!(shared.any());
+        let in_an_hour = Local::now().timestamp_millis() + 3_600_000;
+        shared.update(|p| p.snoozes = vec![Snooze { scope: SnoozeScope::Node("web1".into()), until_ms: in_an_hour }]);
+        assert!(shared.any(), "a node's snooze leaves the others");
+        shared.update(|p| p.snoozes.push(Snooze { scope: SnoozeScope::All, until_ms: in_an_hour }));
+        assert!(!shared.any());
+        shared.update(|p| {
+            p.snoozes.clear();
+            p.off = true;
+        });
+        assert!(!shared.any());
     }
 
     #[test]
