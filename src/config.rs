@@ -410,11 +410,12 @@ fn padded(secret: &Secret) -> bool {
     s.trim_ascii() != s
 }
 
-/// `url` with a user name and password, if any, replaced by "(hidden)", to show it.
+/// `url` with a user name and password, if any, replaced by "(hidden)", to show it:
+/// everything between the scheme and the last `@` (a password may hold `/`, `?` or `#`; hiding
+/// a path's text too is harmless).
 fn without_userinfo(url: &str) -> String {
     let rest_at = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[rest_at..].find(['/', '?', '#']).map_or(url.len(), |i| rest_at + i);
-    match url[rest_at..authority_end].rfind('@') {
+    match url[rest_at..].rfind('@') {
         Some(at) => format!("{}(hidden){}", &url[..rest_at], &url[rest_at + at..]),
         None => url.to_string(),
     }
@@ -480,7 +481,17 @@ impl RawConfig {
         // [tls.acme] takes its domain from server.public_url: checked when that one is right.
         let url = public_url(self.server.public_url.clone());
         let server = validate_server(self.server).map_err(|e| problems.extend(e)).ok();
-        let tls = url.ok().and_then(|url| keep(&mut problems, validate_tls(self.tls, url.as_ref(), &resolve)));
+        let tls = match &url {
+            Ok(url) => keep(&mut problems, validate_tls(self.tls, url.as_ref(), &resolve)),
+            // server.public_url is wrong, and named as such: [tls] is still checked, but the
+            // ACME domain it would have given is not missing by another mistake.
+            Err(_) => match validate_tls(self.tls, None, &resolve) {
+                Err(ConfigError::Invalid { key, value, .. }) if key == "tls.acme.domain" && value == "(missing)" => {
+                    None
+                }
+                other => keep(&mut problems, other),
+            },
+        };
         let auth = validate_auth(self.auth, &resolve).map_err(|e| problems.extend(e)).ok();
         let notifications = validate_notifications(self.notifications).map_err(|e| problems.extend(e)).ok();
         let store = keep(
@@ -881,7 +892,7 @@ fn validate_tunnel(t: RawTunnel) -> Result<Option<crate::tunnel::TunnelConfig>, 
     let argv = shell_words::split(&command).map_err(|e| {
         // Only the program is shown, as in the tunnel's log lines: its arguments may hold a
         // token (ngrok --authtoken).
-        let program = command.split_whitespace().next().unwrap_or_default();
+        let program = command.split_whitespace().find(|w| !w.contains('=')).unwrap_or_default();
         ConfigError::invalid(
             "tunnel.command",
             format!("{program:?} ..."),
@@ -1195,6 +1206,15 @@ mod tests {
             e.to_string().starts_with("tunnel.command = \"ngrok\" ...") && !e.to_string().contains("s3cr3t"),
             "{e}"
         );
+        for url in ["https://me:s3/cr3t@alerts.example.com/", "https://me:s3#cr?3t@alerts.example.com/"] {
+            let e = err(&format!("[server]\npublic_url = {url:?}\n[auth]\nallow_unauthenticated = true"));
+            assert!(!e.to_string().contains("cr3t") && !e.to_string().contains("me:"), "{e}");
+        }
+        let e = err("[tunnel]\ncommand = \"NGROK_AUTHTOKEN=s3cr3t ngrok 'x\"\n[auth]\nallow_unauthenticated = true");
+        assert!(
+            e.to_string().starts_with("tunnel.command = \"ngrok\" ...") && !e.to_string().contains("s3cr3t"),
+            "{e}"
+        );
         // Inside, and in a Basic password (sent encoded), spaces are fine.
         Config::from_toml("[auth]\nmethod = \"bearer\"\ntoken = \"a b\"").unwrap();
         Config::from_toml("[auth]\nmethod = \"basic\"\nusername = \"u\"\npassword = \" p \"").unwrap();
@@ -1229,6 +1249,12 @@ mod tests {
         assert!(text.contains("\n  - auth.method = \"digest\" is not accepted"), "{text}");
         // One mistake is reported as itself.
         assert!(matches!(err("[auth]\nmethod = \"digest\""), ConfigError::Invalid { .. }));
+        // A wrong public_url does not hide [tls]'s own mistakes, nor make a missing ACME domain one.
+        let e = err("[server]\npublic_url = \"http://a.example/\"\n[tls]\ncert = \"c.pem\"\n[auth]\nallow_unauthenticated = true");
+        assert_eq!(e.to_string().matches("\n  - ").count(), 2, "{e}");
+        let e = err("[server]\npublic_url = \"http://a.example/\"\n[tls.acme]\nemail = \"me@a.example\"\n[auth]\nallow_unauthenticated = true");
+        assert_eq!(e.key(), Some("server.public_url"), "{e}");
+        assert!(matches!(e, ConfigError::Invalid { .. }), "{e}");
         // A bad [server] does not hide [tls.acme], unless its public_url is what is wrong.
         let e = err("[server]\nlisten = \"x\"\npublic_url = \"https://a.example/\"\n[tls]\ncert = \"c.pem\"\n[tls.acme]\nemail = \"me@a.example\"\n[auth]\nallow_unauthenticated = true");
         assert_eq!(e.to_string().matches("\n  - ").count(), 2, "{e}");
