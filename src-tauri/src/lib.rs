@@ -245,7 +245,9 @@ async fn start<R: Runtime>(app: tauri::AppHandle<R>) {
                 Ok(Event::TestReceived { .. }) => request_refresh(&app, "token"),
                 Ok(Event::Listening { .. }) | Ok(Event::ReceiverFailed { .. }) => request_refresh(&app, "receiver"),
                 Ok(Event::TunnelChanged) => request_refresh(&app, "tunnel"),
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => request_refresh(&app, "alerts"),
+                // Missed events may have been a token or a tunnel change too.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => request_refresh(&app, "lagged"),
+                Ok(_) => request_refresh(&app, "alerts"),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
         }
