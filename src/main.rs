@@ -58,7 +58,7 @@ enum Command {
         /// Only this status (history).
         #[arg(long, requires = "history", value_parser = ["critical", "warning", "clear", "other", "unreachable", "reachable"])]
         status: Option<String>,
-        /// Only this node (history).
+        /// Only this node: its name or its beginning, any case (history).
         #[arg(long, requires = "history")]
         host: Option<String>,
         /// Only notifications whose message, host or alert contains this text (history).

@@ -174,7 +174,7 @@ pub struct HistoryQuery {
     pub until_ms: Option<i64>,
     /// Only this status word (critical, warning, clear, unreachable, reachable).
     pub status: Option<String>,
-    /// Only this node (hostname, any case).
+    /// Only this node: its hostname or its beginning, any case.
     pub host: Option<String>,
     /// Only notifications whose message, host or alert name contains this text.
     pub text: Option<String>,

@@ -168,7 +168,7 @@ async function drawActive(body) {
   // The receiver not running is the first thing to fix.
   const stopped = st.receiver.state !== "running"
     ? h("div", { class: "note warn", id: "receiver-stopped" }, `The receiver is not running: ${st.receiver.reason} `,
-      h("button", { class: "btn", onclick: () => invoke("open_window", { page: "settings", anchor: st.receiver.key || null }) }, "Fix in Settings"))
+      h("button", { class: "btn", id: "fix-receiver", onclick: () => invoke("open_window", { page: "settings", anchor: st.receiver.key || null }) }, "Fix in Settings"))
     : null;
   if (!active.length) {
     // Nothing received at all yet: say where to start rather than "all clear".
@@ -176,7 +176,7 @@ async function drawActive(body) {
     redraw(body, stopped, pills, any
       ? h("div", { class: "empty", id: "all-clear" }, "All clear: no active alerts.")
       : h("div", { class: "empty", id: "all-clear" }, "Nothing received yet. ",
-        h("button", { class: "btn", onclick: () => invoke("open_window", { page: "guide" }) }, "Connect Netdata Cloud")));
+        h("button", { class: "btn", id: "open-guide", onclick: () => invoke("open_window", { page: "guide" }) }, "Connect Netdata Cloud")));
     return;
   }
   const rows = active.map((a) => h("tr", { class: a.acknowledged ? "acknowledged" : "", "data-key": a.key },
@@ -184,19 +184,19 @@ async function drawActive(body) {
     h("td", {}, h("div", { class: "host" }, a.host), h("div", { class: "small" }, a.space || "")),
     h("td", {}, h("div", { class: "alert-name" }, a.name), h("div", { class: "small" }, a.summary || a.message)),
     h("td", { class: "state" }, h("span", { class: `pill ${a.level}` }, levelWord(a.level)), a.value ? h("span", { class: "value" }, a.value) : null,
-      snoozedBy(st.snoozes, a) ? h("span", { class: "small snoozed" }, `no popups until ${new Date(snoozedBy(st.snoozes, a).until_ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`) : null),
+      snoozedText(snoozedBy(st.snoozes, a))),
     h("td", { title: when(a.since_ms), class: "ago", "data-ms": a.since_ms }, ago(a.since_ms)),
     h("td", { class: "small rooms" }, (a.rooms || []).map((r) => r.name).join(", ")),
     h("td", { class: "actions" },
       h("button", { class: "btn", "data-action": "open", disabled: !a.url, onclick: () => invoke("open_url", { url: a.url }).catch((e) => toast(errorText(e))) }, "Open"), " ",
       h("button", { class: "btn ack", "data-action": "ack", onclick: async () => {
         try {
-          // The focus moves on to the row that takes this one's place.
-          alertsView.acted = a.key;
+          // Acknowledged, it sorts down the list: the focus moves on to the row in its place.
+          if (!a.acknowledged) alertsView.acted = a.key;
           await invoke("acknowledge", { key: a.key, acknowledged: !a.acknowledged });
           toast(`${a.acknowledged ? "Unacknowledged" : "Acknowledged"}: ${a.name} on ${a.host}`);
         } catch (e) { toast(errorText(e)); }
-        drawAlerts();
+        try { await drawAlerts(); } finally { alertsView.acted = null; }
       } }, a.acknowledged ? "Unacknowledge" : "Acknowledge"), " ",
       snoozeButton(st.snoozes, { scope: "alert", target: a.key }, "snooze", "this alert", `${a.name} on ${a.host}`, "Snooze 1 h"), " ",
       snoozeButton(st.snoozes, { scope: "node", target: a.host }, "snooze-node", "this node", a.host, "Snooze node"), " ",
@@ -230,9 +230,16 @@ function dismissArmed(key) {
 // The snooze in force that holds back `a`'s popups, if any.
 function snoozedBy(snoozes, a) {
   const now = Date.now();
-  return snoozes.find((s) => s.until_ms > now && (s.scope === "all"
+  const covering = snoozes.filter((s) => s.until_ms > now && (s.scope === "all"
     || (s.scope === "alert" && s.target === a.key)
     || (s.scope === "node" && s.target.toLowerCase() === a.host.toLowerCase())));
+  return covering.sort((x, y) => y.until_ms - x.until_ms)[0] || null;
+}
+
+function snoozedText(s) {
+  if (!s) return null;
+  const until = new Date(s.until_ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return h("span", { class: "small snoozed" }, s.scope === "all" ? `all popups snoozed until ${until}` : `no popups until ${until}`);
 }
 
 // "Snooze" for `scope`, or "Resume" while a snooze of exactly that scope is in force.
@@ -243,12 +250,12 @@ function snoozeButton(snoozes, scope, action, what, name, label) {
   if (on) {
     return h("button", { class: "btn", "data-action": action, title: `Popups for ${what} again, now`, onclick: async () => {
       try { await invoke("resume", { scope: { scope: on.scope, target: on.target } }); toast(`${name}: popups again`); } catch (e) { toast(errorText(e)); }
-      drawActive($("#alerts-body"));
+      if (alertsView.tab === "active" && $("#alerts-body")) drawActive($("#alerts-body"));
     } }, scope.scope === "node" ? "Resume node" : "Resume");
   }
   return h("button", { class: "btn", "data-action": action, title: `No popups for ${what} for 1 hour`, onclick: async () => {
     await snooze(scope, name);
-    drawActive($("#alerts-body"));
+    if (alertsView.tab === "active" && $("#alerts-body")) drawActive($("#alerts-body"));
   } }, label);
 }
 
@@ -429,7 +436,7 @@ function fieldInput(f) {
   switch (f.type) {
     case "select":
       return h("select", { id, "data-key": f.key, onchange: changed },
-        f.options.map((o) => h("option", { value: o, selected: (value || "") === o }, o || "(default)")));
+        f.options.map((o) => h("option", { value: o, selected: String(value || "").trim().toLowerCase() === o }, o || "(default)")));
     case "bool":
       return h("input", { id, type: "checkbox", "data-key": f.key, checked: value ?? f.default ?? false, onchange: changed });
     case "number":
@@ -524,10 +531,12 @@ function showErrors(err) {
     const field = p.key && fieldOf(p.key);
     if (field && p.key !== "auth") {
       field.classList.add("invalid");
-      // Next to its field, the setting needs no naming: "server.listen = "x" is not..." reads
-      // as ""x" is not...".
+      // Next to its own field, the setting needs no naming: "server.listen = "x" is not..."
+      // reads as ""x" is not...". Several extra headers share one field: each keeps its name.
       const prefix = `${p.key} = `;
-      $(".error", field).textContent = p.message.startsWith(prefix) ? p.message.slice(prefix.length) : p.message;
+      const text = field.dataset.key === p.key && p.message.startsWith(prefix) ? p.message.slice(prefix.length) : p.message;
+      const box = $(".error", field);
+      box.textContent = box.textContent ? `${box.textContent}\n${text}` : text;
     } else {
       formErrors.push(p.message);
     }
@@ -820,7 +829,7 @@ window.addEventListener("hashchange", draw);
 let closeArmed = false;
 window.addEventListener("keydown", (e) => {
   const inField = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement?.tagName);
-  if (e.key === "Escape" && alertsView.armed) {
+  if (e.key === "Escape" && alertsView.armed && Date.now() < alertsView.armed.until) {
     // Escape takes back a first click on Dismiss, rather than closing the window.
     e.preventDefault();
     alertsView.armed = null;
@@ -849,8 +858,9 @@ const redrawChanged = throttle(async () => {
   const r = route();
   await drawReceiver().catch(() => {});
   if (r.name === "alerts") {
-    if (alertsView.tab === "active") drawActive($("#alerts-body"));
-    else if (!alertsView.pages.length) loadHistory($("#history-list"));
+    // Not while the tab is being drawn (its body is not in the page yet): it shows the news.
+    if (alertsView.tab === "active" && $("#alerts-body")) drawActive($("#alerts-body"));
+    else if (alertsView.tab === "history" && !alertsView.pages.length && $("#history-list")) loadHistory($("#history-list"));
   } else if (r.name === "guide" && [...what].some((w) => w !== "alerts")) {
     // The guide shows no alerts: a stream of them leaves it (and a token shown) alone.
     drawGuide();

@@ -186,9 +186,11 @@ fn a_link_opens_another_window_without_turning_this_one_into_it() {
     use tauri::Manager as _;
     let h = harness();
     assert!(h._app.get_webview_window("settings").is_none());
+    let before = h.window.url().unwrap();
     h.invoke("open_window", json!({"page": "settings", "anchor": "tunnel.command"})).unwrap();
-    assert!(h._app.get_webview_window("settings").is_some(), "the Settings window opened");
-    assert_eq!(h.window.label(), "alerts", "the window the link was in stays what it was");
+    let settings = h._app.get_webview_window("settings").expect("the Settings window opened");
+    assert_eq!(settings.url().unwrap().fragment(), Some("settings/tunnel.command"), "opened at the field");
+    assert_eq!(h.window.url().unwrap(), before, "the window the link was in stays where it was");
     let err = h.invoke("open_window", json!({"page": "nowhere"})).unwrap_err();
     assert_eq!(err["code"], "not_found");
 }
