@@ -139,9 +139,20 @@ function redraw(el, ...children) {
 }
 
 async function drawAlerts() {
-  const tabs = h("div", { class: "tabs", role: "tablist" },
-      h("button", { id: "tab-active", class: alertsView.tab === "active" ? "active" : "", onclick: () => { alertsView.tab = "active"; drawAlerts(); } }, "Active"),
-      h("button", { id: "tab-history", class: alertsView.tab === "history" ? "active" : "", onclick: () => { alertsView.tab = "history"; alertsView.pages = []; drawAlerts(); } }, "History"));
+  const show = (tab) => { alertsView.tab = tab; if (tab === "history") alertsView.pages = []; drawAlerts(); };
+  const tab = (name, label) => h("button", {
+    id: `tab-${name}`, role: "tab", class: alertsView.tab === name ? "active" : "", "aria-selected": String(alertsView.tab === name),
+    onclick: () => show(name),
+    // Left and Right move between the tabs, as in any tab strip.
+    onkeydown: (e) => {
+      if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+      e.preventDefault();
+      const other = name === "active" ? "history" : "active";
+      show(other);
+      setTimeout(() => { const b = document.getElementById(`tab-${other}`); if (b) b.focus(); }, 0);
+    },
+  }, label);
+  const tabs = h("div", { class: "tabs", role: "tablist" }, tab("active", "Active"), tab("history", "History"));
   const body = h("div", { id: "alerts-body" });
   // Filled before it is shown, so that the page is swapped in one step.
   if (alertsView.tab === "active") await drawActive(body);
@@ -275,7 +286,7 @@ async function drawHistory(body) {
   const filters = h("div", { class: "filters" },
     h("input", { type: "search", id: "history-search", placeholder: "Search messages, nodes, alerts", value: f.text, oninput: (e) => { f.text = e.target.value; debounced(); } }),
     select("history-status", f.status, [["", "Any status"], ["critical", "Critical"], ["warning", "Warning"], ["clear", "Clear"], ["unreachable", "Unreachable"], ["reachable", "Reachable"]], (v) => { f.status = v; rerun(); }),
-    h("input", { type: "text", id: "history-host", placeholder: "Node (name or its beginning)", value: f.host, oninput: (e) => { f.host = e.target.value; debounced(); } }),
+    h("input", { type: "text", id: "history-host", placeholder: "Node (name or start)", value: f.host, oninput: (e) => { f.host = e.target.value; debounced(); } }),
     select("history-range", f.range, [["", "Any time"], ["3600000", "Last hour"], ["86400000", "Last 24 hours"], ["604800000", "Last 7 days"], ["2592000000", "Last 30 days"]], (v) => { f.range = v; rerun(); }));
   const list = h("div", { id: "history-list" });
   fill(body, filters, list);
@@ -316,11 +327,13 @@ async function loadHistory(list) {
       h("td", { class: "host" }, r.host || ""),
       h("td", {}, r.message, r.deliveries > 1 ? h("span", { class: "small" }, ` (delivered ${r.deliveries} times)`) : null,
         r.url ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); invoke("open_url", { url: r.url }); } }, "open")] : null)))));
-  const pager = h("div", { class: "pager" },
-    h("button", { class: "btn", id: "history-newer", disabled: !alertsView.pages.length, onclick: () => { alertsView.pages.pop(); loadHistory(list).then(() => list.scrollIntoView()); } }, "Newer"),
-    h("span", { class: "small" }, `Page ${alertsView.pages.length + 1}`),
-    h("button", { class: "btn", id: "history-older", disabled: rows.length < PAGE_SIZE, onclick: () => { alertsView.pages.push(rows[rows.length - 1].id); loadHistory(list).then(() => list.scrollIntoView()); } }, "Older"));
-  redraw(list, table, pager);
+  // Above and below the list; the ids stay on the lower one, where paging leaves the focus.
+  const first = (alertsView.pages.length * PAGE_SIZE) + 1;
+  const pager = (where) => h("div", { class: `pager ${where}` },
+    h("button", { class: "btn", id: where === "bottom" ? "history-newer" : null, disabled: !alertsView.pages.length, onclick: () => { alertsView.pages.pop(); loadHistory(list).then(() => list.scrollIntoView()); } }, "Newer"),
+    h("span", { class: "small" }, `${first} to ${first + rows.length - 1}, newest first`),
+    h("button", { class: "btn", id: where === "bottom" ? "history-older" : null, disabled: rows.length < PAGE_SIZE, onclick: () => { alertsView.pages.push(rows[rows.length - 1].id); loadHistory(list).then(() => list.scrollIntoView()); } }, "Older"));
+  redraw(list, pager("top"), table, pager("bottom"));
 }
 
 function debounce(fn, ms) {
@@ -786,7 +799,8 @@ async function drawGuide(anchor) {
     certNote,
     h("table", { id: "tunnels" },
       h("thead", {}, h("tr", {}, h("th", {}, "Tunnel"), h("th", {}, "Example"), h("th", {}, "Netdata's client certificate"))),
-      h("tbody", {}, TUNNELS.map(([name, cmd, passes]) => h("tr", {}, h("td", {}, name), h("td", {}, h("code", {}, cmd)),
+      h("tbody", {}, TUNNELS.map(([name, cmd, passes]) => h("tr", {}, h("td", {}, name),
+        h("td", {}, h("code", {}, cmd), " ", h("button", { class: "btn", title: "Copy it, to paste as Tunnel command in Settings", onclick: () => copy(cmd, `The ${name} command`) }, "Copy")),
         h("td", {}, passes ? "reaches Alertray: mutual TLS possible" : "ends at the tunnel's edge: use Bearer, Basic or headers")))),
     ));
   drawCheck();

@@ -531,6 +531,18 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             driver.execute_script(row + "r.querySelector('[data-action=snooze]').click()")
             wait_for("the snooze lifted", lambda: state() == ["Snooze 1 h", ""], 10)
         check("an alert snoozed in the window says so, and Resume lifts it", snooze_and_resume)
+
+        def tabs_by_keyboard():
+            from selenium.webdriver.common.action_chains import ActionChains
+            driver.execute_script("document.getElementById('tab-active').focus()")
+            ActionChains(driver).send_keys(Keys.ARROW_RIGHT).perform()
+            selected = lambda: driver.execute_script(  # noqa: E731
+                "const t = document.querySelector('[role=tab][aria-selected=true]');"
+                "return [t && t.id, document.activeElement.id, !!document.getElementById('history-list')]")
+            wait_for("the History tab, selected and focused", lambda: selected() == ["tab-history", "tab-history", True], 10)
+            ActionChains(driver).send_keys(Keys.ARROW_LEFT).perform()
+            wait_for("back to the Active tab", lambda: selected()[:2] == ["tab-active", "tab-active"], 10)
+        check("the Alerts tabs follow the arrow keys", tabs_by_keyboard)
     finally:
         try:
             driver.quit()
