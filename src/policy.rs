@@ -148,6 +148,13 @@ impl PopupPolicy {
         }
     }
 
+    /// `false` while no popup at all may be shown at `now`: popups turned off, every popup
+    /// snoozed, or quiet hours that let nothing through.
+    pub fn any_at<Tz: TimeZone>(&self, now: &DateTime<Tz>) -> bool {
+        let silent = self.quiet_hours.is_some_and(|q| !q.allow_critical && q.contains(now.naive_local().time()));
+        !self.off && !silent && self.snoozed_all_until(now.timestamp_millis()).is_none()
+    }
+
     /// The global snooze in force at `now_ms`, if any: until when.
     pub fn snoozed_all_until(&self, now_ms: i64) -> Option<i64> {
         self.snoozes.iter().filter(|s| s.scope == SnoozeScope::All && s.until_ms > now_ms).map(|s| s.until_ms).max()
@@ -187,7 +194,7 @@ impl PopupFilter for SharedPolicy {
 
     fn any(&self) -> bool {
         let p = self.0.read().unwrap_or_else(|p| p.into_inner());
-        !p.off && p.snoozed_all_until(Local::now().timestamp_millis()).is_none()
+        p.any_at(&Local::now())
     }
 }
 
@@ -276,6 +283,9 @@ mod tests {
         assert!(p.allows_at(&ev(Change::Raised, Level::Warning, "k", "h"), &at(12, 0)));
         let strict = PopupPolicy { quiet_hours: Some(QuietHours { allow_critical: false, ..q }), ..Default::default() };
         assert!(!strict.allows_at(&ev(Change::Raised, Level::Critical, "k", "h"), &night));
+        // Quiet hours that let nothing through hold back storm summaries too.
+        assert!(!strict.any_at(&night) && strict.any_at(&at(12, 0)));
+        assert!(p.any_at(&night), "critical alerts still come through, and their summary");
     }
 
     #[test]
