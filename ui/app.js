@@ -233,6 +233,13 @@ async function drawActive(body) {
     h("tbody", {}, rows)));
 }
 
+// Redraws the Active tab's list when it is the one shown (not while the tab is being drawn:
+// its body is not in the page yet, and it shows the news).
+function redrawActive() {
+  const body = $("#alerts-body");
+  if (alertsView.tab === "active" && body) drawActive(body);
+}
+
 // Whether the Dismiss button of `key` was clicked once in the last 3 seconds.
 function dismissArmed(key) {
   return Boolean(alertsView.armed && alertsView.armed.key === key && Date.now() < alertsView.armed.until);
@@ -261,12 +268,12 @@ function snoozeButton(snoozes, scope, action, what, name, label) {
   if (on) {
     return h("button", { class: "btn", "data-action": action, title: `Popups for ${what} again, now`, onclick: async () => {
       try { await invoke("resume", { scope: { scope: on.scope, target: on.target } }); toast(`${name}: popups again`); } catch (e) { toast(errorText(e)); }
-      if (alertsView.tab === "active" && $("#alerts-body")) drawActive($("#alerts-body"));
+      redrawActive();
     } }, scope.scope === "node" ? "Resume node" : "Resume");
   }
   return h("button", { class: "btn", "data-action": action, title: `No popups for ${what} for 1 hour`, onclick: async () => {
     await snooze(scope, name);
-    if (alertsView.tab === "active" && $("#alerts-body")) drawActive($("#alerts-body"));
+    redrawActive();
   } }, label);
 }
 
@@ -843,7 +850,7 @@ window.addEventListener("hashchange", draw);
 let closeArmed = false;
 window.addEventListener("keydown", (e) => {
   const inField = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement?.tagName);
-  if (e.key === "Escape" && alertsView.armed && Date.now() < alertsView.armed.until) {
+  if (e.key === "Escape" && alertsView.armed && dismissArmed(alertsView.armed.key)) {
     // Escape takes back a first click on Dismiss, rather than closing the window.
     e.preventDefault();
     alertsView.armed = null;
@@ -873,8 +880,8 @@ const redrawChanged = throttle(async () => {
   await drawReceiver().catch(() => {});
   if (r.name === "alerts") {
     // Not while the tab is being drawn (its body is not in the page yet): it shows the news.
-    if (alertsView.tab === "active" && $("#alerts-body")) drawActive($("#alerts-body"));
-    else if (alertsView.tab === "history" && !alertsView.pages.length && $("#history-list")) loadHistory($("#history-list"));
+    if (alertsView.tab === "active") redrawActive();
+    else if (!alertsView.pages.length && $("#history-list")) loadHistory($("#history-list"));
   } else if (r.name === "guide" && [...what].some((w) => w !== "alerts")) {
     // The guide shows no alerts: a stream of them leaves it (and a token shown) alone.
     drawGuide();
