@@ -479,13 +479,15 @@ impl RawConfig {
         let resolve = |p: PathBuf| if p.is_relative() { base_dir.join(p) } else { p };
         let mut problems = Vec::new();
         // [tls.acme] takes its domain from server.public_url: checked when that one is right.
-        let url = public_url(self.server.public_url.clone());
-        let server = validate_server(self.server).map_err(|e| problems.extend(e)).ok();
-        let tls = match &url {
-            Ok(url) => keep(&mut problems, validate_tls(self.tls, url.as_ref(), &resolve)),
+        let mut raw_server = self.server;
+        let url = public_url(raw_server.public_url.take());
+        let url_for_tls = url.as_ref().ok().cloned();
+        let server = validate_server(raw_server, url).map_err(|e| problems.extend(e)).ok();
+        let tls = match url_for_tls {
+            Some(url) => keep(&mut problems, validate_tls(self.tls, url.as_ref(), &resolve)),
             // server.public_url is wrong, and named as such: [tls] is still checked, but the
             // ACME domain it would have given is not missing by another mistake.
-            Err(_) => match validate_tls(self.tls, None, &resolve) {
+            None => match validate_tls(self.tls, None, &resolve) {
                 Err(ConfigError::Invalid { key, value, .. }) if key == "tls.acme.domain" && value == "(missing)" => {
                     None
                 }
@@ -514,11 +516,12 @@ fn keep<T>(problems: &mut Vec<ConfigError>, checked: Result<T, ConfigError>) -> 
     checked.map_err(|e| problems.push(e)).ok()
 }
 
-fn validate_server(s: RawServer) -> Result<ServerConfig, Vec<ConfigError>> {
+/// `[server]`, with its `public_url` already checked (by [`public_url`]).
+fn validate_server(s: RawServer, url: Result<Option<Uri>, ConfigError>) -> Result<ServerConfig, Vec<ConfigError>> {
     let mut problems = Vec::new();
     let listen = keep(&mut problems, listen_address(s.listen));
     let path = keep(&mut problems, webhook_path(s.path));
-    let public_url = keep(&mut problems, public_url(s.public_url));
+    let public_url = keep(&mut problems, url);
     let max_connections = keep(&mut problems, int_in("server.max_connections", s.max_connections, 256, 1, 100_000));
     let request_timeout =
         keep(&mut problems, int_in("server.request_timeout_secs", s.request_timeout_secs, 10, 1, 300));
