@@ -486,21 +486,16 @@ impl ServedConnections {
     }
 
     /// Asks the connection idle the longest (no request in flight for at least
-    /// [`EVICTABLE_AFTER`]) to close, so that its slot goes to a newcomer. `false` when none
-    /// is.
-    fn evict_idle(&self) -> bool {
+    /// [`EVICTABLE_AFTER`]), if any, to close, so that its slot goes to a newcomer.
+    fn evict_idle(&self) {
         let mut by_age = self.lock();
         let longest = by_age
             .iter()
             .filter_map(|(id, a)| a.idle_for().filter(|&idle| idle >= EVICTABLE_AFTER).map(|idle| (idle, *id)))
             .max();
-        let Some((_, id)) = longest else {
-            return false;
-        };
-        if let Some(a) = by_age.remove(&id) {
+        if let Some(a) = longest.and_then(|(_, id)| by_age.remove(&id)) {
             a.evict.cancel();
         }
-        true
     }
 }
 
