@@ -98,6 +98,10 @@ pub struct Alert {
     pub triggered_at: Option<DateTime<FixedOffset>>,
     /// The stored notification that set this state.
     pub notification_id: i64,
+    /// Which of that notification's nodes this is: 0 for the first (and for every alert),
+    /// 1 for the next, and so on (see [`crate::payload::ReachabilityNotification::each_node`]).
+    #[serde(default, skip_serializing)]
+    pub part: u32,
     /// Whether the user acknowledged it (dropped when it escalates or is raised again).
     #[serde(default)]
     pub acknowledged: bool,
@@ -225,6 +229,7 @@ pub fn describe(n: &Notification, id: i64, now_ms: i64) -> Option<Alert> {
         updated_ms: now_ms,
         triggered_at: None,
         notification_id: id,
+        part: 0,
         acknowledged: false,
     };
     match n {
@@ -401,6 +406,7 @@ pub(crate) fn sample_alert(key: &str, level: Level, host: &str) -> Alert {
         updated_ms: 0,
         triggered_at: None,
         notification_id: 1,
+        part: 0,
         acknowledged: false,
     }
 }

@@ -200,6 +200,39 @@ pub struct ReachabilityNotification {
     pub url: Option<String>,
     /// The severity word as sent (`critical`, `info`).
     pub severity: Option<String>,
+    /// The other nodes it names, after the first: a parent that goes away can take the nodes
+    /// that stream through it along. Each is its own active problem, under its own key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_nodes: Vec<ReachabilityNode>,
+}
+
+/// A node named by a reachability notification after its first one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReachabilityNode {
+    /// The key of this node's reachability.
+    pub key: String,
+    /// Its hostname.
+    pub host: Option<String>,
+    /// Its id.
+    pub node_id: Option<String>,
+    /// Its page in Netdata Cloud.
+    pub url: Option<String>,
+}
+
+impl ReachabilityNotification {
+    /// One notification per node it names, the first node first: what each node's state
+    /// and popup are made from.
+    pub fn each_node(&self) -> Vec<ReachabilityNotification> {
+        let first = ReachabilityNotification { other_nodes: Vec::new(), ..self.clone() };
+        let others = self.other_nodes.iter().map(|n| ReachabilityNotification {
+            key: n.key.clone(),
+            host: n.host.clone(),
+            node_id: n.node_id.clone(),
+            url: n.url.clone(),
+            ..first.clone()
+        });
+        std::iter::once(first.clone()).chain(others).collect()
+    }
 }
 
 /// The notification Netdata sends when the user presses Test.
@@ -260,6 +293,27 @@ impl Notification {
         match self {
             Notification::Alert(a) => a.transition_id.as_deref(),
             _ => None,
+        }
+    }
+
+    /// The key of the alert or node it is about (the first node, for a reachability that
+    /// names several); `None` for tests and unknown notifications.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Notification::Alert(a) => Some(&a.key),
+            Notification::Reachability(r) => Some(&r.key),
+            Notification::Test(_) | Notification::Unknown(_) => None,
+        }
+    }
+
+    /// What the active state is made of: one notification per node for a reachability that
+    /// names several, in their order; otherwise this one alone.
+    pub fn each_state(&self) -> Vec<std::borrow::Cow<'_, Notification>> {
+        match self {
+            Notification::Reachability(r) if !r.other_nodes.is_empty() => {
+                r.each_node().into_iter().map(|r| std::borrow::Cow::Owned(Notification::Reachability(r))).collect()
+            }
+            _ => vec![std::borrow::Cow::Borrowed(self)],
         }
     }
 }
@@ -624,12 +678,12 @@ fn reachability(obj: &Object<'_>) -> ReachabilityNotification {
             _ => None,
         })
         .unwrap_or(false);
-    let node = obj
+    let listed: Vec<&Object<'_>> = obj
         .get("nodes")
         .and_then(Json::as_array)
-        .and_then(|n| n.first())
-        .and_then(Json::as_object)
-        .or_else(|| obj.get("node").and_then(Json::as_object));
+        .map(|n| n.iter().filter_map(Json::as_object).collect())
+        .unwrap_or_default();
+    let node = listed.first().copied().or_else(|| obj.get("node").and_then(Json::as_object));
     let url = text(obj.get("url"));
     let node_id = node
         .and_then(|n| text(n.get("id")))
@@ -640,9 +694,33 @@ fn reachability(obj: &Object<'_>) -> ReachabilityNotification {
         .or_else(|| host_from_reachability_message(&message));
     let space = space_name(obj);
     let space_part = space_id(obj).or_else(|| space.clone());
-    let node_part = node_id.clone().or_else(|| host.clone()).unwrap_or_default();
+    let space_part = space_part.unwrap_or_default();
+    let key_of = |id: &Option<String>, host: &Option<String>| {
+        let node_part = id.clone().or_else(|| host.clone()).unwrap_or_default();
+        format!("node|{space_part}|{}", node_part.to_ascii_lowercase())
+    };
+    let key = key_of(&node_id, &host);
+    let mut other_nodes: Vec<ReachabilityNode> = Vec::new();
+    for n in listed.iter().skip(1) {
+        let (id, host) = (text(n.get("id")), text(n.get("hostname")));
+        if id.is_none() && host.is_none() {
+            continue;
+        }
+        let node_key = key_of(&id, &host);
+        if node_key == key || other_nodes.iter().any(|o| o.key == node_key) {
+            continue;
+        }
+        // The URL names the first node's page; the same page of this node, where it can.
+        let url = match (&url, &node_id, &id) {
+            (Some(u), Some(first), Some(this)) if u.contains(&format!("/nodes/{first}")) => {
+                Some(u.replacen(&format!("/nodes/{first}"), &format!("/nodes/{this}"), 1))
+            }
+            _ => url.clone(),
+        };
+        other_nodes.push(ReachabilityNode { key: node_key, host, node_id: id, url });
+    }
     ReachabilityNotification {
-        key: format!("node|{}|{}", space_part.unwrap_or_default(), node_part.to_ascii_lowercase()),
+        key,
         reachable,
         message,
         host,
@@ -650,6 +728,7 @@ fn reachability(obj: &Object<'_>) -> ReachabilityNotification {
         space,
         url,
         severity: text(get_ci(obj, "severity")),
+        other_nodes,
     }
 }
 
@@ -822,6 +901,53 @@ mod tests {
         assert!(!r.reachable);
         assert_eq!(r.host.as_deref(), Some("web1"));
         assert_eq!(r.node_id.as_deref(), Some("n9"));
+    }
+
+    #[test]
+    fn a_reachability_naming_several_nodes_keeps_each_one() {
+        let n = parse_value(json!({
+            "message": "3 nodes are unreachable", "space": {"id": "sp", "name": "Space"},
+            "nodes": [
+                {"id": "A1", "hostname": "parent"},
+                {"id": "b2", "hostname": "child-1"},
+                {"hostname": "child-2"},
+                {"id": "a1", "hostname": "parent again"},
+                {"id": "b2"},
+                {"rooms": []},
+                "not a node"
+            ],
+            "status": "unreachable", "reachable": false,
+            "url": "https://app.netdata.cloud/spaces/s/rooms/all-nodes/nodes/A1?from=alert"
+        }));
+        let Notification::Reachability(r) = &n else { panic!("{n:?}") };
+        assert_eq!((r.key.as_str(), r.host.as_deref()), ("node|sp|a1", Some("parent")));
+        let others: Vec<_> =
+            r.other_nodes.iter().map(|o| (o.key.as_str(), o.host.as_deref(), o.url.as_deref())).collect();
+        assert_eq!(
+            others,
+            [
+                (
+                    "node|sp|b2",
+                    Some("child-1"),
+                    Some("https://app.netdata.cloud/spaces/s/rooms/all-nodes/nodes/b2?from=alert")
+                ),
+                (
+                    "node|sp|child-2",
+                    Some("child-2"),
+                    Some("https://app.netdata.cloud/spaces/s/rooms/all-nodes/nodes/A1?from=alert")
+                ),
+            ],
+            "the same node twice counts once; entries naming no node are skipped"
+        );
+        let each: Vec<_> = n.each_state().iter().map(|s| s.key().unwrap().to_string()).collect();
+        assert_eq!(each, ["node|sp|a1", "node|sp|b2", "node|sp|child-2"]);
+        assert!(each_state_is_itself(&parse_value(
+            json!({"message": "m", "status": "reachable", "nodes": [{"id": "x"}]})
+        )));
+    }
+
+    fn each_state_is_itself(n: &Notification) -> bool {
+        matches!(n.each_state().as_slice(), [std::borrow::Cow::Borrowed(s)] if std::ptr::eq(*s, n))
     }
 
     #[test]

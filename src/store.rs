@@ -75,6 +75,15 @@ pub enum StoreError {
         /// The version found.
         found: i64,
     },
+    /// The database was written by an earlier Alertray and not updated yet; the writer
+    /// updates it when it opens it.
+    #[error("database {path} has schema version {found}, from an earlier Alertray; start `alertray serve` or the app once to update it to version {SCHEMA_VERSION}")]
+    Outdated {
+        /// The database file.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
+    },
     /// The writer has stopped or is overloaded.
     #[error("the store is not accepting writes: {0}")]
     Unavailable(&'static str),
@@ -225,7 +234,7 @@ pub struct Store {
 }
 
 /// The schema version this build reads and writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
@@ -254,11 +263,13 @@ CREATE INDEX IF NOT EXISTS notifications_sha
     ON notifications(body_sha256) WHERE body_sha256 IS NOT NULL;
 CREATE INDEX IF NOT EXISTS notifications_received ON notifications(received_at);
 CREATE TABLE IF NOT EXISTS active (
-    notification_id INTEGER PRIMARY KEY,
+    notification_id INTEGER NOT NULL,
+    part            INTEGER NOT NULL DEFAULT 0,
     since_ms        INTEGER NOT NULL,
     updated_ms      INTEGER NOT NULL,
-    acknowledged    INTEGER NOT NULL DEFAULT 0
-);
+    acknowledged    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (notification_id, part)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snoozes (
     scope    TEXT NOT NULL,
     target   TEXT NOT NULL,
@@ -270,22 +281,27 @@ CREATE TABLE IF NOT EXISTS verification (
     token       TEXT NOT NULL,
     received_at INTEGER NOT NULL
 );
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;
 ";
 
+/// Updates the active table of a database of schema `version` (2 or 3) to this one's.
+///
 /// Version 2 kept the active set under its alert keys (about 110 bytes each), so a group of
 /// deliveries rewrote most of the table's pages. Version 3 keeps each active entry under the
 /// id of the notification that set it: the key is that notification's, and the table fits in
 /// a page or two. The writer knows each key's notification id from its in-memory active set.
+/// Version 4 adds the entry's `part`, which of the notification's nodes it is, since one
+/// reachability notification can name several; every earlier entry is its notification's
+/// first (part 0).
 /// The update renames the old table, lets [`SCHEMA`] create the new one, and moves the rows.
-fn migrate_2_to_3() -> String {
+fn migrate_active(version: i64) -> String {
     format!(
         "BEGIN IMMEDIATE;
-         ALTER TABLE active RENAME TO active_v2;
+         ALTER TABLE active RENAME TO active_v{version};
          {SCHEMA}
-         INSERT INTO active (notification_id, since_ms, updated_ms, acknowledged)
-             SELECT notification_id, since_ms, updated_ms, acknowledged FROM active_v2;
-         DROP TABLE active_v2;
+         INSERT INTO active (notification_id, part, since_ms, updated_ms, acknowledged)
+             SELECT notification_id, 0, since_ms, updated_ms, acknowledged FROM active_v{version};
+         DROP TABLE active_v{version};
          COMMIT;"
     )
 }
@@ -334,8 +350,8 @@ impl Store {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sqlite(path))?;
         match version {
             0 | SCHEMA_VERSION => {}
-            2 => {
-                conn.execute_batch(&migrate_2_to_3()).map_err(sqlite(path))?;
+            2 | 3 => {
+                conn.execute_batch(&migrate_active(version)).map_err(sqlite(path))?;
                 tracing::info!("updated the database {} to schema version {SCHEMA_VERSION}", path.display());
             }
             found => return Err(StoreError::Schema { path: path.to_path_buf(), found }),
@@ -892,8 +908,9 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
                 .optional()?;
             // Reachability bodies carry no time: a node that goes down, comes back and goes
             // down again sends the first body again, and that one is news, not a retry.
-            let key = f.key.as_deref();
-            same_body.filter(|&id| key.and_then(|k| b.seen(k)).is_none_or(|s| s.last_id == id))
+            same_body.filter(|&id| {
+                n.each_state().iter().all(|s| s.key().and_then(|k| b.seen(k)).is_none_or(|s| s.last_id == id))
+            })
         }
     };
     if let Some(id) = existing {
@@ -930,31 +947,40 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
     if let Some(tid) = n.transition_id() {
         b.new_transitions.insert(tid.to_string(), id);
     }
-    let prev = f.key.as_deref().and_then(|k| b.active(k));
-    // An active entry is stored under the id of the notification that set it; a change
-    // replaces the previous entry.
-    let prev_id = prev.map(|a| a.notification_id);
-    let newest = f.key.as_deref().and_then(|k| b.seen(k)).and_then(|s| s.newest_ms);
-    let t = alerts::transition(prev, n, id, d.received_ms, newest);
-    if let Some(k) = &f.key {
-        let newest_ms = newest.max(f.triggered_ms);
-        b.new_seen.insert(k.clone(), Seen { last_id: id, newest_ms });
-    }
-    if let (Some(old), StateUpdate::Upsert(_) | StateUpdate::Remove(_)) = (prev_id, &t.update) {
-        b.tx.prepare_cached("DELETE FROM active WHERE notification_id = ?1")?.execute(params![old])?;
-    }
-    match t.update {
-        StateUpdate::Upsert(a) => {
-            b.tx.prepare_cached(
-                "INSERT INTO active (notification_id, since_ms, updated_ms, acknowledged) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![id, a.since_ms, a.updated_ms, a.acknowledged])?;
-            b.new_active.insert(a.key.clone(), Some(a));
+    let mut events = Vec::new();
+    // One state per node the notification names (one for anything else).
+    for (part, single) in (0u32..).zip(n.each_state()) {
+        let key = single.key();
+        let prev = key.and_then(|k| b.active(k));
+        // An active entry is stored under the id of the notification that set it (and which
+        // of its nodes it is); a change replaces the previous entry.
+        let prev_entry = prev.map(|a| (a.notification_id, a.part));
+        let newest = key.and_then(|k| b.seen(k)).and_then(|s| s.newest_ms);
+        let t = alerts::transition(prev, &single, id, d.received_ms, newest);
+        if let Some(k) = key {
+            let newest_ms = newest.max(f.triggered_ms);
+            b.new_seen.insert(k.to_string(), Seen { last_id: id, newest_ms });
         }
-        StateUpdate::Remove(key) => {
-            b.new_active.insert(key, None);
+        if let (Some((old, old_part)), StateUpdate::Upsert(_) | StateUpdate::Remove(_)) = (prev_entry, &t.update) {
+            b.tx.prepare_cached("DELETE FROM active WHERE notification_id = ?1 AND part = ?2")?
+                .execute(params![old, old_part])?;
         }
-        StateUpdate::Keep => {}
+        match t.update {
+            StateUpdate::Upsert(mut a) => {
+                a.part = part;
+                b.tx.prepare_cached(
+                    "INSERT INTO active (notification_id, part, since_ms, updated_ms, acknowledged)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![id, part, a.since_ms, a.updated_ms, a.acknowledged])?;
+                b.new_active.insert(a.key.clone(), Some(a));
+            }
+            StateUpdate::Remove(key) => {
+                b.new_active.insert(key, None);
+            }
+            StateUpdate::Keep => {}
+        }
+        events.extend(t.event);
     }
     if let Notification::Test(t) = n {
         if let Some(token) = &t.token {
@@ -965,7 +991,7 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
             .execute(params![token, d.received_ms])?;
         }
     }
-    Ok((Recorded { id, duplicate: false }, t.event.into_iter().collect()))
+    Ok((Recorded { id, duplicate: false }, events))
 }
 
 fn change_active(b: &mut Batch<'_>, key: &str, change: ActiveChange) -> Result<bool, rusqlite::Error> {
@@ -975,8 +1001,8 @@ fn change_active(b: &mut Batch<'_>, key: &str, change: ActiveChange) -> Result<b
             let Some(a) = b.active(key) else {
                 return Ok(false);
             };
-            b.tx.prepare_cached("DELETE FROM active WHERE notification_id = ?1")?
-                .execute(params![a.notification_id])?;
+            b.tx.prepare_cached("DELETE FROM active WHERE notification_id = ?1 AND part = ?2")?
+                .execute(params![a.notification_id, a.part])?;
             b.new_active.insert(key.to_string(), None);
             Ok(true)
         }
@@ -991,8 +1017,8 @@ fn acknowledge(b: &mut Batch<'_>, key: &str, ack: bool) -> Result<bool, rusqlite
         return Ok(true);
     }
     a.acknowledged = ack;
-    b.tx.prepare_cached("UPDATE active SET acknowledged = ?2 WHERE notification_id = ?1")?
-        .execute(params![a.notification_id, ack])?;
+    b.tx.prepare_cached("UPDATE active SET acknowledged = ?3 WHERE notification_id = ?1 AND part = ?2")?
+        .execute(params![a.notification_id, a.part, ack])?;
     b.new_active.insert(key.to_string(), Some(a));
     Ok(true)
 }
@@ -1094,7 +1120,7 @@ impl Fields {
 /// The active set as committed: each entry rebuilt from the notification that set it.
 fn load_active(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
     let mut stmt = conn.prepare_cached(
-        "SELECT a.since_ms, a.updated_ms, a.acknowledged, n.id, n.received_at, n.body
+        "SELECT a.since_ms, a.updated_ms, a.acknowledged, n.id, n.received_at, n.body, a.part
          FROM active a JOIN notifications n ON n.id = a.notification_id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -1105,16 +1131,21 @@ fn load_active(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
             r.get::<_, i64>(3)?,
             r.get::<_, i64>(4)?,
             r.get::<_, Vec<u8>>(5)?,
+            r.get::<_, u32>(6)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (since, updated, acknowledged, id, received, body) = row?;
+        let (since, updated, acknowledged, id, received, body, part) = row?;
         // The body was parsed when it arrived; a parser that changed since still reads it.
         let Ok(n) = crate::payload::parse(&body) else {
             continue;
         };
-        if let Some(mut a) = alerts::describe(&n, id, received) {
+        let Some(single) = n.each_state().into_iter().nth(part as usize) else {
+            continue;
+        };
+        if let Some(mut a) = alerts::describe(&single, id, received) {
+            a.part = part;
             a.since_ms = since;
             a.updated_ms = updated;
             a.acknowledged = acknowledged;
@@ -1159,7 +1190,13 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(sqlite(path))?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
-    Ok(conn)
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sqlite(path))?;
+    match found {
+        // 0: a store being created this moment; its queries say what is missing.
+        0 | SCHEMA_VERSION => Ok(conn),
+        found if found > SCHEMA_VERSION => Err(StoreError::Schema { path: path.to_path_buf(), found }),
+        found => Err(StoreError::Outdated { path: path.to_path_buf(), found }),
+    }
 }
 
 /// The active alerts, worst first, then newest.

@@ -310,7 +310,7 @@ async fn a_schema_2_database_is_updated_and_keeps_its_active_alerts() {
     let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
     let conn = store::open_reader(&db).unwrap();
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let after = store::active(&conn).unwrap();
     let summary = |v: &[alertray::alerts::Alert]| {
         v.iter().map(|a| (a.key.clone(), a.notification_id, a.since_ms, a.acknowledged)).collect::<Vec<_>>()
@@ -338,6 +338,50 @@ async fn a_schema_2_database_is_updated_and_keeps_its_active_alerts() {
     assert_eq!(summary(&store::active(&conn).unwrap()), summary(&now));
 }
 
+/// A schema 3 database (one active entry per notification) is updated in place when the
+/// writer opens it, keeping every entry; a reader before that says how to update it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_3_database_is_updated_and_keeps_its_active_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::db_path(dir.path());
+    let before = {
+        let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+        for name in ["netdata-alert-critical.json", "netdata-reachability-unreachable.json"] {
+            s.record(delivery_at(captured(name), store::now_ms())).await.unwrap();
+        }
+        let conn = store::open_reader(&db).unwrap();
+        let key = store::active(&conn).unwrap()[0].key.clone();
+        assert!(s.acknowledge(&key, true).await.unwrap());
+        store::active(&conn).unwrap()
+    };
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE active_v3 (
+                 notification_id INTEGER PRIMARY KEY, since_ms INTEGER NOT NULL,
+                 updated_ms INTEGER NOT NULL, acknowledged INTEGER NOT NULL DEFAULT 0
+             );
+             INSERT INTO active_v3 SELECT notification_id, since_ms, updated_ms, acknowledged FROM active;
+             DROP TABLE active; ALTER TABLE active_v3 RENAME TO active; PRAGMA user_version = 3;",
+        )
+        .unwrap();
+
+    let msg = store::open_reader(&db).expect_err("an outdated store is refused").to_string();
+    assert!(msg.contains("schema version 3") && msg.contains("alertray serve"), "{msg}");
+
+    let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+    let conn = store::open_reader(&db).unwrap();
+    assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 4);
+    let summary = |v: &[alertray::alerts::Alert]| {
+        v.iter().map(|a| (a.key.clone(), a.notification_id, a.since_ms, a.acknowledged)).collect::<Vec<_>>()
+    };
+    assert_eq!(summary(&store::active(&conn).unwrap()), summary(&before));
+    // The acknowledged entry is still reachable by its key.
+    let acknowledged = before.iter().find(|a| a.acknowledged).expect("one acknowledged");
+    assert!(s.acknowledge(&acknowledged.key, false).await.unwrap());
+    assert!(store::active(&conn).unwrap().iter().all(|a| !a.acknowledged));
+}
+
 /// A database from a newer Alertray is refused with the versions named, and left as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_from_a_newer_release_is_refused_and_left_alone() {
@@ -347,7 +391,7 @@ async fn a_database_from_a_newer_release_is_refused_and_left_alone() {
     rusqlite::Connection::open(&db).unwrap().execute_batch("PRAGMA user_version = 9;").unwrap();
     let err = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).err().expect("refused");
     let msg = err.to_string();
-    assert!(msg.contains("schema version 9") && msg.contains("version 3"), "{msg}");
+    assert!(msg.contains("schema version 9") && msg.contains("version 4"), "{msg}");
     let conn = rusqlite::Connection::open(&db).unwrap();
     assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 9);
 }

@@ -386,3 +386,75 @@ async fn a_body_led_by_a_byte_order_mark_is_parsed_and_stored_as_it_came() {
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].level, Level::Warning);
 }
+
+/// A reachability body as Netdata sends it (`captured/netdata-reachability-*.json`), naming
+/// the given nodes (id, hostname) in its `nodes` list.
+fn reachability_of(nodes: &[(&str, &str)], reachable: bool) -> String {
+    let mut v: Value = serde_json::from_slice(&captured(if reachable {
+        "netdata-reachability-reachable.json"
+    } else {
+        "netdata-reachability-unreachable.json"
+    }))
+    .unwrap();
+    v["nodes"] = nodes.iter().map(|(id, host)| json!({"id": id, "hostname": host})).collect();
+    v["message"] = json!(format!("{} nodes are {}", nodes.len(), if reachable { "reachable" } else { "unreachable" }));
+    v["url"] = json!(format!("https://app.netdata.cloud/spaces/slvn-co/rooms/all-nodes/nodes/{}", nodes[0].0));
+    v.to_string()
+}
+
+/// A parent that goes away can take the nodes behind it along, and one notification then
+/// names them all: each is down until its own "reachable" arrives, across a restart too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_a_reachability_notification_names_is_tracked() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(BEARER, dir.path()).await;
+    let mut events = s.events.subscribe();
+    let (a, b, c) = (("id-a", "parent.example"), ("id-b", "child-1.example"), ("id-c", "child-2.example"));
+    let resp = json(s.post(reachability_of(&[a, b, c], false)).await).await;
+    assert_eq!(resp["status"], "stored", "{resp}");
+    let down = |s: &TestServer| {
+        let mut v: Vec<(String, Option<String>)> =
+            s.active().into_iter().filter(|x| x.level == Level::Unreachable).map(|x| (x.host, x.url)).collect();
+        v.sort();
+        v
+    };
+    let page = |id: &str| Some(format!("https://app.netdata.cloud/spaces/slvn-co/rooms/all-nodes/nodes/{id}"));
+    assert_eq!(
+        down(&s),
+        [
+            ("child-1.example".to_string(), page("id-b")),
+            ("child-2.example".to_string(), page("id-c")),
+            ("parent.example".to_string(), page("id-a")),
+        ]
+    );
+    let mut announced = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Event::Alert { change: Change::Unreachable, alert, .. } = e {
+            announced.push(alert.host);
+        }
+    }
+    assert_eq!(announced, ["parent.example", "child-1.example", "child-2.example"]);
+    assert_eq!(s.history().len(), 1, "one delivery, one history entry");
+
+    // One child comes back on its own; the others stay down, and an acknowledgement reaches
+    // the right node.
+    s.post(reachability_of(&[b], true)).await;
+    let key_c = s.active().into_iter().find(|x| x.host == "child-2.example").unwrap().key;
+    assert!(s.store().acknowledge(&key_c, true).await.unwrap());
+    let hosts = |s: &TestServer| {
+        let mut v: Vec<(String, bool)> = s.active().into_iter().map(|x| (x.host, x.acknowledged)).collect();
+        v.sort();
+        v
+    };
+    let expected = [("child-2.example".to_string(), true), ("parent.example".to_string(), false)];
+    assert_eq!(hosts(&s), expected);
+
+    // A restart restores exactly that.
+    s.stop().await;
+    let s = TestServer::start_in(BEARER, dir.path()).await;
+    assert_eq!(hosts(&s), expected);
+
+    // The parent and the other child come back together.
+    s.post(reachability_of(&[a, c], true)).await;
+    assert!(s.active().is_empty(), "{:?}", s.active());
+}

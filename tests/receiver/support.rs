@@ -98,6 +98,12 @@ impl TestServer {
             .unwrap()
     }
 
+    /// The running receiver's store.
+    #[allow(dead_code)]
+    pub fn store(&self) -> &alertray::store::Store {
+        &self.running.as_ref().expect("running").store
+    }
+
     /// A read-only connection to the store.
     pub fn reader(&self) -> rusqlite::Connection {
         alertray::store::open_reader(&alertray::store::db_path(&self.data_dir)).unwrap()
