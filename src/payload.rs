@@ -437,13 +437,6 @@ fn space_name(obj: &Object<'_>) -> Option<String> {
     }
 }
 
-fn space_id(obj: &Object<'_>) -> Option<String> {
-    match get_ci(obj, "space")? {
-        Json::Object(s) => text(s.get("id")).or_else(|| text(s.get("slug"))),
-        _ => None,
-    }
-}
-
 /// Rooms as a list of `{name, url}` objects, a map of name -> url, or a list of names.
 fn rooms(v: Option<&Json<'_>>) -> Vec<Room> {
     match v {
@@ -512,16 +505,20 @@ fn node_id_from_url(url: &str) -> Option<String> {
     (!id.is_empty()).then_some(id)
 }
 
-/// Joins the parts of an alert key. Parts are lowercased where Netdata's own spelling is
-/// not stable (hostnames), and missing parts are left empty so keys stay comparable.
-fn alert_key(space: Option<&str>, node: Option<&str>, chart: Option<&str>, name: &str) -> String {
-    format!(
-        "alert|{}|{}|{}|{}",
-        space.unwrap_or_default(),
-        node.unwrap_or_default().to_ascii_lowercase(),
-        chart.unwrap_or_default(),
-        name
-    )
+/// The part of a key that names a node, the same in every shape that names it: its id where
+/// one is known (ids are unique across Netdata Cloud), else the space's name and the
+/// hostname. Both are lowercased, since Netdata's own spelling of them is not stable, and
+/// the space's id is never used, because the flat shape does not carry it.
+fn node_part(node_id: Option<&str>, space: Option<&str>, host: Option<&str>) -> String {
+    match node_id {
+        Some(id) => id.to_ascii_lowercase(),
+        None => format!("{}/{}", space.unwrap_or_default(), host.unwrap_or_default()).to_ascii_lowercase(),
+    }
+}
+
+/// Joins the parts of an alert key; missing parts are left empty so keys stay comparable.
+fn alert_key(node: &str, chart: Option<&str>, name: &str) -> String {
+    format!("alert|{node}|{}|{name}", chart.unwrap_or_default())
 }
 
 fn nested_alert(obj: &Object<'_>, alert: &Object<'_>) -> AlertNotification {
@@ -567,11 +564,9 @@ fn nested_alert(obj: &Object<'_>, alert: &Object<'_>) -> AlertNotification {
                 .collect()
         })
         .unwrap_or_default();
-    let node_part = node_id.as_deref().or(host.as_deref());
-    let chart_part = chart.as_deref().or(context.as_deref());
-    let space_part = space_id(obj).or_else(|| space.clone());
+    let node_key = node_part(node_id.as_deref(), space.as_deref(), host.as_deref());
     AlertNotification {
-        key: alert_key(space_part.as_deref(), node_part, chart_part, &name),
+        key: alert_key(&node_key, chart.as_deref().or(context.as_deref()), &name),
         status,
         raw_status,
         prev_status: prev.and_then(|p| text(p.get("status"))).and_then(|s| Status::from_word(&s)),
@@ -624,11 +619,9 @@ fn flat_alert(obj: &Object<'_>) -> AlertNotification {
     let node_id = text(first(obj, &["node_id"])).or_else(|| url.as_deref().and_then(node_id_from_url));
     let space = space_name(obj);
     let duration = first(obj, &["duration"]);
-    let node_part = node_id.as_deref().or(host.as_deref());
-    let chart_part = chart.as_deref().or(context.as_deref());
-    let space_part = space_id(obj).or_else(|| space.clone());
+    let node_key = node_part(node_id.as_deref(), space.as_deref(), host.as_deref());
     AlertNotification {
-        key: alert_key(space_part.as_deref(), node_part, chart_part, &name),
+        key: alert_key(&node_key, chart.as_deref().or(context.as_deref()), &name),
         status,
         raw_status,
         prev_status: None,
@@ -693,11 +686,8 @@ fn reachability(obj: &Object<'_>) -> ReachabilityNotification {
         .or_else(|| text(first(obj, &["host", "hostname"])))
         .or_else(|| host_from_reachability_message(&message));
     let space = space_name(obj);
-    let space_part = space_id(obj).or_else(|| space.clone());
-    let space_part = space_part.unwrap_or_default();
     let key_of = |id: &Option<String>, host: &Option<String>| {
-        let node_part = id.clone().or_else(|| host.clone()).unwrap_or_default();
-        format!("node|{space_part}|{}", node_part.to_ascii_lowercase())
+        format!("node|{}", node_part(id.as_deref(), space.as_deref(), host.as_deref()))
     };
     let key = key_of(&node_id, &host);
     let mut other_nodes: Vec<ReachabilityNode> = Vec::new();
@@ -832,7 +822,7 @@ mod tests {
         assert_eq!(a.rooms[0].name, "All nodes");
         assert_eq!(a.classification.as_deref(), Some("Utilization"));
         assert_eq!(a.triggered_at.unwrap().timestamp(), 1_677_666_030);
-        assert_eq!(a.key, "alert|My Space|abc-123|disk_space._|disk_space_usage");
+        assert_eq!(a.key, "alert|abc-123|disk_space._|disk_space_usage");
     }
 
     #[test]
@@ -920,19 +910,19 @@ mod tests {
             "url": "https://app.netdata.cloud/spaces/s/rooms/all-nodes/nodes/A1?from=alert"
         }));
         let Notification::Reachability(r) = &n else { panic!("{n:?}") };
-        assert_eq!((r.key.as_str(), r.host.as_deref()), ("node|sp|a1", Some("parent")));
+        assert_eq!((r.key.as_str(), r.host.as_deref()), ("node|a1", Some("parent")));
         let others: Vec<_> =
             r.other_nodes.iter().map(|o| (o.key.as_str(), o.host.as_deref(), o.url.as_deref())).collect();
         assert_eq!(
             others,
             [
                 (
-                    "node|sp|b2",
+                    "node|b2",
                     Some("child-1"),
                     Some("https://app.netdata.cloud/spaces/s/rooms/all-nodes/nodes/b2?from=alert")
                 ),
                 (
-                    "node|sp|child-2",
+                    "node|space/child-2",
                     Some("child-2"),
                     Some("https://app.netdata.cloud/spaces/s/rooms/all-nodes/nodes/A1?from=alert")
                 ),
@@ -940,7 +930,7 @@ mod tests {
             "the same node twice counts once; entries naming no node are skipped"
         );
         let each: Vec<_> = n.each_state().iter().map(|s| s.key().unwrap().to_string()).collect();
-        assert_eq!(each, ["node|sp|a1", "node|sp|b2", "node|sp|child-2"]);
+        assert_eq!(each, ["node|a1", "node|b2", "node|space/child-2"]);
         assert!(each_state_is_itself(&parse_value(
             json!({"message": "m", "status": "reachable", "nodes": [{"id": "x"}]})
         )));

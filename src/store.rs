@@ -296,14 +296,46 @@ PRAGMA user_version = 4;
 /// The update renames the old table, lets [`SCHEMA`] create the new one, and moves the rows.
 fn migrate_active(version: i64) -> String {
     format!(
-        "BEGIN IMMEDIATE;
-         ALTER TABLE active RENAME TO active_v{version};
+        "ALTER TABLE active RENAME TO active_v{version};
          {SCHEMA}
          INSERT INTO active (notification_id, part, since_ms, updated_ms, acknowledged)
              SELECT notification_id, 0, since_ms, updated_ms, acknowledged FROM active_v{version};
-         DROP TABLE active_v{version};
-         COMMIT;"
+         DROP TABLE active_v{version};"
     )
+}
+
+/// Updates a database of schema `version` (2 or 3) to this one's, in one transaction.
+///
+/// Version 4 also changed alert and node keys: a node is named by its id alone where it has
+/// one (the space's id was part of the key, and the flat shape does not carry it, so the
+/// same alert had two keys). Every stored key, and every snooze of one alert, is recomputed
+/// from its body, so that what arrives next finds what came before.
+fn migrate(conn: &mut Connection, version: i64) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(&migrate_active(version))?;
+    let mut renamed: HashMap<String, String> = HashMap::new();
+    {
+        let mut rows = tx.prepare("SELECT id, alert_key, body FROM notifications WHERE alert_key IS NOT NULL")?;
+        let mut update = tx.prepare("UPDATE notifications SET alert_key = ?2 WHERE id = ?1")?;
+        let mut rows = rows.query([])?;
+        while let Some(row) = rows.next()? {
+            let (id, old, body): (i64, String, Vec<u8>) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            let Some(new) = crate::payload::parse(&body).ok().and_then(|n| n.key().map(str::to_owned)) else {
+                continue;
+            };
+            if new != old {
+                update.execute(params![id, new])?;
+                renamed.insert(old, new);
+            }
+        }
+    }
+    for (old, new) in &renamed {
+        tx.execute(
+            "UPDATE OR REPLACE snoozes SET target = ?2 WHERE scope = 'alert' AND target = ?1",
+            params![old, new],
+        )?;
+    }
+    tx.commit()
 }
 
 fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -323,7 +355,7 @@ impl Store {
         if let Some(dir) = path.parent() {
             create_private_dir(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
         }
-        let conn = match open_writer(path) {
+        let mut conn = match open_writer(path) {
             Err(StoreError::Sqlite { source, .. }) if is_corrupt(&source) => {
                 // Keep the damaged file for inspection or recovery; never overwrite it.
                 let aside = move_aside(path)?;
@@ -351,7 +383,7 @@ impl Store {
         match version {
             0 | SCHEMA_VERSION => {}
             2 | 3 => {
-                conn.execute_batch(&migrate_active(version)).map_err(sqlite(path))?;
+                migrate(&mut conn, version).map_err(sqlite(path))?;
                 tracing::info!("updated the database {} to schema version {SCHEMA_VERSION}", path.display());
             }
             found => return Err(StoreError::Schema { path: path.to_path_buf(), found }),

@@ -338,8 +338,9 @@ async fn a_schema_2_database_is_updated_and_keeps_its_active_alerts() {
     assert_eq!(summary(&store::active(&conn).unwrap()), summary(&now));
 }
 
-/// A schema 3 database (one active entry per notification) is updated in place when the
-/// writer opens it, keeping every entry; a reader before that says how to update it.
+/// A schema 3 database (one active entry per notification, keys with the space's id in
+/// them) is updated in place when the writer opens it, keeping every entry, and its keys and
+/// alert snoozes are recomputed; a reader before that says how to update it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_3_database_is_updated_and_keeps_its_active_alerts() {
     let dir = tempfile::tempdir().unwrap();
@@ -362,7 +363,17 @@ async fn a_schema_3_database_is_updated_and_keeps_its_active_alerts() {
                  updated_ms INTEGER NOT NULL, acknowledged INTEGER NOT NULL DEFAULT 0
              );
              INSERT INTO active_v3 SELECT notification_id, since_ms, updated_ms, acknowledged FROM active;
-             DROP TABLE active; ALTER TABLE active_v3 RENAME TO active; PRAGMA user_version = 3;",
+             DROP TABLE active; ALTER TABLE active_v3 RENAME TO active; PRAGMA user_version = 3;
+             UPDATE notifications SET alert_key = 'v3|' || alert_key WHERE alert_key IS NOT NULL;",
+        )
+        .unwrap();
+    let critical = before.iter().find(|a| a.level == Level::Critical).expect("the critical alert").key.clone();
+    let far = store::now_ms() + 3_600_000;
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "INSERT INTO snoozes (scope, target, until_ms) VALUES ('alert', ?1, ?2)",
+            rusqlite::params![format!("v3|{critical}"), far],
         )
         .unwrap();
 
@@ -380,6 +391,22 @@ async fn a_schema_3_database_is_updated_and_keeps_its_active_alerts() {
     let acknowledged = before.iter().find(|a| a.acknowledged).expect("one acknowledged");
     assert!(s.acknowledge(&acknowledged.key, false).await.unwrap());
     assert!(store::active(&conn).unwrap().iter().all(|a| !a.acknowledged));
+    let snoozed: Vec<(String, String)> = conn
+        .prepare("SELECT scope, target FROM snoozes")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(snoozed, [("alert".to_string(), critical.clone())]);
+    // The writer knows the newest stored transition under the recomputed key: a clear older
+    // than the raise changes nothing.
+    let mut late: Value = serde_json::from_slice(&captured("netdata-alert-critical.json")).unwrap();
+    late["alert"]["state"]["status"] = "Clear".into();
+    late["alert"]["transition_id"] = "0c6f3b1e-9d7a-4e0f-8a51-3b2c1d0e9f87".into();
+    late["alert"]["triggered_at"] = "2026-04-10T21:00:00-05:00".into();
+    s.record(delivery_at(serde_json::to_vec(&late).unwrap(), store::now_ms())).await.unwrap();
+    assert!(store::active(&conn).unwrap().iter().any(|a| a.key == critical), "a late clear cleared the alert");
 }
 
 /// A database from a newer Alertray is refused with the versions named, and left as it is.

@@ -458,3 +458,44 @@ async fn every_node_a_reachability_notification_names_is_tracked() {
     s.post(reachability_of(&[a, c], true)).await;
     assert!(s.active().is_empty(), "{:?}", s.active());
 }
+
+/// The flat documented shape for the alert of `captured/netdata-alert-critical.json` (used_swap
+/// on la1.node.garland.slvn.co), as the seed doc's table describes it.
+fn flat_used_swap(severity: &str, message: &str, date: &str) -> String {
+    json!({
+        "message": format!("{message}, System swap memory utilization = 0%, on la1.node.garland.slvn.co"),
+        "alarm": "used_swap",
+        "info": "System swap memory utilization",
+        "chart": "mem.swap",
+        "context": "mem.swap",
+        "space": "Slvn.co",
+        "family": "swap",
+        "class": "Utilization",
+        "severity": severity,
+        "date": date,
+        "duration": "5 minutes",
+        "alarm_url": "https://app.netdata.cloud/spaces/slvn-co/rooms/all-nodes/alerts/mem.swap.used_swap:::e84d4453-cb1f-48b5-abfd-0a82629712bd?chart=mem.swap"
+    })
+    .to_string()
+}
+
+/// Netdata has changed shapes before; while it does, an alert raised in one shape can clear
+/// in the other. Both name the same node, chart and alert, so they are the same alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_raised_in_one_shape_clears_in_the_other() {
+    let s = TestServer::start(BEARER).await;
+    s.post(captured("netdata-alert-critical.json")).await;
+    assert_eq!(s.active().len(), 1);
+    let r = s.post(flat_used_swap("clear", "Recovered", "2026-04-10T23:00:00-05:00")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(s.active().is_empty(), "the flat clear left {:?}", s.active());
+
+    s.post(flat_used_swap("warning", "Raised to Warning", "2026-04-11T00:00:00-05:00")).await;
+    assert_eq!(s.active().iter().map(|a| a.level).collect::<Vec<_>>(), [Level::Warning]);
+    let mut clear: Value = serde_json::from_slice(&captured("netdata-alert-critical.json")).unwrap();
+    clear["alert"]["state"]["status"] = "Clear".into();
+    clear["alert"]["transition_id"] = "5d0c1c1e-3f0a-4d7c-a7a3-2b9e8f6d4c21".into();
+    clear["alert"]["triggered_at"] = "2026-04-11T00:10:00-05:00".into();
+    s.post(clear.to_string()).await;
+    assert!(s.active().is_empty(), "the nested clear left {:?}", s.active());
+}
