@@ -114,7 +114,29 @@ pub fn router(state: ReceiverState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "only GET (challenge) and POST (notifications) are served")
                 .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"))
         })
+        .layer(axum::middleware::from_fn(one_host))
         .with_state(state)
+}
+
+/// Refuses an HTTP/1.1 request without exactly one Host header with 400, as HTTP/1.1
+/// requires (RFC 9112, section 3.2): such a request did not come from a client that follows
+/// it, and the host it was meant for is unknown. HTTP/1.0 needs none; HTTP/2 names the host
+/// in `:authority`.
+async fn one_host(req: Request, next: axum::middleware::Next) -> Response {
+    if req.version() == axum::http::Version::HTTP_11 {
+        let hosts = req.headers().get_all(header::HOST).iter().count();
+        if hosts != 1 {
+            let peer = req
+                .extensions()
+                .get::<ConnectionInfo>()
+                .map(|i| i.peer.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            let reason = if hosts == 0 { "the Host header is missing" } else { "more than one Host header" };
+            tracing::warn!(%peer, "refused: {reason}");
+            return ApiError::new(StatusCode::BAD_REQUEST, reason).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 fn peer_of(info: &Option<Extension<ConnectionInfo>>) -> String {

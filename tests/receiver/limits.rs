@@ -96,6 +96,29 @@ async fn an_http_1_0_client_is_answered() {
     assert!(answer.starts_with("HTTP/1.0 200") && answer.contains("response_token"), "{answer}");
 }
 
+/// HTTP/1.1 requires exactly one Host header; a request without one, or with two, is
+/// refused with a JSON reason on a connection that stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_1_request_without_exactly_one_host_is_refused() {
+    let s = TestServer::start(BEARER).await;
+    let body = String::from_utf8(captured("netdata-alert-warning.json")).unwrap();
+    for (host, reason) in [("", "the Host header is missing"), ("Host: a\r\nHost: b\r\n", "more than one Host header")]
+    {
+        let mut tls = raw_tls(&s).await;
+        let head = format!(
+            "POST / HTTP/1.1\r\n{host}Authorization: Bearer test-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let answer = read_to_close(&mut tls, Duration::from_secs(10)).await.expect("answered");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains(&format!("{{\"error\":\"{reason}\"}}")), "{answer}");
+    }
+    assert!(s.history().is_empty(), "nothing was stored");
+    // With its Host, the same request is stored.
+    assert_eq!(s.post(body).await.status(), StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_instead_of_tls_and_plain_http_are_refused() {
     let s = TestServer::start(BEARER).await;
