@@ -221,15 +221,25 @@ pub struct ReachabilityNode {
 
 impl ReachabilityNotification {
     /// One notification per node it names, the first node first: what each node's state
-    /// and popup are made from.
+    /// and popup are made from. Netdata's message names the first node; each other one gets
+    /// a message of the same form naming it ("Space/host is unreachable").
     pub fn each_node(&self) -> Vec<ReachabilityNotification> {
         let first = ReachabilityNotification { other_nodes: Vec::new(), ..self.clone() };
-        let others = self.other_nodes.iter().map(|n| ReachabilityNotification {
-            key: n.key.clone(),
-            host: n.host.clone(),
-            node_id: n.node_id.clone(),
-            url: n.url.clone(),
-            ..first.clone()
+        let state = if self.reachable { "reachable" } else { "unreachable" };
+        let others = self.other_nodes.iter().map(|n| {
+            let name = n.host.as_deref().or(n.node_id.as_deref()).unwrap_or("a node");
+            let message = match &self.space {
+                Some(space) => format!("{space}/{name} is {state}"),
+                None => format!("{name} is {state}"),
+            };
+            ReachabilityNotification {
+                key: n.key.clone(),
+                host: n.host.clone(),
+                node_id: n.node_id.clone(),
+                url: n.url.clone(),
+                message,
+                ..first.clone()
+            }
         });
         std::iter::once(first.clone()).chain(others).collect()
     }
@@ -700,12 +710,14 @@ fn reachability(obj: &Object<'_>) -> ReachabilityNotification {
         if node_key == key || other_nodes.iter().any(|o| o.key == node_key) {
             continue;
         }
-        // The URL names the first node's page; the same page of this node, where it can.
+        // The URL names the first node's page: the same page of this node where its id is
+        // known, else the list of nodes the page sits in, never the first node's page.
         let url = match (&url, &node_id, &id) {
             (Some(u), Some(first), Some(this)) if u.contains(&format!("/nodes/{first}")) => {
                 Some(u.replacen(&format!("/nodes/{first}"), &format!("/nodes/{this}"), 1))
             }
-            _ => url.clone(),
+            (Some(u), _, _) => u.split_once("/nodes/").map(|(list, _)| list.to_string()),
+            (None, _, _) => None,
         };
         other_nodes.push(ReachabilityNode { key: node_key, host, node_id: id, url });
     }
@@ -921,16 +933,21 @@ mod tests {
                     Some("child-1"),
                     Some("https://app.netdata.cloud/spaces/s/rooms/all-nodes/nodes/b2?from=alert")
                 ),
-                (
-                    "node|space/child-2",
-                    Some("child-2"),
-                    Some("https://app.netdata.cloud/spaces/s/rooms/all-nodes/nodes/A1?from=alert")
-                ),
+                ("node|space/child-2", Some("child-2"), Some("https://app.netdata.cloud/spaces/s/rooms/all-nodes")),
             ],
             "the same node twice counts once; entries naming no node are skipped"
         );
-        let each: Vec<_> = n.each_state().iter().map(|s| s.key().unwrap().to_string()).collect();
-        assert_eq!(each, ["node|a1", "node|b2", "node|space/child-2"]);
+        let each: Vec<_> =
+            n.each_state().iter().map(|s| (s.key().unwrap().to_string(), s.message().to_string())).collect();
+        let pair = |k: &str, m: &str| (k.to_string(), m.to_string());
+        assert_eq!(
+            each,
+            [
+                pair("node|a1", "3 nodes are unreachable"),
+                pair("node|b2", "Space/child-1 is unreachable"),
+                pair("node|space/child-2", "Space/child-2 is unreachable")
+            ]
+        );
         assert!(each_state_is_itself(&parse_value(
             json!({"message": "m", "status": "reachable", "nodes": [{"id": "x"}]})
         )));

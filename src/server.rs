@@ -114,29 +114,22 @@ pub fn router(state: ReceiverState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "only GET (challenge) and POST (notifications) are served")
                 .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"))
         })
-        .layer(axum::middleware::from_fn(one_host))
         .with_state(state)
 }
 
-/// Refuses an HTTP/1.1 request without exactly one Host header with 400, as HTTP/1.1
-/// requires (RFC 9112, section 3.2): such a request did not come from a client that follows
-/// it, and the host it was meant for is unknown. HTTP/1.0 needs none; HTTP/2 names the host
-/// in `:authority`.
-async fn one_host(req: Request, next: axum::middleware::Next) -> Response {
-    if req.version() == axum::http::Version::HTTP_11 {
-        let hosts = req.headers().get_all(header::HOST).iter().count();
-        if hosts != 1 {
-            let peer = req
-                .extensions()
-                .get::<ConnectionInfo>()
-                .map(|i| i.peer.to_string())
-                .unwrap_or_else(|| "unknown".into());
-            let reason = if hosts == 0 { "the Host header is missing" } else { "more than one Host header" };
-            tracing::warn!(%peer, "refused: {reason}");
-            return ApiError::new(StatusCode::BAD_REQUEST, reason).into_response();
-        }
+/// Why an HTTP/1.1 request without exactly one Host header is refused (with 400), as
+/// HTTP/1.1 requires (RFC 9112, section 3.2): it did not come from a client that follows
+/// HTTP/1.1, and the host it was meant for is unknown. HTTP/1.0 needs none; HTTP/2 names the
+/// host in `:authority`.
+fn host_problem<B>(req: &hyper::Request<B>) -> Option<&'static str> {
+    if req.version() != axum::http::Version::HTTP_11 {
+        return None;
     }
-    next.run(req).await
+    match req.headers().get_all(header::HOST).iter().count() {
+        1 => None,
+        0 => Some("the Host header is missing"),
+        _ => Some("more than one Host header"),
+    }
 }
 
 fn peer_of(info: &Option<Extension<ConnectionInfo>>) -> String {
@@ -614,8 +607,16 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         req.extensions_mut().insert(info.clone());
         let router = router.clone();
         let request = requests.begin();
+        let refused = host_problem(&req);
+        let peer = info.peer;
         async move {
-            let response = router.oneshot(req.map(Body::new)).await;
+            let response = match refused {
+                Some(reason) => {
+                    tracing::warn!(%peer, "refused: {reason}");
+                    Ok(ApiError::new(StatusCode::BAD_REQUEST, reason).into_response())
+                }
+                None => router.oneshot(req.map(Body::new)).await,
+            };
             drop(request);
             response
         }

@@ -75,15 +75,6 @@ pub enum StoreError {
         /// The version found.
         found: i64,
     },
-    /// The database was written by an earlier Alertray and not updated yet; the writer
-    /// updates it when it opens it.
-    #[error("database {path} has schema version {found}, from an earlier Alertray; start `alertray serve` or the app once to update it to version {SCHEMA_VERSION}")]
-    Outdated {
-        /// The database file.
-        path: PathBuf,
-        /// The version found.
-        found: i64,
-    },
     /// The writer has stopped or is overloaded.
     #[error("the store is not accepting writes: {0}")]
     Unavailable(&'static str),
@@ -309,14 +300,16 @@ fn migrate_active(version: i64) -> String {
 /// Version 4 also changed alert and node keys: a node is named by its id alone where it has
 /// one (the space's id was part of the key, and the flat shape does not carry it, so the
 /// same alert had two keys). Every stored key, and every snooze of one alert, is recomputed
-/// from its body, so that what arrives next finds what came before.
+/// from its body, so that what arrives next finds what came before. Two entries that now
+/// share a key (one alert, raised once in each shape) become one: the newest stays active,
+/// and the longer snooze stays.
 fn migrate(conn: &mut Connection, version: i64) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(&migrate_active(version))?;
+    let mut rekeyed: Vec<(i64, String)> = Vec::new();
     let mut renamed: HashMap<String, String> = HashMap::new();
     {
         let mut rows = tx.prepare("SELECT id, alert_key, body FROM notifications WHERE alert_key IS NOT NULL")?;
-        let mut update = tx.prepare("UPDATE notifications SET alert_key = ?2 WHERE id = ?1")?;
         let mut rows = rows.query([])?;
         while let Some(row) = rows.next()? {
             let (id, old, body): (i64, String, Vec<u8>) = (row.get(0)?, row.get(1)?, row.get(2)?);
@@ -324,18 +317,45 @@ fn migrate(conn: &mut Connection, version: i64) -> Result<(), rusqlite::Error> {
                 continue;
             };
             if new != old {
-                update.execute(params![id, new])?;
+                rekeyed.push((id, new.clone()));
                 renamed.insert(old, new);
             }
         }
     }
+    for (id, new) in &rekeyed {
+        tx.execute("UPDATE notifications SET alert_key = ?2 WHERE id = ?1", params![id, new])?;
+    }
     for (old, new) in &renamed {
         tx.execute(
-            "UPDATE OR REPLACE snoozes SET target = ?2 WHERE scope = 'alert' AND target = ?1",
+            "INSERT INTO snoozes (scope, target, until_ms)
+                 SELECT 'alert', ?2, until_ms FROM snoozes WHERE scope = 'alert' AND target = ?1
+             ON CONFLICT (scope, target) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms)",
             params![old, new],
         )?;
+        tx.execute("DELETE FROM snoozes WHERE scope = 'alert' AND target = ?1", params![old])?;
+    }
+    let superseded = superseded_active(&tx)?;
+    for (id, part) in superseded {
+        tx.execute("DELETE FROM active WHERE notification_id = ?1 AND part = ?2", params![id, part])?;
     }
     tx.commit()
+}
+
+/// The active entries (notification id, part) whose key a newer entry also has.
+fn superseded_active(conn: &Connection) -> Result<Vec<(i64, u32)>, rusqlite::Error> {
+    let mut newest: HashMap<String, (i64, u32)> = HashMap::new();
+    let mut superseded = Vec::new();
+    for a in load_active_rows(conn)? {
+        let entry = (a.notification_id, a.part);
+        match newest.get_mut(&a.key) {
+            Some(kept) if *kept > entry => superseded.push(entry),
+            Some(kept) => superseded.push(std::mem::replace(kept, entry)),
+            None => {
+                newest.insert(a.key, entry);
+            }
+        }
+    }
+    Ok(superseded)
 }
 
 fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -1150,11 +1170,31 @@ impl Fields {
 }
 
 /// The active set as committed: each entry rebuilt from the notification that set it.
+/// The active set: one entry per key, the newest where a store not yet updated to schema 4
+/// holds two (one alert raised once in each shape).
 fn load_active(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT a.since_ms, a.updated_ms, a.acknowledged, n.id, n.received_at, n.body, a.part
-         FROM active a JOIN notifications n ON n.id = a.notification_id",
-    )?;
+    let mut by_key: HashMap<String, Alert> = HashMap::new();
+    for a in load_active_rows(conn)? {
+        match by_key.get(&a.key) {
+            Some(kept) if (kept.notification_id, kept.part) > (a.notification_id, a.part) => {}
+            _ => {
+                by_key.insert(a.key.clone(), a);
+            }
+        }
+    }
+    Ok(by_key.into_values().collect())
+}
+
+/// Every row of the active table, as alerts. Reads stores of schema 2 and 3 too (every entry
+/// there is its notification's first part), so that `alertray alerts` works before `serve`
+/// has updated the store.
+fn load_active_rows(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let part = if version >= 4 { "a.part" } else { "0" };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT a.since_ms, a.updated_ms, a.acknowledged, n.id, n.received_at, n.body, {part}
+         FROM active a JOIN notifications n ON n.id = a.notification_id"
+    ))?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -1222,13 +1262,13 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(sqlite(path))?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite(path))?;
+    // An older store reads as it is (the writer updates it when it next opens it); a newer
+    // one may hold what this build cannot read.
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sqlite(path))?;
-    match found {
-        // 0: a store being created this moment; its queries say what is missing.
-        0 | SCHEMA_VERSION => Ok(conn),
-        found if found > SCHEMA_VERSION => Err(StoreError::Schema { path: path.to_path_buf(), found }),
-        found => Err(StoreError::Outdated { path: path.to_path_buf(), found }),
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::Schema { path: path.to_path_buf(), found });
     }
+    Ok(conn)
 }
 
 /// The active alerts, worst first, then newest.

@@ -339,74 +339,92 @@ async fn a_schema_2_database_is_updated_and_keeps_its_active_alerts() {
 }
 
 /// A schema 3 database (one active entry per notification, keys with the space's id in
-/// them) is updated in place when the writer opens it, keeping every entry, and its keys and
-/// alert snoozes are recomputed; a reader before that says how to update it.
+/// them) reads as it is, and is updated in place when the writer opens it: every entry is
+/// kept, keys and alert snoozes are recomputed, and two entries of one alert (raised once in
+/// each shape, which schema 3 kept apart) become the newest one, with the longer snooze.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_3_database_is_updated_and_keeps_its_active_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let db = store::db_path(dir.path());
-    let before = {
+    let flat_warning = serde_json::json!({
+        "message": "Raised to Warning, System swap memory utilization = 80%, on la1.node.garland.slvn.co",
+        "alarm": "used_swap", "chart": "mem.swap", "space": "Slvn.co", "severity": "warning",
+        "date": "2026-04-10T23:30:00-05:00",
+        "alarm_url": "https://app.netdata.cloud/spaces/slvn-co/rooms/all-nodes/alerts/mem.swap.used_swap:::e84d4453-cb1f-48b5-abfd-0a82629712bd"
+    });
+    let (nested_id, flat_id) = {
         let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
-        for name in ["netdata-alert-critical.json", "netdata-reachability-unreachable.json"] {
-            s.record(delivery_at(captured(name), store::now_ms())).await.unwrap();
-        }
-        let conn = store::open_reader(&db).unwrap();
-        let key = store::active(&conn).unwrap()[0].key.clone();
-        assert!(s.acknowledge(&key, true).await.unwrap());
-        store::active(&conn).unwrap()
+        let nested = s.record(delivery_at(captured("netdata-alert-critical.json"), store::now_ms())).await.unwrap();
+        s.record(delivery_at(captured("netdata-reachability-unreachable.json"), store::now_ms())).await.unwrap();
+        let flat = s.record(delivery_at(serde_json::to_vec(&flat_warning).unwrap(), store::now_ms())).await.unwrap();
+        let node = store::active(&store::open_reader(&db).unwrap()).unwrap();
+        let node = node.iter().find(|a| a.level == Level::Unreachable).unwrap().key.clone();
+        assert!(s.acknowledge(&node, true).await.unwrap());
+        (nested.id, flat.id)
     };
+    // Schema 3 as the previous release left it: its own keys, and both raises of the alert
+    // active, each under its own key, each with a snooze.
+    let far = store::now_ms() + 3_600_000;
     rusqlite::Connection::open(&db)
         .unwrap()
-        .execute_batch(
+        .execute_batch(&format!(
             "CREATE TABLE active_v3 (
                  notification_id INTEGER PRIMARY KEY, since_ms INTEGER NOT NULL,
                  updated_ms INTEGER NOT NULL, acknowledged INTEGER NOT NULL DEFAULT 0
              );
              INSERT INTO active_v3 SELECT notification_id, since_ms, updated_ms, acknowledged FROM active;
+             INSERT INTO active_v3 VALUES ({nested_id}, 1, 1, 0);
              DROP TABLE active; ALTER TABLE active_v3 RENAME TO active; PRAGMA user_version = 3;
-             UPDATE notifications SET alert_key = 'v3|' || alert_key WHERE alert_key IS NOT NULL;",
-        )
+             UPDATE notifications SET alert_key = 'v3|' || id WHERE alert_key IS NOT NULL;
+             INSERT INTO snoozes VALUES ('alert', 'v3|{nested_id}', {far}), ('alert', 'v3|{flat_id}', {later});",
+            later = far + 60_000
+        ))
         .unwrap();
-    let critical = before.iter().find(|a| a.level == Level::Critical).expect("the critical alert").key.clone();
-    let far = store::now_ms() + 3_600_000;
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute(
-            "INSERT INTO snoozes (scope, target, until_ms) VALUES ('alert', ?1, ?2)",
-            rusqlite::params![format!("v3|{critical}"), far],
-        )
-        .unwrap();
+    let summary = |v: &[alertray::alerts::Alert]| {
+        let mut v: Vec<_> = v.iter().map(|a| (a.key.clone(), a.notification_id, a.acknowledged)).collect();
+        v.sort();
+        v
+    };
 
-    let msg = store::open_reader(&db).expect_err("an outdated store is refused").to_string();
-    assert!(msg.contains("schema version 3") && msg.contains("alertray serve"), "{msg}");
+    // Before the writer updates it, the store reads as it is, one entry per alert.
+    let conn = store::open_reader(&db).unwrap();
+    let before = store::active(&conn).unwrap();
+    assert_eq!(before.len(), 2, "{:?}", summary(&before));
+    assert!(before.iter().any(|a| a.notification_id == flat_id && a.level == Level::Warning));
+    assert!(before.iter().any(|a| a.level == Level::Unreachable && a.acknowledged));
+    assert_eq!(store::history(&conn, &Default::default()).unwrap().len(), 3);
 
     let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
-    let conn = store::open_reader(&db).unwrap();
     assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 4);
-    let summary = |v: &[alertray::alerts::Alert]| {
-        v.iter().map(|a| (a.key.clone(), a.notification_id, a.since_ms, a.acknowledged)).collect::<Vec<_>>()
-    };
     assert_eq!(summary(&store::active(&conn).unwrap()), summary(&before));
-    // The acknowledged entry is still reachable by its key.
-    let acknowledged = before.iter().find(|a| a.acknowledged).expect("one acknowledged");
-    assert!(s.acknowledge(&acknowledged.key, false).await.unwrap());
-    assert!(store::active(&conn).unwrap().iter().all(|a| !a.acknowledged));
-    let snoozed: Vec<(String, String)> = conn
-        .prepare("SELECT scope, target FROM snoozes")
+    let rows: i64 = conn.query_row("SELECT count(*) FROM active", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 2, "the older entry of the alert is gone from the table");
+    let swap = before.iter().find(|a| a.notification_id == flat_id).unwrap().key.clone();
+    let snoozed: Vec<(String, String, i64)> = conn
+        .prepare("SELECT scope, target, until_ms FROM snoozes")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(snoozed, [("alert".to_string(), critical.clone())]);
+    assert_eq!(snoozed, [("alert".to_string(), swap.clone(), far + 60_000)], "one snooze, the longer");
+
     // The writer knows the newest stored transition under the recomputed key: a clear older
-    // than the raise changes nothing.
-    let mut late: Value = serde_json::from_slice(&captured("netdata-alert-critical.json")).unwrap();
-    late["alert"]["state"]["status"] = "Clear".into();
-    late["alert"]["transition_id"] = "0c6f3b1e-9d7a-4e0f-8a51-3b2c1d0e9f87".into();
-    late["alert"]["triggered_at"] = "2026-04-10T21:00:00-05:00".into();
-    s.record(delivery_at(serde_json::to_vec(&late).unwrap(), store::now_ms())).await.unwrap();
-    assert!(store::active(&conn).unwrap().iter().any(|a| a.key == critical), "a late clear cleared the alert");
+    // than the raises changes nothing; a newer one clears the alert, for good.
+    let mut clear: Value = serde_json::from_slice(&captured("netdata-alert-critical.json")).unwrap();
+    clear["alert"]["state"]["status"] = "Clear".into();
+    clear["alert"]["transition_id"] = "0c6f3b1e-9d7a-4e0f-8a51-3b2c1d0e9f87".into();
+    clear["alert"]["triggered_at"] = "2026-04-10T21:00:00-05:00".into();
+    s.record(delivery_at(serde_json::to_vec(&clear).unwrap(), store::now_ms())).await.unwrap();
+    assert!(store::active(&conn).unwrap().iter().any(|a| a.key == swap), "a late clear cleared the alert");
+    clear["alert"]["transition_id"] = "7a1e2d3c-4b5a-4697-8877-665544332211".into();
+    clear["alert"]["triggered_at"] = "2026-04-11T01:00:00-05:00".into();
+    s.record(delivery_at(serde_json::to_vec(&clear).unwrap(), store::now_ms())).await.unwrap();
+    assert!(store::active(&conn).unwrap().iter().all(|a| a.key != swap));
+    drop(s);
+    let _s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+    let after: Vec<_> = store::active(&conn).unwrap().into_iter().map(|a| a.level).collect();
+    assert_eq!(after, [Level::Unreachable], "the cleared alert stays cleared after a restart");
 }
 
 /// A database from a newer Alertray is refused with the versions named, and left as it is.

@@ -97,7 +97,7 @@ async fn an_http_1_0_client_is_answered() {
 }
 
 /// HTTP/1.1 requires exactly one Host header; a request without one, or with two, is
-/// refused with a JSON reason on a connection that stays usable.
+/// refused with a JSON reason, and nothing is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_1_1_request_without_exactly_one_host_is_refused() {
     let s = TestServer::start(BEARER).await;

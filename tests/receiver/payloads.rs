@@ -430,10 +430,17 @@ async fn every_node_a_reachability_notification_names_is_tracked() {
     let mut announced = Vec::new();
     while let Ok(e) = events.try_recv() {
         if let Event::Alert { change: Change::Unreachable, alert, .. } = e {
-            announced.push(alert.host);
+            announced.push(format!("{}: {}", alert.host, alert.message));
         }
     }
-    assert_eq!(announced, ["parent.example", "child-1.example", "child-2.example"]);
+    assert_eq!(
+        announced,
+        [
+            "parent.example: 3 nodes are unreachable",
+            "child-1.example: Slvn.co/child-1.example is unreachable",
+            "child-2.example: Slvn.co/child-2.example is unreachable"
+        ]
+    );
     assert_eq!(s.history().len(), 1, "one delivery, one history entry");
 
     // One child comes back on its own; the others stay down, and an acknowledgement reaches
