@@ -1234,7 +1234,26 @@ fn load_seen(conn: &Connection) -> Result<HashMap<String, Seen>, rusqlite::Error
     )?;
     let rows =
         stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, Seen { last_id: r.get(1)?, newest_ms: r.get(2)? })))?;
-    rows.collect()
+    let mut seen: HashMap<String, Seen> = rows.collect::<Result<_, _>>()?;
+    // Only a notification's first node has its key stored. The others matter while a body
+    // can still be taken for a repeat (the duplicate window): read them from those bodies.
+    let since = now_ms() - DUPLICATE_WINDOW.as_millis() as i64;
+    let mut stmt = conn
+        .prepare("SELECT id, body FROM notifications WHERE kind = 'reachability' AND received_at >= ?1 ORDER BY id")?;
+    let mut rows = stmt.query(params![since])?;
+    while let Some(row) = rows.next()? {
+        let (id, body): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
+        let Ok(n) = crate::payload::parse(&body) else {
+            continue;
+        };
+        for node in n.each_state().iter().skip(1) {
+            if let Some(key) = node.key() {
+                let s = seen.entry(key.to_string()).or_insert(Seen { last_id: id, newest_ms: None });
+                s.last_id = s.last_id.max(id);
+            }
+        }
+    }
+    Ok(seen)
 }
 
 fn load_transitions(conn: &Connection) -> Result<HashMap<String, i64>, rusqlite::Error> {

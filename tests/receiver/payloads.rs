@@ -506,3 +506,28 @@ async fn an_alert_raised_in_one_shape_clears_in_the_other() {
     s.post(clear.to_string()).await;
     assert!(s.active().is_empty(), "the nested clear left {:?}", s.active());
 }
+
+/// What came last for every node a notification names is known after a restart too: a body
+/// sent again is news when one of its nodes has changed since, even a node after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_naming_several_nodes_is_news_once_any_of_them_changed_even_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(BEARER, dir.path()).await;
+    let (a, b, c) = (("id-a", "a.example"), ("id-b", "b.example"), ("id-c", "c.example"));
+    let down = reachability_of(&[a, b], false);
+    assert_eq!(json(s.post(down.clone()).await).await["duplicate"], false);
+    // b (not the first node of that body) comes back with another node.
+    assert_eq!(json(s.post(reachability_of(&[c, b], true)).await).await["duplicate"], false);
+    s.stop().await;
+    let s = TestServer::start_in(BEARER, dir.path()).await;
+    // The same body again: b went down again, which is news.
+    let again = json(s.post(down.clone()).await).await;
+    assert_eq!(again["duplicate"], false, "{again}");
+    let mut hosts: Vec<String> = s.active().into_iter().map(|x| x.host).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["a.example", "b.example"]);
+    // And a retry of it, with nothing in between, is folded, after another restart too.
+    s.stop().await;
+    let s = TestServer::start_in(BEARER, dir.path()).await;
+    assert_eq!(json(s.post(down).await).await["duplicate"], true);
+}
