@@ -1307,40 +1307,11 @@ pub fn latest_token(conn: &Connection) -> Result<Option<VerificationToken>, rusq
 
 /// Stored notifications matching `q`, newest first.
 pub fn history(conn: &Connection, q: &HistoryQuery) -> Result<Vec<HistoryEntry>, rusqlite::Error> {
-    let mut sql = String::from(
+    let (filter, args) = history_filter(q, true);
+    let mut sql = format!(
         "SELECT id, received_at, kind, status, host, name, message, url, triggered_at, peer, auth, deliveries
-         FROM notifications WHERE 1 = 1",
+         FROM notifications WHERE {filter} ORDER BY id DESC"
     );
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let mut push = |clause: &str, v: rusqlite::types::Value| {
-        args.push(v);
-        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-    };
-    if let Some(s) = q.since_ms {
-        push(" AND received_at >= ?", s.into());
-    }
-    if let Some(u) = q.until_ms {
-        push(" AND received_at < ?", u.into());
-    }
-    if let Some(s) = &q.status {
-        push(" AND status = ?", s.to_ascii_lowercase().into());
-    }
-    if let Some(h) = &q.host {
-        // The node's name, or its beginning ("web1" finds "web1.example.com"), in any case.
-        push(" AND host LIKE ? ESCAPE '\\'", format!("{}%", like_escape(h)).into());
-    }
-    if let Some(b) = q.before_id {
-        push(" AND id < ?", b.into());
-    }
-    if let Some(t) = &q.text {
-        let pattern = format!("%{}%", like_escape(t));
-        args.push(pattern.into());
-        let n = args.len();
-        sql.push_str(&format!(
-            " AND (message LIKE ?{n} ESCAPE '\\' OR host LIKE ?{n} ESCAPE '\\' OR name LIKE ?{n} ESCAPE '\\')"
-        ));
-    }
-    sql.push_str(" ORDER BY id DESC");
     if let Some(l) = q.limit {
         sql.push_str(&format!(" LIMIT {l}"));
     }
@@ -1362,6 +1333,52 @@ pub fn history(conn: &Connection, q: &HistoryQuery) -> Result<Vec<HistoryEntry>,
         })
     })?;
     rows.collect()
+}
+
+/// How many stored notifications match `q`'s filters, whatever its page (`before_id`) and
+/// `limit`: the total the History pager shows.
+pub fn history_count(conn: &Connection, q: &HistoryQuery) -> Result<u64, rusqlite::Error> {
+    let (filter, args) = history_filter(q, false);
+    conn.query_row(
+        &format!("SELECT count(*) FROM notifications WHERE {filter}"),
+        rusqlite::params_from_iter(args),
+        |r| r.get(0),
+    )
+}
+
+/// The WHERE clause of `q`'s filters and its arguments; with `paged`, `before_id` too.
+fn history_filter(q: &HistoryQuery, paged: bool) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::from("1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut push = |clause: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(s) = q.since_ms {
+        push(" AND received_at >= ?", s.into());
+    }
+    if let Some(u) = q.until_ms {
+        push(" AND received_at < ?", u.into());
+    }
+    if let Some(s) = &q.status {
+        push(" AND status = ?", s.to_ascii_lowercase().into());
+    }
+    if let Some(h) = &q.host {
+        // The node's name, or its beginning ("web1" finds "web1.example.com"), in any case.
+        push(" AND host LIKE ? ESCAPE '\\'", format!("{}%", like_escape(h)).into());
+    }
+    if let Some(b) = q.before_id.filter(|_| paged) {
+        push(" AND id < ?", b.into());
+    }
+    if let Some(t) = &q.text {
+        let pattern = format!("%{}%", like_escape(t));
+        args.push(pattern.into());
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND (message LIKE ?{n} ESCAPE '\\' OR host LIKE ?{n} ESCAPE '\\' OR name LIKE ?{n} ESCAPE '\\')"
+        ));
+    }
+    (sql, args)
 }
 
 /// The raw body of a stored notification, exactly as received.

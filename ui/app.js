@@ -76,7 +76,7 @@ async function drawReceiver() {
 
 // ---- Alerts --------------------------------------------------------------------------------
 
-const alertsView = { tab: "active", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [], armed: null, acted: null };
+const alertsView = { tab: "active", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [], armed: null, acted: null, historyLoads: 0 };
 
 function levelWord(level) {
   return { critical: "Critical", warning: "Warning", unreachable: "Unreachable", clear: "Clear", reachable: "Reachable" }[level] || level;
@@ -314,6 +314,7 @@ async function loadHistory(list) {
     text: f.text || null, status: f.status || null, host: f.host || null,
     since_ms: f.range ? Date.now() - Number(f.range) : null, before_id: before, limit: PAGE_SIZE,
   };
+  const load = ++alertsView.historyLoads;
   let rows;
   try {
     rows = await invoke("history", { query });
@@ -336,11 +337,19 @@ async function loadHistory(list) {
         r.url ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); invoke("open_url", { url: r.url }); } }, "open")] : null)))));
   // Above and below the list; the ids stay on the lower one, where paging leaves the focus.
   const first = (alertsView.pages.length * PAGE_SIZE) + 1;
+  const range = `${first} to ${first + rows.length - 1}`;
   const pager = (where) => h("div", { class: `pager ${where}` },
     h("button", { class: "btn", id: where === "bottom" ? "history-newer" : null, disabled: !alertsView.pages.length, onclick: () => { alertsView.pages.pop(); loadHistory(list).then(() => list.scrollIntoView()); } }, "Newer"),
-    h("span", { class: "small" }, `${first} to ${first + rows.length - 1}, newest first`),
+    h("span", { class: "small range", "aria-live": where === "bottom" ? "polite" : null }, `${range}, newest first`),
     h("button", { class: "btn", id: where === "bottom" ? "history-older" : null, disabled: rows.length < PAGE_SIZE, onclick: () => { alertsView.pages.push(rows[rows.length - 1].id); loadHistory(list).then(() => list.scrollIntoView()); } }, "Older"));
   redraw(list, pager("top"), table, pager("bottom"));
+  // The total comes after the rows (counting reads every matching row); a newer load wins.
+  invoke("history_count", { query: { ...query, before_id: null } }).then((total) => {
+    if (load !== alertsView.historyLoads) return;
+    for (const el of list.querySelectorAll(".pager .range")) {
+      el.textContent = `${range} of ${total.toLocaleString()}, newest first`;
+    }
+  }, () => {});
 }
 
 function debounce(fn, ms) {

@@ -78,6 +78,7 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         status,
         active_alerts,
         history,
+        history_count,
         acknowledge,
         dismiss,
         snooze,
@@ -135,19 +136,37 @@ pub struct HistoryArgs {
     limit: Option<usize>,
 }
 
+impl HistoryArgs {
+    fn query(self) -> HistoryQuery {
+        let nonempty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+        HistoryQuery {
+            since_ms: self.since_ms,
+            until_ms: None,
+            status: nonempty(self.status),
+            host: nonempty(self.host),
+            text: nonempty(self.text),
+            before_id: self.before_id,
+            limit: Some(self.limit.unwrap_or(50).clamp(1, 500)),
+        }
+    }
+}
+
 #[tauri::command]
 fn history(shell: State<'_, Shell>, query: HistoryArgs) -> Result<Vec<HistoryEntry>> {
-    let nonempty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
-    let q = HistoryQuery {
-        since_ms: query.since_ms,
-        until_ms: None,
-        status: nonempty(query.status),
-        host: nonempty(query.host),
-        text: nonempty(query.text),
-        before_id: query.before_id,
-        limit: Some(query.limit.unwrap_or(50).clamp(1, 500)),
-    };
-    Ok(store::history(&shell.core.reader()?, &q)?)
+    Ok(store::history(&shell.core.reader()?, &query.query())?)
+}
+
+/// How many notifications match the History filters, all pages together. Counting reads
+/// every matching row, so it runs off the window's thread and the page asks for it after
+/// showing the rows.
+#[tauri::command]
+async fn history_count(shell: State<'_, Shell>, query: HistoryArgs) -> Result<u64> {
+    let conn = shell.core.reader()?;
+    let q = query.query();
+    tauri::async_runtime::spawn_blocking(move || store::history_count(&conn, &q))
+        .await
+        .map_err(|e| CommandError::new("store", e))?
+        .map_err(CommandError::from)
 }
 
 #[tauri::command]

@@ -115,6 +115,14 @@ fn alerts_acknowledge_and_history() {
     let hist = h.invoke("history", json!({"query": {"text": "gn4", "limit": 10}})).unwrap();
     assert_eq!(hist.as_array().unwrap().len(), 1);
     assert_eq!(hist[0]["host"], "gn4.node.garland.slvn.co");
+
+    // The total of every page, whatever page and limit the query asks for.
+    let count = |query: serde_json::Value| h.invoke("history_count", json!({ "query": query })).unwrap();
+    assert_eq!(count(json!({})), 2);
+    assert_eq!(count(json!({"limit": 1, "before_id": 2})), 2);
+    assert_eq!(count(json!({"status": "critical"})), 1);
+    assert_eq!(count(json!({"text": "gn4"})), 1);
+    assert_eq!(count(json!({"host": "nowhere"})), 0);
 }
 
 #[test]

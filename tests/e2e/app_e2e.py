@@ -337,7 +337,8 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             time.sleep(0.5)
             driver.save_screenshot(str(shots / "alerts.png"))
             driver.find_element(By.ID, "tab-history").click()
-            wait_for("the history", lambda: driver.find_elements(By.CSS_SELECTOR, "#history-table tbody tr"))
+            wait_for("the history, counted", lambda: " of " in driver.execute_script(
+                "const r = document.querySelector('.pager.bottom .range'); return r ? r.textContent : ''"))
             driver.save_screenshot(str(shots / "history.png"))
             driver.execute_script("location.hash = 'settings'")
             wait_for("the settings form", lambda: driver.find_elements(By.ID, "f-server-listen"))
@@ -543,6 +544,36 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             ActionChains(driver).send_keys(Keys.ARROW_LEFT).perform()
             wait_for("back to the Active tab", lambda: selected()[:2] == ["tab-active", "tab-active"], 10)
         check("the Alerts tabs follow the arrow keys", tabs_by_keyboard)
+
+        def history_pages_and_total():
+            import sqlite3
+            for i in range(55):
+                receiver.post(fixture("netdata-alert-recovered.json", alert__name=f"e2e_page_{i}",
+                                      alert__transition_id=f"e2e-page-{i}"))
+
+            def stored(where="1 = 1"):
+                db = sqlite3.connect(f"file:{data / 'alertray.db'}?mode=ro", uri=True)
+                try:
+                    return db.execute(f"SELECT count(*) FROM notifications WHERE {where}").fetchone()[0]
+                finally:
+                    db.close()
+            total = stored()
+            assert 55 < total < 1000, total  # more than a page; no thousands separator
+            driver.execute_script("document.getElementById('tab-history').click()")
+            pager = lambda: driver.execute_script(  # noqa: E731
+                "const r = document.querySelector('.pager.bottom .range'); return r ? r.textContent : ''")
+            wait_for(f"the pager to count all {total}", lambda: pager() == f"1 to 50 of {total}, newest first", 10)
+            driver.execute_script("document.getElementById('history-older').click()")
+            wait_for("the second page, counted", lambda: pager() == f"51 to {min(100, total)} of {total}, newest first", 10)
+            status = ("const s = document.getElementById('history-status');"
+                      " s.value = arguments[0]; s.dispatchEvent(new Event('change'));")
+            driver.execute_script(status, "critical")
+            critical = stored("status = 'critical'")
+            wait_for(f"the {critical} critical ones, counted",
+                     lambda: pager() == f"1 to {min(50, critical)} of {critical}, newest first", 10)
+            driver.execute_script(status, "")
+            driver.execute_script("document.getElementById('tab-active').click()")
+        check("History counts every match across its pages", history_pages_and_total)
     finally:
         try:
             driver.quit()
