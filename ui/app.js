@@ -621,7 +621,28 @@ async function drawSettings(anchor) {
   showMethodFields();
   if (!s.load_error) await validate();
   settingsView.saved = JSON.stringify(readForm());
-  if (anchor) focusField(anchor);
+  if (anchor) pointAt(anchor);
+}
+
+// "#settings/<key>" points at a setting; "#settings/<key>=<value, URI-encoded>" also fills it
+// in (the Connect guide's Use buttons), unsaved, for the user to review and save.
+function pointAt(anchor) {
+  const eq = anchor.indexOf("=");
+  if (eq < 0) return focusField(anchor);
+  const key = anchor.slice(0, eq);
+  let value;
+  try { value = decodeURIComponent(anchor.slice(eq + 1)); } catch { return focusField(key); }
+  const input = document.getElementById(fieldId(key));
+  if (input) {
+    input.value = value;
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+    const result = $("#save-result");
+    result.className = "result";
+    result.textContent = "Filled in from the Connect guide, not saved yet: check it, then Save and apply.";
+  }
+  focusField(key);
+  // The same Use button again must fill it in again: forget the value in the address.
+  history.replaceState(null, "", `#settings/${key}`);
 }
 
 // Only the credentials of the chosen method are shown (the others keep their values).
@@ -643,8 +664,10 @@ document.addEventListener("input", () => {
 });
 
 // Whether the Settings form holds edits not saved yet.
+// The form is asked about, not the address: on the way to Settings from another page, the
+// address already says "settings" while that page still shows.
 function settingsDirty() {
-  return route().name === "settings" && settingsView.saved !== undefined && JSON.stringify(readForm()) !== settingsView.saved;
+  return !!document.getElementById("save") && settingsView.saved !== undefined && JSON.stringify(readForm()) !== settingsView.saved;
 }
 
 function focusField(key) {
@@ -816,7 +839,10 @@ async function drawGuide(anchor) {
     h("table", { id: "tunnels" },
       h("thead", {}, h("tr", {}, h("th", {}, "Tunnel"), h("th", {}, "Example"), h("th", {}, "Netdata's client certificate"))),
       h("tbody", {}, TUNNELS.map(([name, cmd, passes]) => h("tr", {}, h("td", {}, name),
-        h("td", {}, h("code", {}, cmd), " ", h("button", { class: "btn", title: "Copy it, to paste as Tunnel command in Settings", onclick: () => copy(cmd, `The ${name} command`) }, "Copy")),
+        h("td", {}, h("code", {}, cmd), " ",
+          h("button", { class: "btn", title: "Copy it, to paste as Tunnel command in Settings", onclick: () => copy(cmd, `The ${name} command`) }, "Copy"), " ",
+          h("button", { class: "btn", "data-use": cmd, title: "Fill it in as Tunnel command in Settings, to check and save",
+            onclick: () => invoke("open_window", { page: "settings", anchor: `tunnel.command=${encodeURIComponent(cmd)}` }).catch((e) => toast(errorText(e))) }, "Use")),
         h("td", {}, passes ? "reaches Alertray: mutual TLS possible" : "ends at the tunnel's edge: use Bearer, Basic or headers")))),
     ));
   drawCheck();
@@ -847,7 +873,7 @@ async function draw() {
   document.title = { alerts: "Alertray: alerts", settings: "Alertray: settings", guide: "Alertray: connect Netdata Cloud" }[r.name] || "Alertray";
   await drawReceiver().catch(() => {});
   // Pointed at a setting while editing (the tray's Copy webhook URL): keep the edits.
-  if (r.name === "settings" && settingsDirty() && r.anchor) focusField(r.anchor);
+  if (r.name === "settings" && settingsDirty() && r.anchor) pointAt(r.anchor);
   else if (r.name === "settings") await drawSettings(r.anchor);
   else if (r.name === "guide") await drawGuide(r.anchor);
   else await drawAlerts();

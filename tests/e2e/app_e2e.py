@@ -574,6 +574,33 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             driver.execute_script(status, "")
             driver.execute_script("document.getElementById('tab-active').click()")
         check("History counts every match across its pages", history_pages_and_total)
+
+        def tunnel_use_fills_settings():
+            driver.execute_script("location.hash = 'guide'")
+            rows = wait_for("the tunnel examples", lambda: driver.execute_script(
+                "return [...document.querySelectorAll('#tunnels tbody tr')].map((r) => ["
+                " r.querySelector('code').textContent,"
+                " (r.querySelector('[data-use]') || {dataset: {}}).dataset.use || null])"), 10)
+            assert rows and all(code == use for code, use in rows), rows
+            # What the Use button opens: the Settings window at this address.
+            command = rows[0][0]
+            driver.execute_script("location.hash = 'settings/tunnel.command=' + encodeURIComponent(arguments[0])", command)
+            field = lambda: driver.execute_script(  # noqa: E731
+                "const i = document.getElementById('f-tunnel-command');"
+                "return i && [i.value, document.activeElement === i, document.getElementById('save-result').textContent,"
+                " location.hash]")
+            try:
+                wait_for("the command filled in", lambda: (field() or [None])[0] == command, 10)
+            except Exception:
+                raise AssertionError(f"{field()} {driver.execute_script('return location.hash')}")
+            value, focused, result, address = field()
+            assert focused and "not saved yet" in result and address == "#settings/tunnel.command", field()
+            saved = driver.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                " invoke('settings').then((s) => done((s.raw.tunnel || {}).command || null), (e) => done(String(e)));")
+            assert saved != command, f"the guide saved it without asking: {saved!r}"
+            driver.execute_script("location.hash = 'alerts'")
+        check("a tunnel example's Use fills it in as Tunnel command, unsaved", tunnel_use_fills_settings)
     finally:
         try:
             driver.quit()
