@@ -839,10 +839,11 @@ async function drawGuide(anchor) {
     h("table", { id: "tunnels" },
       h("thead", {}, h("tr", {}, h("th", {}, "Tunnel"), h("th", {}, "Example"), h("th", {}, "Netdata's client certificate"))),
       h("tbody", {}, TUNNELS.map(([name, cmd, passes]) => h("tr", {}, h("td", {}, name),
-        h("td", {}, h("code", {}, cmd), " ",
-          h("button", { class: "btn", title: "Copy it, to paste as Tunnel command in Settings", onclick: () => copy(cmd, `The ${name} command`) }, "Copy"), " ",
-          h("button", { class: "btn", "data-use": cmd, title: "Fill it in as Tunnel command in Settings, to check and save",
-            onclick: () => invoke("open_window", { page: "settings", anchor: `tunnel.command=${encodeURIComponent(cmd)}` }).catch((e) => toast(errorText(e))) }, "Use")),
+        h("td", {}, h("code", { class: "cmd" }, cmd),
+          h("div", { class: "row-actions" },
+            h("button", { class: "btn", title: "Copy it, to paste as Tunnel command in Settings", onclick: () => copy(cmd, `The ${name} command`) }, "Copy"),
+            h("button", { class: "btn", "data-use": cmd, title: "Fill it in as Tunnel command in Settings, to check and save",
+              onclick: () => invoke("open_window", { page: "settings", anchor: `tunnel.command=${encodeURIComponent(cmd)}` }).catch((e) => toast(errorText(e))) }, "Use"))),
         h("td", {}, passes ? "reaches Alertray: mutual TLS possible" : "ends at the tunnel's edge: use Bearer, Basic or headers")))),
     ));
   drawCheck();
