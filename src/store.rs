@@ -334,28 +334,30 @@ fn migrate(conn: &mut Connection, version: i64) -> Result<(), rusqlite::Error> {
         )?;
         tx.execute("DELETE FROM snoozes WHERE scope = 'alert' AND target = ?1", params![old])?;
     }
-    let superseded = superseded_active(&tx)?;
+    let (_, superseded) = newest_per_key(load_active_rows(&tx)?);
     for (id, part) in superseded {
         tx.execute("DELETE FROM active WHERE notification_id = ?1 AND part = ?2", params![id, part])?;
     }
     tx.commit()
 }
 
-/// The active entries (notification id, part) whose key a newer entry also has.
-fn superseded_active(conn: &Connection) -> Result<Vec<(i64, u32)>, rusqlite::Error> {
-    let mut newest: HashMap<String, (i64, u32)> = HashMap::new();
+/// Splits active entries into the newest of each key and the (notification id, part) of
+/// the others, which a newer entry of their key supersedes.
+fn newest_per_key(entries: Vec<Alert>) -> (Vec<Alert>, Vec<(i64, u32)>) {
+    let mut newest: HashMap<String, Alert> = HashMap::new();
     let mut superseded = Vec::new();
-    for a in load_active_rows(conn)? {
+    for a in entries {
         let entry = (a.notification_id, a.part);
-        match newest.get_mut(&a.key) {
-            Some(kept) if *kept > entry => superseded.push(entry),
-            Some(kept) => superseded.push(std::mem::replace(kept, entry)),
-            None => {
-                newest.insert(a.key, entry);
+        match newest.get(&a.key) {
+            Some(kept) if (kept.notification_id, kept.part) > entry => superseded.push(entry),
+            _ => {
+                if let Some(old) = newest.insert(a.key.clone(), a) {
+                    superseded.push((old.notification_id, old.part));
+                }
             }
         }
     }
-    Ok(superseded)
+    (newest.into_values().collect(), superseded)
 }
 
 fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -1173,16 +1175,7 @@ impl Fields {
 /// The active set: one entry per key, the newest where a store not yet updated to schema 4
 /// holds two (one alert raised once in each shape).
 fn load_active(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
-    let mut by_key: HashMap<String, Alert> = HashMap::new();
-    for a in load_active_rows(conn)? {
-        match by_key.get(&a.key) {
-            Some(kept) if (kept.notification_id, kept.part) > (a.notification_id, a.part) => {}
-            _ => {
-                by_key.insert(a.key.clone(), a);
-            }
-        }
-    }
-    Ok(by_key.into_values().collect())
+    Ok(newest_per_key(load_active_rows(conn)?).0)
 }
 
 /// Every row of the active table, as alerts. Reads stores of schema 2 and 3 too (every entry
