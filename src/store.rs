@@ -949,6 +949,8 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
     // never folded: each press of Netdata's Test button is news to the user.
     let sha =
         (n.transition_id().is_none() && !matches!(n, Notification::Test(_))).then(|| Sha256::digest(&d.body).to_vec());
+    // One state per node the notification names (one for anything else).
+    let states = n.each_state();
     let existing: Option<i64> = match (n.transition_id(), &sha) {
         (Some(tid), _) => b.transition(tid),
         (None, None) => None,
@@ -962,9 +964,8 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
                 .optional()?;
             // Reachability bodies carry no time: a node that goes down, comes back and goes
             // down again sends the first body again, and that one is news, not a retry.
-            same_body.filter(|&id| {
-                n.each_state().iter().all(|s| s.key().and_then(|k| b.seen(k)).is_none_or(|s| s.last_id == id))
-            })
+            same_body
+                .filter(|&id| states.iter().all(|s| s.key().and_then(|k| b.seen(k)).is_none_or(|s| s.last_id == id)))
         }
     };
     if let Some(id) = existing {
@@ -1002,8 +1003,7 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
         b.new_transitions.insert(tid.to_string(), id);
     }
     let mut events = Vec::new();
-    // One state per node the notification names (one for anything else).
-    for (part, single) in (0u32..).zip(n.each_state()) {
+    for (part, single) in (0u32..).zip(states) {
         let key = single.key();
         let prev = key.and_then(|k| b.active(k));
         // An active entry is stored under the id of the notification that set it (and which
