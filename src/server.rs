@@ -39,8 +39,10 @@ use crate::{challenge, store};
 
 /// The largest body accepted; Netdata's are a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// The most header bytes an HTTP/1.1 request or HTTP/2 header list may have.
+/// The most bytes a request's target and headers (names and values) may have.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// The most headers a request may have.
+pub const MAX_HEADERS: usize = 100;
 /// A connection is asked to close after this long, so none is held forever.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 
@@ -117,18 +119,35 @@ pub fn router(state: ReceiverState) -> Router {
         .with_state(state)
 }
 
-/// Why an HTTP/1.1 request without exactly one Host header is refused (with 400), as
-/// HTTP/1.1 requires (RFC 9112, section 3.2): it did not come from a client that follows
-/// HTTP/1.1, and the host it was meant for is unknown. HTTP/1.0 needs none; HTTP/2 names the
-/// host in `:authority`.
-fn host_problem<B>(req: &hyper::Request<B>) -> Option<&'static str> {
+/// Why a request is refused before routing, with the status to refuse it with, if it is.
+///
+/// - Its head (target, header names and values) is over [`MAX_HEADER_BYTES`], or it has more
+///   than [`MAX_HEADERS`] headers: 431. The HTTP library's own limits are set well above
+///   these, so that a request over them gets a JSON reason like every other refusal; only
+///   one far over them is refused by the library itself, with no body.
+/// - An HTTP/1.1 request without exactly one Host header: 400, as HTTP/1.1 requires (RFC
+///   9112, section 3.2): it did not come from a client that follows HTTP/1.1, and the host it
+///   was meant for is unknown. HTTP/1.0 needs none; HTTP/2 names the host in `:authority`.
+fn head_problem<B>(req: &hyper::Request<B>) -> Option<(StatusCode, &'static str)> {
+    let headers = req.headers();
+    if headers.len() > MAX_HEADERS {
+        return Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "the request has more than 100 headers"));
+    }
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let size = headers.iter().fold(target, |n, (name, value)| n + name.as_str().len() + value.len());
+    if size > MAX_HEADER_BYTES {
+        return Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "the request's target and headers are larger than 32768 bytes",
+        ));
+    }
     if req.version() != axum::http::Version::HTTP_11 {
         return None;
     }
-    match req.headers().get_all(header::HOST).iter().count() {
+    match headers.get_all(header::HOST).iter().count() {
         1 => None,
-        0 => Some("the Host header is missing"),
-        _ => Some("more than one Host header"),
+        0 => Some((StatusCode::BAD_REQUEST, "the Host header is missing")),
+        _ => Some((StatusCode::BAD_REQUEST, "more than one Host header")),
     }
 }
 
@@ -607,13 +626,13 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         req.extensions_mut().insert(info.clone());
         let router = router.clone();
         let request = requests.begin();
-        let refused = host_problem(&req);
+        let refused = head_problem(&req);
         let peer = info.peer;
         async move {
             let response = match refused {
-                Some(reason) => {
-                    tracing::warn!(%peer, "refused: {reason}");
-                    Ok(ApiError::new(StatusCode::BAD_REQUEST, reason).into_response())
+                Some((status, reason)) => {
+                    tracing::warn!(%peer, status = status.as_u16(), "refused: {reason}");
+                    Ok(ApiError::new(status, reason).into_response())
                 }
                 None => router.oneshot(req.map(Body::new)).await,
             };
@@ -626,12 +645,14 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(timeout)
-        .max_buf_size(MAX_HEADER_BYTES.max(8192) * 2)
-        .max_headers(100);
+        // Well above Alertray's own limits (checked in `head_problem`, with a JSON reason).
+        .max_buf_size(MAX_HEADER_BYTES * 4)
+        .max_headers(MAX_HEADERS * 2);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        // HTTP/2 counts 32 bytes more per header: 64 KiB leaves room for 100 of them.
+        .max_header_list_size((MAX_HEADER_BYTES * 2) as u32)
         .max_concurrent_streams(64)
         .keep_alive_interval(Some(Duration::from_secs(20).min(timeout / 2)))
         .keep_alive_timeout(timeout);
@@ -679,6 +700,22 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_refusals_name_the_limits_they_enforce() {
+        let mut req = hyper::Request::builder().uri("/").header(header::HOST, "x");
+        for i in 0..=MAX_HEADERS {
+            req = req.header(format!("x-{i}"), "v");
+        }
+        let (status, reason) = head_problem(&req.body(()).unwrap()).expect("refused");
+        assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert!(reason.contains(&format!(" {MAX_HEADERS} ")), "{reason}");
+        let big = "a".repeat(MAX_HEADER_BYTES);
+        let req = hyper::Request::builder().uri("/").header(header::HOST, "x").header("x-big", big);
+        let (status, reason) = head_problem(&req.body(()).unwrap()).expect("refused");
+        assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert!(reason.ends_with(&format!(" {MAX_HEADER_BYTES} bytes")), "{reason}");
+    }
 
     #[test]
     fn retry_after_is_rounded_up_to_whole_seconds() {

@@ -133,29 +133,63 @@ async fn garbage_instead_of_tls_and_plain_http_are_refused() {
     assert_eq!(s.post(captured("netdata-alert-warning.json")).await.status(), StatusCode::OK);
 }
 
+/// Sends one raw HTTP/1.1 request (with `Connection: close`) over TLS; returns the answer.
+async fn raw_http1(s: &TestServer, request_line: &str, extra_headers: &str, body: &str) -> String {
+    let mut tls = raw_tls(s).await;
+    let head = format!(
+        "{request_line}\r\nHost: localhost\r\nAuthorization: Bearer test-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
+        body.len()
+    );
+    // The server may answer and close before it has read everything (that is the point).
+    let _ = tls.write_all(head.as_bytes()).await;
+    read_to_close(&mut tls, Duration::from_secs(10)).await.expect("answered and closed")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_headers_are_refused() {
+async fn oversized_headers_are_refused_with_a_reason() {
     let s = TestServer::start(BEARER).await;
+    let body = String::from_utf8(captured("netdata-alert-warning.json")).unwrap();
+    let too_large = r#"{"error":"the request's target and headers are larger than 32768 bytes"}"#;
+    // Over 32 KiB of headers, in one header or spread over many: 431 with a JSON reason.
+    let one_big = format!("X-Big: {}\r\n", "a".repeat(40 * 1024));
+    let many: String = (0..20).map(|i| format!("X-Pad-{i}: {}\r\n", "b".repeat(2000))).collect();
+    for extra in [&one_big, &many] {
+        let answer = raw_http1(&s, "POST / HTTP/1.1", extra, &body).await;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+        assert!(answer.contains(too_large), "{answer}");
+    }
+    // A request target counts too (here a challenge with a padded query).
+    let long_target = format!("GET /?crc_token=abc&pad={} HTTP/1.1", "c".repeat(40 * 1024));
+    let answer = raw_http1(&s, &long_target, "", "").await;
+    assert!(answer.starts_with("HTTP/1.1 431") && answer.contains(too_large), "{answer}");
+    // More than 100 headers, however small.
+    let count: String = (0..120).map(|i| format!("X-N{i}: v\r\n")).collect();
+    let answer = raw_http1(&s, "POST / HTTP/1.1", &count, &body).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(answer.contains(r#"{"error":"the request has more than 100 headers"}"#), "{answer}");
+    // HTTP/2 (what this client negotiates) gets the same answer.
     let r = s
         .client()
         .post(s.url("/"))
         .bearer_auth("test-token")
-        .header("x-big", "a".repeat(100 * 1024))
-        .body("{}")
+        .header("x-big", "a".repeat(40 * 1024))
+        .body(body.clone())
         .send()
-        .await;
-    // HTTP/2 (what this client negotiates) answers 431 or resets the stream; either refuses it.
-    if let Ok(r) = r {
-        assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-    }
-    // HTTP/1.1: hyper answers 431 and closes.
-    let mut tls = raw_tls(&s).await;
-    let big = format!("POST / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
-    let _ = tls.write_all(big.as_bytes()).await;
-    let answer = read_to_close(&mut tls, Duration::from_secs(10)).await.unwrap_or_default();
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(r.text().await.unwrap(), too_large);
+    // Far beyond the limits, the HTTP library refuses by itself (431, no body) and closes.
+    let huge = format!("X-Huge: {}\r\n", "a".repeat(300 * 1024));
+    let answer = raw_http1(&s, "POST / HTTP/1.1", &huge, &body).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
-    assert!(s.history().is_empty());
-    assert_eq!(s.post(captured("netdata-alert-warning.json")).await.status(), StatusCode::OK);
+    assert!(s.history().is_empty(), "nothing refused was stored");
+    // Just under the limits a delivery is stored: 30 KiB of headers, 90 headers.
+    let near: String = (0..84).map(|i| format!("X-Near-{i:02}: {}\r\n", "d".repeat(350))).collect();
+    let answer = raw_http1(&s, "POST / HTTP/1.1", &near, &body).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(s.history().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
