@@ -757,6 +757,29 @@ async function runCheck() {
   drawCheck();
 }
 
+// Config keys named in a text (the core's check report names them, as in the TOML), each
+// turned into a link that shows the setting's label and opens Settings at its field. A key
+// that is a group of fields (tls.acme) opens its first one; the longest key wins.
+function settingLinks(text) {
+  const fields = SETTINGS.flatMap((g) => g.fields);
+  const keys = new Map(fields.map((f) => [f.key, f]));
+  keys.set("tls.acme", { key: "tls.acme.email", label: "ACME certificate" });
+  const names = [...keys.keys()].sort((a, b) => b.length - a.length).map((k) => k.replace(/\./g, "\\."));
+  const pattern = new RegExp(`\\b(${names.join("|")})\\b(?![\\w.]*\\w)`, "g");
+  const parts = [];
+  let last = 0;
+  for (const m of text.matchAll(pattern)) {
+    const f = keys.get(m[1]);
+    parts.push(text.slice(last, m.index));
+    parts.push(h("a", { href: "#", class: "setting-link", title: `${m[1]} in Settings`, "data-key": f.key,
+      onclick: (e) => { e.preventDefault(); invoke("open_window", { page: "settings", anchor: f.key }).catch((err) => toast(errorText(err))); } },
+      f.label));
+    last = m.index + m[0].length;
+  }
+  parts.push(text.slice(last));
+  return parts;
+}
+
 function drawCheck() {
   const box = $("#check");
   if (!box) return;
@@ -771,7 +794,7 @@ function drawCheck() {
         r.passed ? `Netdata Cloud can reach ${r.url}.` : `Netdata Cloud cannot deliver${r.url ? ` to ${r.url}` : ""} yet:`),
       h("ul", { class: "steps" }, r.steps.map((s) => h("li", { class: `step ${s.status}`, "data-step": s.name },
         h("span", { class: "mark" }, STEP_MARK[s.status] || "?"),
-        h("div", {}, h("strong", {}, s.name), " ", s.detail, s.fix ? h("div", { class: "fix" }, s.fix) : null))))) : null);
+        h("div", {}, h("strong", {}, s.name), " ", ...settingLinks(s.detail), s.fix ? h("div", { class: "fix" }, ...settingLinks(s.fix)) : null))))) : null);
 }
 
 function drawTunnel(t) {

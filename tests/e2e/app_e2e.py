@@ -320,8 +320,16 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             assert steps["Challenge"] == "step ok", steps
             assert steps["Authentication"] == "step ok", steps
             assert steps["Certificate"] == "step failed", steps  # self-signed: Netdata would refuse it
-            assert "tls.acme" in report.text, report.text
+            # The fix names the setting by its label, as a link to its field in Settings.
+            links = {a.get_attribute("data-key"): a.text for a in report.find_elements(By.CSS_SELECTOR, "a.setting-link")}
+            assert links.get("tls.acme.email") == "ACME certificate", links
+            assert links.get("tls.cert") == "Certificate chain (PEM)", links
+            assert "tls.acme" not in report.text and "tls.cert" not in report.text, report.text
             assert driver.find_element(By.ID, "tunnel-state").get_attribute("data-phase") == "up"
+            # Where a link leads (open_window's address): Settings, with that field focused.
+            driver.execute_script("location.hash = 'settings/tls.acme.email'")
+            wait_for("the ACME field focused", lambda: driver.execute_script(
+                "return document.activeElement && document.activeElement.id") == "f-tls-acme-email", 10)
             driver.execute_script("location.hash = 'alerts'")
         check("the tunnel shows in the tray, and Check connection runs from the tray and the guide", tunnel_and_check)
 
