@@ -1147,7 +1147,7 @@ impl Fields {
                 key: Some(r.key.clone()),
                 status: Some(if r.reachable { "reachable" } else { "unreachable" }.into()),
                 raw_status: r.severity.clone(),
-                host: r.host.clone(),
+                host: node_hosts(r),
                 node_id: r.node_id.clone(),
                 space: r.space.clone(),
                 name: None,
@@ -1169,6 +1169,18 @@ impl Fields {
             },
         }
     }
+}
+
+/// The hostnames a reachability notification names, each once, the first node's first,
+/// joined with ", ": what history lists and finds it by.
+fn node_hosts(r: &crate::payload::ReachabilityNotification) -> Option<String> {
+    let mut hosts: Vec<&str> = Vec::new();
+    for host in std::iter::once(&r.host).chain(r.other_nodes.iter().map(|n| &n.host)).flatten() {
+        if !hosts.contains(&host.as_str()) {
+            hosts.push(host);
+        }
+    }
+    (!hosts.is_empty()).then(|| hosts.join(", "))
 }
 
 /// The active set as committed: each entry rebuilt from the notification that set it.
@@ -1357,8 +1369,9 @@ fn history_filter(q: &HistoryQuery, paged: bool) -> (String, Vec<rusqlite::types
         push(" AND status = ?", s.to_ascii_lowercase().into());
     }
     if let Some(h) = &q.host {
-        // The node's name, or its beginning ("web1" finds "web1.example.com"), in any case.
-        push(" AND host LIKE ? ESCAPE '\\'", format!("{}%", like_escape(h)).into());
+        // The node's name, or its beginning ("web1" finds "web1.example.com"), in any case;
+        // for a delivery naming several nodes ("a, b, c"), any of them.
+        push(" AND ', ' || host LIKE ? ESCAPE '\\'", format!("%, {}%", like_escape(h)).into());
     }
     if let Some(b) = q.before_id.filter(|_| paged) {
         push(" AND id < ?", b.into());

@@ -442,6 +442,18 @@ async fn every_node_a_reachability_notification_names_is_tracked() {
         ]
     );
     assert_eq!(s.history().len(), 1, "one delivery, one history entry");
+    // History lists it under every node it names, and finds it by any of them.
+    assert_eq!(s.history()[0].host.as_deref(), Some("parent.example, child-1.example, child-2.example"));
+    let by_host = |s: &TestServer, q: &str| {
+        let q = alertray::store::HistoryQuery { host: Some(q.into()), ..Default::default() };
+        alertray::store::history(&s.reader(), &q).unwrap().len()
+    };
+    for q in ["parent", "child-1.example", "CHILD-2"] {
+        assert_eq!(by_host(&s, q), 1, "{q}");
+    }
+    for q in ["hild", "example", "child-3"] {
+        assert_eq!(by_host(&s, q), 0, "{q} is no node's name or its beginning");
+    }
 
     // One child comes back on its own; the others stay down, and an acknowledgement reaches
     // the right node.
