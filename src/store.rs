@@ -624,7 +624,8 @@ struct Writer {
     /// The active set, as committed: the writer is its only author, so it keeps it in memory
     /// rather than reading it back for every delivery.
     active: HashMap<String, Alert>,
-    /// Every stored transition id and its notification's id, for duplicate detection.
+    /// Every stored transition (its [`transition_key`]) and its notification's id, for
+    /// duplicate detection.
     transitions: HashMap<String, i64>,
     /// What has been stored under each alert key, active or cleared.
     seen: HashMap<String, Seen>,
@@ -952,7 +953,7 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
     // One state per node the notification names (one for anything else).
     let states = n.each_state();
     let existing: Option<i64> = match (n.transition_id(), &sha) {
-        (Some(tid), _) => b.transition(tid),
+        (Some(tid), _) => b.transition(&transition_key(tid, n.key())),
         (None, None) => None,
         (None, Some(sha)) => {
             let same_body: Option<i64> = b
@@ -1000,7 +1001,7 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
     ])?;
     let id = b.tx.last_insert_rowid();
     if let Some(tid) = n.transition_id() {
-        b.new_transitions.insert(tid.to_string(), id);
+        b.new_transitions.insert(transition_key(tid, n.key()), id);
     }
     let mut events = Vec::new();
     for (part, single) in (0u32..).zip(states) {
@@ -1262,9 +1263,20 @@ fn load_seen(conn: &Connection) -> Result<HashMap<String, Seen>, rusqlite::Error
 }
 
 fn load_transitions(conn: &Connection) -> Result<HashMap<String, i64>, rusqlite::Error> {
-    let mut stmt = conn.prepare("SELECT transition_id, id FROM notifications WHERE transition_id IS NOT NULL")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut stmt =
+        conn.prepare("SELECT transition_id, alert_key, id FROM notifications WHERE transition_id IS NOT NULL")?;
+    let rows = stmt.query_map([], |r| {
+        let (tid, key): (String, Option<String>) = (r.get(0)?, r.get(1)?);
+        Ok((transition_key(&tid, key.as_deref()), r.get::<_, i64>(2)?))
+    })?;
     rows.collect()
+}
+
+/// What identifies one delivery of a transition: its id and the alert it is about. A body
+/// that reuses a stored transition id for another alert (another node, another name) is not
+/// that delivery again, so it is stored rather than answered as a duplicate.
+fn transition_key(tid: &str, key: Option<&str>) -> String {
+    format!("{tid}\n{}", key.unwrap_or(""))
 }
 
 /// `text` with LIKE's wildcards (and the escape character) escaped by `\`.

@@ -202,6 +202,42 @@ async fn duplicate_deliveries_are_acknowledged_and_recorded_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transition_id_reused_for_another_alert_is_stored_not_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(BEARER, dir.path()).await;
+    let body: Value = serde_json::from_slice(&captured("netdata-alert-warning.json")).unwrap();
+    let first = json(s.post(body.to_string()).await).await;
+    // The same transition id on another node, and for another alert on the same node: each
+    // is news, stored and active, not a repeat of the first.
+    let mut other_node = body.clone();
+    other_node["node"]["id"] = json!("bbbbbbbb-0000-4000-8000-000000000002");
+    other_node["node"]["hostname"] = json!("otherhost.example");
+    let mut other_alert = body.clone();
+    other_alert["alert"]["name"] = json!("another_alert");
+    for v in [&other_node, &other_alert] {
+        let r = json(s.post(v.to_string()).await).await;
+        assert_eq!(r["duplicate"], false, "{r}");
+        assert_ne!(r["id"], first["id"]);
+    }
+    let names = |s: &TestServer| {
+        let mut v: Vec<(String, String)> = s.active().into_iter().map(|a| (a.host, a.name)).collect();
+        v.sort();
+        v
+    };
+    let expected = names(&s);
+    assert_eq!(expected.len(), 3, "{expected:?}");
+    assert_eq!(s.history().len(), 3);
+    // Retries of each are still folded, also after a restart.
+    s.stop().await;
+    let s = TestServer::start_in(BEARER, dir.path()).await;
+    for v in [&body, &other_node, &other_alert] {
+        assert_eq!(json(s.post(v.to_string()).await).await["duplicate"], true);
+    }
+    assert_eq!(names(&s), expected);
+    assert_eq!(s.history().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_seen_before_is_news_once_its_node_has_changed_since() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_in(BEARER, dir.path()).await;
