@@ -33,6 +33,9 @@ pub struct AuthFailure {
     pub reason: &'static str,
     /// The `WWW-Authenticate` value to send with a 401.
     pub www_authenticate: Option<&'static str>,
+    /// `true` when a secret was presented and was wrong: a guess, which the throttle counts.
+    /// A missing credential or certificate guesses nothing.
+    pub guess: bool,
 }
 
 /// The TLS client certificate a connection presented, already verified against the roots.
@@ -62,6 +65,7 @@ pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> R
                         status: StatusCode::FORBIDDEN,
                         reason: "the client certificate's name is not in auth.client_names",
                         www_authenticate: None,
+                        guess: false,
                     });
                 };
                 how.push(format!("mtls:{name}"));
@@ -70,11 +74,16 @@ pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> R
                     status: StatusCode::FORBIDDEN,
                     reason: "a client certificate is required",
                     www_authenticate: None,
+                    guess: false,
                 });
             }
         }
     }
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if !matches!(cfg.method, AuthMethod::None) && headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        // Which one would count is up to each server; none does here.
+        return Err(guessed("more than one Authorization header", challenge(&cfg.method)));
+    }
     match &cfg.method {
         AuthMethod::None => {}
         AuthMethod::Basic { username, password } => {
@@ -92,7 +101,7 @@ pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> R
                     secret_eq(user, username.as_bytes()) & secret_eq(pass, password.expose().as_bytes())
                 });
             if !ok {
-                return Err(unauthorized("the Basic credentials are wrong", challenge(&cfg.method)));
+                return Err(guessed("the Basic credentials are wrong", challenge(&cfg.method)));
             }
             how.push("basic".into());
         }
@@ -103,20 +112,22 @@ pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> R
             let ok =
                 scheme_param(value, "bearer").is_some_and(|t| secret_eq(t.trim_ascii(), token.expose().as_bytes()));
             if !ok {
-                return Err(unauthorized("the Bearer token is wrong", challenge(&cfg.method)));
+                return Err(guessed("the Bearer token is wrong", challenge(&cfg.method)));
             }
             how.push("bearer".into());
         }
     }
     if !cfg.headers.is_empty() {
-        let mut all = true;
+        let (mut all, mut presented) = (true, false);
         for (name, expected) in &cfg.headers {
             let given = headers.get(name).map(|v| v.as_bytes()).unwrap_or_default();
+            presented |= headers.contains_key(name);
             all &= headers.get_all(name).iter().count() <= 1 && secret_eq(given, expected.expose().as_bytes());
         }
         if !all {
             // A 401 names a scheme to answer with; with headers alone there is none to name.
-            return Err(unauthorized("a required header is missing or wrong", challenge(&cfg.method)));
+            let failure = unauthorized("a required header is missing or wrong", challenge(&cfg.method));
+            return Err(AuthFailure { guess: presented, ..failure });
         }
         how.push("headers".into());
     }
@@ -136,7 +147,12 @@ fn challenge(method: &AuthMethod) -> Option<&'static str> {
 }
 
 fn unauthorized(reason: &'static str, challenge: Option<&'static str>) -> AuthFailure {
-    AuthFailure { status: StatusCode::UNAUTHORIZED, reason, www_authenticate: challenge }
+    AuthFailure { status: StatusCode::UNAUTHORIZED, reason, www_authenticate: challenge, guess: false }
+}
+
+/// A 401 for a secret that was presented and is wrong.
+fn guessed(reason: &'static str, challenge: Option<&'static str>) -> AuthFailure {
+    AuthFailure { guess: true, ..unauthorized(reason, challenge) }
 }
 
 /// The parameter of an Authorization value whose scheme is `scheme` (any case).

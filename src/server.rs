@@ -217,9 +217,10 @@ async fn delivery_handler(
         }
         (Ok(how), None) => how,
         (Err(f), None) => {
-            // Only a wrong secret is a guess; a certificate cannot be guessed, and counting
-            // its refusals would let anyone without one throttle a shared tunnel address.
-            if f.status == StatusCode::UNAUTHORIZED {
+            // Only a wrong secret is a guess. A certificate cannot be guessed, and a request
+            // with no credentials guesses nothing: counting either would let anyone (a
+            // scanner) throttle a shared tunnel address.
+            if f.guess {
                 state.throttle.failed(ip, Instant::now());
             }
             tracing::warn!(%peer, status = f.status.as_u16(), "refused: {}", f.reason);

@@ -170,6 +170,36 @@ async fn repeated_failures_are_throttled_even_for_the_right_token() {
     assert!(s.history().is_empty());
 }
 
+/// A request with no credentials guesses nothing: scanners posting without any (behind a
+/// tunnel, from the tunnel's address, like Netdata) must not throttle it. Wrong ones do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_credentials_do_not_throttle_but_wrong_ones_do() {
+    let cfg = format!("{BEARER}max_failures_per_minute = 3\n[auth.headers]\nX-Api-Key = \"key-1\"\n");
+    let s = TestServer::start(&cfg).await;
+    let c = s.client();
+    let post = || c.post(s.url("/")).body(captured(ALERT));
+    for _ in 0..6 {
+        // No Authorization; the right token without the extra header.
+        assert_eq!(status_of(&c, post()).await.unwrap(), StatusCode::UNAUTHORIZED);
+        assert_eq!(status_of(&c, post().bearer_auth("test-token")).await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    let r = post().bearer_auth("test-token").header("x-api-key", "key-1").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Two Authorization headers, whichever comes first: refused, and a guess.
+    for pair in [["Bearer test-token", "Bearer wrong"], ["Bearer wrong", "Bearer test-token"]] {
+        let r = post().header("authorization", pair[0]).header("authorization", pair[1]).header("x-api-key", "key-1");
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{pair:?}");
+        assert_eq!(json(r).await["error"], "more than one Authorization header");
+    }
+    // A wrong extra header is a guess too: the third one throttles.
+    let st = status_of(&c, post().bearer_auth("test-token").header("x-api-key", "key-2")).await.unwrap();
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let st = status_of(&c, post().bearer_auth("test-token").header("x-api-key", "key-1")).await.unwrap();
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(s.history().len(), 1);
+}
+
 /// Behind a tunnel every client arrives from the tunnel's address. Strangers' wrong guesses
 /// throttle that address, but a delivery whose credentials could never have been guessed
 /// still gets through: secrets too strong to guess, or a verified client certificate.
