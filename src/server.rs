@@ -111,12 +111,31 @@ pub fn router(state: ReceiverState) -> Router {
     let path = state.config.server.path.clone();
     Router::new()
         .route(&path, get(challenge_handler).post(delivery_handler))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such path") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "only GET (challenge) and POST (notifications) are served")
-                .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"))
-        })
+        .fallback(no_such_path)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// The request's path for a log line: at most 100 characters (it is the client's to choose).
+fn logged_path(uri: &axum::http::Uri) -> &str {
+    let path = uri.path();
+    path.char_indices().nth(100).map_or(path, |(i, _)| &path[..i])
+}
+
+async fn no_such_path(info: Option<Extension<ConnectionInfo>>, uri: axum::http::Uri) -> ApiError {
+    // Info, not a warning: the internet's scanners knock on every path of every address.
+    tracing::info!(peer = %peer_of(&info), path = logged_path(&uri), "refused: no such path");
+    ApiError::new(StatusCode::NOT_FOUND, "no such path")
+}
+
+async fn method_not_allowed(
+    info: Option<Extension<ConnectionInfo>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> ApiError {
+    tracing::info!(peer = %peer_of(&info), %method, path = logged_path(&uri), "refused: method not allowed");
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "only GET (challenge) and POST (notifications) are served")
+        .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"))
 }
 
 /// Why a request is refused before routing, with the status to refuse it with, if it is.

@@ -189,6 +189,40 @@ fn the_default_log_names_refused_handshakes_once_and_stays_quiet_about_ip_server
     );
 }
 
+/// Every refusal leaves a log line naming the peer and the reason, whatever refused it.
+#[test]
+fn every_refusal_is_logged_with_the_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = write_config(dir.path(), "");
+    let serve = Serve::start(&cfg, &dir.path().join("data"), port, &[], &["--no-popups"]);
+    let c = serve.client();
+    let url = serve.url();
+    let bearer = |r: reqwest::blocking::RequestBuilder| r.bearer_auth("test-token");
+    let refusals: Vec<(u16, &str, reqwest::blocking::RequestBuilder)> = vec![
+        (404, "no such path", c.get(format!("{url}nope"))),
+        (405, "method not allowed", c.put(&url).body("{}")),
+        (400, "not valid JSON", bearer(c.post(&url)).body("{not json")),
+        (400, "a JSON object was expected", bearer(c.post(&url)).body("[1]")),
+        (401, "Bearer token is wrong", c.post(&url).bearer_auth("guess-7f3a").body("{}")),
+        (401, "Bearer token is required", c.post(&url).body("{}")),
+        (415, "Content-Encoding", bearer(c.post(&url)).header("content-encoding", "gzip").body("{}")),
+        (431, "larger than 32768 bytes", bearer(c.post(&url)).header("x-big", "a".repeat(40_000)).body("{}")),
+        (400, "crc_token is empty", c.get(format!("{url}?crc_token="))),
+    ];
+    let mut expected = Vec::new();
+    for (status, reason, request) in refusals {
+        assert_eq!(request.send().unwrap().status().as_u16(), status, "{reason}");
+        expected.push(reason);
+    }
+    let log = serve.terminate_and_read_log();
+    for reason in expected {
+        let line = log.iter().find(|l| l.contains("refused") && l.contains(reason));
+        let line = line.unwrap_or_else(|| panic!("no log line for {reason:?}:\n{}", log.join("\n")));
+        assert!(line.contains("peer=127.0.0.1:"), "{line}");
+        assert!(!line.contains("test-token") && !line.contains("guess-7f3a"), "no secret, no guess: {line}");
+    }
+}
+
 /// The resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
