@@ -9,6 +9,8 @@
 //!
 //! This module knows nothing of HTTP or storage.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -520,15 +522,33 @@ fn node_id_from_url(url: &str) -> Option<String> {
 /// hostname. Both are lowercased, since Netdata's own spelling of them is not stable, and
 /// the space's id is never used, because the flat shape does not carry it.
 fn node_part(node_id: Option<&str>, space: Option<&str>, host: Option<&str>) -> String {
+    let part = |s: Option<&str>| key_part(&s.unwrap_or_default().to_ascii_lowercase(), "\\|/").into_owned();
     match node_id {
-        Some(id) => id.to_ascii_lowercase(),
-        None => format!("{}/{}", space.unwrap_or_default(), host.unwrap_or_default()).to_ascii_lowercase(),
+        Some(_) => part(node_id),
+        None => format!("{}/{}", part(space), part(host)),
     }
 }
 
 /// Joins the parts of an alert key; missing parts are left empty so keys stay comparable.
 fn alert_key(node: &str, chart: Option<&str>, name: &str) -> String {
-    format!("alert|{node}|{}|{name}", chart.unwrap_or_default())
+    format!("alert|{node}|{}|{}", key_part(chart.unwrap_or_default(), "\\|"), key_part(name, "\\|"))
+}
+
+/// `part` with each of `special` (the key's separators, and `\` itself) escaped by a `\`,
+/// so that no two different alerts or nodes share a key: `a|b` + `c` is not `a` + `b|c`.
+/// Parts without them, nearly all, are left as they are.
+fn key_part<'a>(part: &'a str, special: &str) -> Cow<'a, str> {
+    if !part.contains(|c| special.contains(c)) {
+        return Cow::Borrowed(part);
+    }
+    let mut escaped = String::with_capacity(part.len() + 4);
+    for c in part.chars() {
+        if special.contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    Cow::Owned(escaped)
 }
 
 fn nested_alert(obj: &Object<'_>, alert: &Object<'_>) -> AlertNotification {
@@ -835,6 +855,29 @@ mod tests {
         assert_eq!(a.classification.as_deref(), Some("Utilization"));
         assert_eq!(a.triggered_at.unwrap().timestamp(), 1_677_666_030);
         assert_eq!(a.key, "alert|abc-123|disk_space._|disk_space_usage");
+    }
+
+    #[test]
+    fn separators_inside_names_do_not_make_two_alerts_or_nodes_one() {
+        let key = |v: Value| parse_value(v).key().map(str::to_owned).expect("a key");
+        let nested = |chart: &str, name: &str| {
+            json!({"node": {"id": "N1", "hostname": "h"}, "alert": {"name": name, "chart": {"id": chart},
+                   "state": {"status": "critical"}}})
+        };
+        let (a, b) = (key(nested("a|b", "c")), key(nested("a", "b|c")));
+        assert_ne!(a, b);
+        assert_eq!(a, r"alert|n1|a\|b|c");
+        assert_eq!(key(nested("a\\", "|c")), r"alert|n1|a\\|\|c");
+        assert_ne!(key(nested("a\\", "|c")), key(nested("a", "\\|c")));
+        // Without a node id, a node is its space and host: a slash inside either is escaped.
+        let flat = |space: &str, host: &str| json!({"alarm": "x", "chart": "c", "space": space, "severity": "warning", "message": format!("x on {host}")});
+        assert_ne!(key(flat("s/a", "b")), key(flat("s", "a/b")));
+        assert_eq!(key(flat("S", "web1")), "alert|s/web1|c|x", "plain names are as they were");
+        let node = |space: &str, host: &str| {
+            json!({"message": format!("{space}/{host} is unreachable"),
+            "space": {"name": space}, "nodes": [{"hostname": host}], "status": "unreachable"})
+        };
+        assert_ne!(key(node("s|a", "b")), key(node("s", "a|b")));
     }
 
     #[test]

@@ -225,7 +225,7 @@ pub struct Store {
 }
 
 /// The schema version this build reads and writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
@@ -272,7 +272,7 @@ CREATE TABLE IF NOT EXISTS verification (
     token       TEXT NOT NULL,
     received_at INTEGER NOT NULL
 );
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;
 ";
 
 /// Updates the active table of a database of schema `version` (2 or 3) to this one's.
@@ -295,9 +295,10 @@ fn migrate_active(version: i64) -> String {
     )
 }
 
-/// Updates a database of schema `version` (2 or 3) to this one's, in one transaction.
+/// Updates a database of schema `version` (2, 3 or 4) to this one's, in one transaction.
 ///
-/// Version 4 also changed alert and node keys: a node is named by its id alone where it has
+/// Version 5 escapes the keys' separators inside their parts (an alert named `b|c` on chart
+/// `a` no longer shares its key with alert `c` on chart `a|b`). Version 4 changed them too: a node is named by its id alone where it has
 /// one (the space's id was part of the key, and the flat shape does not carry it, so the
 /// same alert had two keys). Every stored key, and every snooze of one alert, is recomputed
 /// from its body, so that what arrives next finds what came before. Two entries that now
@@ -305,7 +306,11 @@ fn migrate_active(version: i64) -> String {
 /// and the longer snooze stays.
 fn migrate(conn: &mut Connection, version: i64) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(&migrate_active(version))?;
+    if version < 4 {
+        tx.execute_batch(&migrate_active(version))?;
+    } else {
+        tx.execute_batch(SCHEMA)?;
+    }
     let mut rekeyed: Vec<(i64, String)> = Vec::new();
     let mut renamed: HashMap<String, String> = HashMap::new();
     {
@@ -404,7 +409,7 @@ impl Store {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sqlite(path))?;
         match version {
             0 | SCHEMA_VERSION => {}
-            2 | 3 => {
+            2..=4 => {
                 migrate(&mut conn, version).map_err(sqlite(path))?;
                 tracing::info!("updated the database {} to schema version {SCHEMA_VERSION}", path.display());
             }

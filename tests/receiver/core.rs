@@ -310,7 +310,7 @@ async fn a_schema_2_database_is_updated_and_keeps_its_active_alerts() {
     let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
     let conn = store::open_reader(&db).unwrap();
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let after = store::active(&conn).unwrap();
     let summary = |v: &[alertray::alerts::Alert]| {
         v.iter().map(|a| (a.key.clone(), a.notification_id, a.since_ms, a.acknowledged)).collect::<Vec<_>>()
@@ -342,6 +342,53 @@ async fn a_schema_2_database_is_updated_and_keeps_its_active_alerts() {
 /// them) reads as it is, and is updated in place when the writer opens it: every entry is
 /// kept, keys and alert snoozes are recomputed, and two entries of one alert (raised once in
 /// each shape, which schema 3 kept apart) become the newest one, with the longer snooze.
+/// Schema 4 joined a key's parts without escaping the separators inside them, so alert `c`
+/// on chart `a|b` and alert `b|c` on chart `a` shared a key: one raised, the other cleared it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_4_database_is_updated_to_keys_that_tell_such_alerts_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::db_path(dir.path());
+    let alert = |chart: &str, name: &str, status: &str, tid: &str| {
+        let mut v: Value = serde_json::from_slice(&captured("netdata-alert-critical.json")).unwrap();
+        v["alert"]["chart"]["id"] = chart.into();
+        v["alert"]["name"] = name.into();
+        v["alert"]["state"]["status"] = status.into();
+        v["alert"]["transition_id"] = tid.into();
+        delivery_at(serde_json::to_vec(&v).unwrap(), store::now_ms())
+    };
+    let until_ms = store::now_ms() + 3_600_000;
+    let key = {
+        let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+        s.record(alert("a|b", "c", "Critical", "t1")).await.unwrap();
+        let key = store::active(&store::open_reader(&db).unwrap()).unwrap()[0].key.clone();
+        assert!(key.ends_with(r"|a\|b|c"), "{key}");
+        s.snooze(SnoozeChange::Set(Snooze { scope: SnoozeScope::Alert(key.clone()), until_ms })).await.unwrap();
+        key
+    };
+    // As schema 4 left it: the parts joined as they are.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            r"UPDATE notifications SET alert_key = replace(alert_key, '\|', '|');
+              UPDATE snoozes SET target = replace(target, '\|', '|');
+              PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+    let conn = store::open_reader(&db).unwrap();
+    assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 5);
+    let stored: String = conn.query_row("SELECT alert_key FROM notifications", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored, key);
+    let snoozed: Vec<Snooze> = store::snoozes(&conn).unwrap();
+    assert_eq!(snoozed, [Snooze { scope: SnoozeScope::Alert(key.clone()), until_ms }]);
+    // The other alert is its own: raised beside the first, and cleared without it.
+    s.record(alert("a", "b|c", "Warning", "t2")).await.unwrap();
+    assert_eq!(store::active(&conn).unwrap().len(), 2);
+    s.record(alert("a", "b|c", "Clear", "t3")).await.unwrap();
+    let left: Vec<(String, String)> = store::active(&conn).unwrap().into_iter().map(|a| (a.key, a.name)).collect();
+    assert_eq!(left, [(key, "c".to_string())]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_3_database_is_updated_and_keeps_its_active_alerts() {
     let dir = tempfile::tempdir().unwrap();
@@ -395,7 +442,7 @@ async fn a_schema_3_database_is_updated_and_keeps_its_active_alerts() {
     assert_eq!(store::history(&conn, &Default::default()).unwrap().len(), 3);
 
     let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
-    assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 4);
+    assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 5);
     assert_eq!(summary(&store::active(&conn).unwrap()), summary(&before));
     let rows: i64 = conn.query_row("SELECT count(*) FROM active", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 2, "the older entry of the alert is gone from the table");
@@ -436,7 +483,7 @@ async fn a_database_from_a_newer_release_is_refused_and_left_alone() {
     rusqlite::Connection::open(&db).unwrap().execute_batch("PRAGMA user_version = 9;").unwrap();
     let err = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).err().expect("refused");
     let msg = err.to_string();
-    assert!(msg.contains("schema version 9") && msg.contains("version 4"), "{msg}");
+    assert!(msg.contains("schema version 9") && msg.contains("version 5"), "{msg}");
     let conn = rusqlite::Connection::open(&db).unwrap();
     assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 9);
 }
