@@ -454,12 +454,20 @@ fn rooms(v: Option<&Json<'_>>) -> Vec<Room> {
     match v {
         Some(Json::Array(items)) => items
             .iter()
-            .filter_map(|item| match item {
-                Json::Object(o) => Some(Room {
-                    name: text(o.get("name")).or_else(|| text(o.get("slug"))).or_else(|| text(o.get("id")))?,
-                    url: text(o.get("url")),
-                }),
-                other => text(Some(other)).map(|name| Room { name, url: None }),
+            .flat_map(|item| match item {
+                Json::Object(o) => match text(o.get("name"))
+                    .or_else(|| text(o.get("slug")))
+                    .or_else(|| text(o.get("id")))
+                {
+                    Some(name) => vec![Room { name, url: text(o.get("url")) }],
+                    // `[{"Room A": "https://..."}]`: name -> url pairs, one object per room.
+                    None => o
+                        .entries()
+                        .into_iter()
+                        .filter_map(|(name, url)| Some(Room { name: name.to_string(), url: Some(text(Some(url))?) }))
+                        .collect(),
+                },
+                other => text(Some(other)).map(|name| Room { name, url: None }).into_iter().collect(),
             })
             .collect(),
         Some(Json::Object(map)) => map
@@ -482,7 +490,13 @@ fn rooms(v: Option<&Json<'_>>) -> Vec<Room> {
 /// UTC), or Unix seconds.
 fn timestamp(v: Option<&Json<'_>>) -> Option<DateTime<FixedOffset>> {
     match v? {
-        Json::Number(n) => n.as_i64().and_then(|secs| Utc.timestamp_opt(secs, 0).single()).map(|t| t.fixed_offset()),
+        // Unix seconds, whole or not.
+        Json::Number(n) => {
+            let ms = n.as_i64().and_then(|secs| secs.checked_mul(1000)).or_else(|| {
+                n.as_f64().map(|secs| secs * 1000.0).filter(|ms| ms.abs() < 1e17).map(|ms| ms.round() as i64)
+            })?;
+            Utc.timestamp_millis_opt(ms).single().map(|t| t.fixed_offset())
+        }
         Json::String(s) => {
             let s = s.trim();
             DateTime::parse_from_rfc3339(s)
@@ -556,7 +570,12 @@ fn nested_alert(obj: &Object<'_>, alert: &Object<'_>) -> AlertNotification {
     let node = obj.get("node").and_then(Json::as_object);
     let state = alert.get("state").and_then(Json::as_object);
     let prev = alert.get("prev_state").and_then(Json::as_object);
-    let raw_status = state.and_then(|s| text(s.get("status"))).unwrap_or_default();
+    // `"state": {"status": "critical", ...}` as Netdata sends it, or the word alone.
+    let raw_status = match alert.get("state") {
+        Some(Json::Object(s)) => text(s.get("status")),
+        other => text(other),
+    }
+    .unwrap_or_default();
     let status = Status::of(&raw_status, &message);
     let name = text(alert.get("name")).or_else(|| text(obj.get("alarm"))).unwrap_or_else(|| "unnamed alert".into());
     let chart = match alert.get("chart") {
@@ -855,6 +874,29 @@ mod tests {
         assert_eq!(a.classification.as_deref(), Some("Utilization"));
         assert_eq!(a.triggered_at.unwrap().timestamp(), 1_677_666_030);
         assert_eq!(a.key, "alert|abc-123|disk_space._|disk_space_usage");
+    }
+
+    #[test]
+    fn a_status_word_for_a_state_fractional_unix_times_and_rooms_as_single_pairs() {
+        let n = parse_value(json!({
+            "node": {"id": "n1", "hostname": "h1"},
+            "alert": {"name": "a", "state": "cRiTiCaL", "triggered_at": 1_775_872_308.5},
+            "rooms": [{"Room A": "https://u/a"}, {"Room B": "https://u/b", "Room C": 7}, {"name": "Named"}]
+        }));
+        let Notification::Alert(a) = n else { panic!("{n:?}") };
+        assert_eq!((a.status, a.raw_status.as_str()), (Status::Critical, "cRiTiCaL"));
+        assert_eq!(a.triggered_at.unwrap().timestamp_millis(), 1_775_872_308_500);
+        let rooms: Vec<(&str, Option<&str>)> = a.rooms.iter().map(|r| (r.name.as_str(), r.url.as_deref())).collect();
+        assert_eq!(
+            rooms,
+            [("Room A", Some("https://u/a")), ("Room B", Some("https://u/b")), ("Room C", Some("7")), ("Named", None)]
+        );
+        // Times beyond what a date can hold are no time at all, not a panic.
+        for t in [json!(1e300), json!(-1e300), json!(9_223_372_036_854_775_807i64)] {
+            let n = parse_value(json!({"alarm": "x", "severity": "warning", "date": t}));
+            let Notification::Alert(a) = n else { panic!("{n:?}") };
+            assert_eq!(a.triggered_at, None);
+        }
     }
 
     #[test]
