@@ -56,7 +56,7 @@ enum Command {
         #[arg(long, value_name = "WHEN", requires = "history")]
         since: Option<String>,
         /// Only this status (history).
-        #[arg(long, requires = "history", value_parser = ["critical", "warning", "clear", "other", "unreachable", "reachable"])]
+        #[arg(long, requires = "history", value_parser = ["critical", "warning", "clear", "other", "unreachable", "reachable", "test", "unknown"])]
         status: Option<String>,
         /// Only this node: its name or its beginning, any case (history).
         #[arg(long, requires = "history")]

@@ -172,7 +172,8 @@ pub struct HistoryQuery {
     pub since_ms: Option<i64>,
     /// Only notifications received before this (Unix ms).
     pub until_ms: Option<i64>,
-    /// Only this status word (critical, warning, clear, unreachable, reachable).
+    /// Only this status word (critical, warning, clear, other, unreachable, reachable), or
+    /// only Test notifications (`test`) or notifications of no known shape (`unknown`).
     pub status: Option<String>,
     /// Only this node: its hostname or its beginning, any case.
     pub host: Option<String>,
@@ -1141,7 +1142,8 @@ impl Fields {
                 key: Some(a.key.clone()),
                 status: Some(a.status.as_str().into()),
                 raw_status: Some(a.raw_status.clone()),
-                host: a.host.clone(),
+                // As the active list names it: its hostname, else its id.
+                host: a.host.clone().or_else(|| a.node_id.clone()),
                 node_id: a.node_id.clone(),
                 space: a.space.clone(),
                 name: Some(a.name.clone()),
@@ -1177,11 +1179,14 @@ impl Fields {
     }
 }
 
-/// The hostnames a reachability notification names, each once, the first node's first,
-/// joined with ", ": what history lists and finds it by.
+/// The hostnames (else ids) of the nodes a reachability notification names, each once, the
+/// first node's first, joined with ", ": what history lists and finds it by.
 fn node_hosts(r: &crate::payload::ReachabilityNotification) -> Option<String> {
     let mut hosts: Vec<&str> = Vec::new();
-    for host in std::iter::once(&r.host).chain(r.other_nodes.iter().map(|n| &n.host)).flatten() {
+    let first = r.host.as_ref().or(r.node_id.as_ref());
+    for host in
+        std::iter::once(first).chain(r.other_nodes.iter().map(|n| n.host.as_ref().or(n.node_id.as_ref()))).flatten()
+    {
         if !hosts.contains(&host.as_str()) {
             hosts.push(host);
         }
@@ -1383,7 +1388,10 @@ fn history_filter(q: &HistoryQuery, paged: bool) -> (String, Vec<rusqlite::types
         push(" AND received_at < ?", u.into());
     }
     if let Some(s) = &q.status {
-        push(" AND status = ?", s.to_ascii_lowercase().into());
+        // Test and unknown notifications have no status; their kind is what lists show.
+        let s = s.to_ascii_lowercase();
+        let column = if matches!(s.as_str(), "test" | "unknown") { " AND kind = ?" } else { " AND status = ?" };
+        push(column, s.into());
     }
     if let Some(h) = &q.host {
         // The node's name, or its beginning ("web1" finds "web1.example.com"), in any case;

@@ -150,6 +150,22 @@ fn serve_then_read_the_store_from_other_processes() {
         assert_eq!(code, 0, "{since}: {err}");
         assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().len(), 3, "{since}");
     }
+    // Test notifications and bodies of no known shape can be listed on their own; a node with
+    // no hostname is listed, and found, by its id, as the active list names it.
+    assert_eq!(serve.post(r#"{"hello": "world"}"#), 200);
+    let flat = r#"{"alarm": "load", "severity": "warning", "message": "load is high",
+        "alarm_url": "https://app.netdata.cloud/spaces/s/rooms/r/alerts/x.load:::7d1e2c3b-aaaa-4bbb-8ccc-0123456789ab"}"#;
+    assert_eq!(serve.post(flat), 200);
+    let listed = |args: &[&str]| {
+        let (code, out, err) = run(&[&["alerts", "--history", "--json", "--data-dir", d], args].concat(), &[]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().clone()
+    };
+    assert_eq!(listed(&["--status", "test"]).iter().map(|r| r["kind"].clone()).collect::<Vec<_>>(), ["test"]);
+    assert_eq!(listed(&["--status", "unknown"]).iter().map(|r| r["kind"].clone()).collect::<Vec<_>>(), ["unknown"]);
+    let by_id = listed(&["--host", "7D1E2C3B"]);
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(by_id[0]["host"], "7d1e2c3b-aaaa-4bbb-8ccc-0123456789ab");
     // Filters that cannot match, or that only apply to the history, are refused, not ignored.
     for (args, named) in [
         (&["alerts", "--history", "--status", "bogus"][..], "critical"),

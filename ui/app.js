@@ -292,7 +292,7 @@ async function drawHistory(body) {
   const debounced = debounce(rerun, 250);
   const filters = h("div", { class: "filters" },
     h("input", { type: "search", id: "history-search", placeholder: "Search messages, nodes, alerts", value: f.text, oninput: (e) => { f.text = e.target.value; debounced(); } }),
-    select("history-status", f.status, [["", "Any status"], ["critical", "Critical"], ["warning", "Warning"], ["clear", "Clear"], ["unreachable", "Unreachable"], ["reachable", "Reachable"]], (v) => { f.status = v; rerun(); }),
+    select("history-status", f.status, [["", "Any status"], ["critical", "Critical"], ["warning", "Warning"], ["clear", "Clear"], ["unreachable", "Unreachable"], ["reachable", "Reachable"], ["other", "Other status"], ["test", "Test"], ["unknown", "Unknown shape"]], (v) => { f.status = v; rerun(); }),
     h("input", { type: "text", id: "history-host", placeholder: "Node (name or start)", value: f.host, oninput: (e) => { f.host = e.target.value; debounced(); } }),
     select("history-range", f.range, [["", "Any time"], ["3600000", "Last hour"], ["86400000", "Last 24 hours"], ["604800000", "Last 7 days"], ["2592000000", "Last 30 days"]], (v) => { f.range = v; rerun(); }));
   const list = h("div", { id: "history-list" });
