@@ -421,8 +421,9 @@ fn without_userinfo(url: &str) -> String {
     }
 }
 
-const PADDED: &str =
-    "a value without spaces or tabs at either end (HTTP drops them from what Netdata sends, so it could never match)";
+const PADDED: &str = "a value without spaces, tabs or line breaks at either end (HTTP drops them from what \
+     Netdata sends, so it could never match)";
+const CONTROL: &str = "a non-empty value without control characters (HTTP cannot carry them)";
 
 /// The keys whose values are secrets wherever they appear (`[auth]`'s and every
 /// `[auth.headers]` entry's).
@@ -740,6 +741,9 @@ fn auth_method(a: &RawAuth) -> Result<AuthMethod, ConfigError> {
             if padded(&token) {
                 return Err(ConfigError::invalid("auth.token", "(hidden)", PADDED));
             }
+            if HeaderValue::from_str(token.expose()).is_err() {
+                return Err(ConfigError::invalid("auth.token", "(hidden)", CONTROL));
+            }
             AuthMethod::Bearer { token }
         }
         other => {
@@ -778,11 +782,11 @@ fn extra_header(name: &str, value: Secret) -> Result<(HeaderName, Secret), Confi
             "a header other than Authorization, Host, Content-Length, Content-Type or Transfer-Encoding",
         ));
     }
-    if value.expose().is_empty() || HeaderValue::from_str(value.expose()).is_err() {
-        return Err(ConfigError::invalid(&key, "(hidden)", "a non-empty value of visible ASCII characters"));
-    }
     if padded(&value) {
         return Err(ConfigError::invalid(&key, "(hidden)", PADDED));
+    }
+    if value.expose().is_empty() || HeaderValue::from_str(value.expose()).is_err() {
+        return Err(ConfigError::invalid(&key, "(hidden)", CONTROL));
     }
     Ok((header, value))
 }
@@ -1187,14 +1191,27 @@ mod tests {
         for (toml, key) in [
             ("[auth]\nmethod = \"bearer\"\ntoken = \" tok3n-with-a-space \"", "auth.token"),
             ("[auth]\nmethod = \"bearer\"\ntoken = \"tok3n\\t\"", "auth.token"),
+            ("[auth]\nmethod = \"bearer\"\ntoken = \"tok3n\\n\"", "auth.token"),
             ("[auth.headers]\nX-Key = \"v4lue \"", "auth.headers.X-Key"),
         ] {
             let e = err(toml);
             assert_eq!(e.key(), Some(key), "{toml}");
             let text = e.to_string();
             assert!(text.contains("(hidden)") && text.contains("either end"), "{text}");
+            assert!(text.contains("line breaks"), "{text}");
             assert!(!text.contains("tok3n") && !text.contains("v4lue"), "{text}");
         }
+        // Control characters inside cannot be sent at all; other characters, UTF-8 too, can.
+        for (toml, key) in [
+            ("[auth]\nmethod = \"bearer\"\ntoken = \"tok\\u00013n\"", "auth.token"),
+            ("[auth.headers]\nX-Key = \"v4l\\u007fue\"", "auth.headers.X-Key"),
+            ("[auth.headers]\nX-Key = \"\"", "auth.headers.X-Key"),
+        ] {
+            let e = err(toml);
+            assert_eq!(e.key(), Some(key), "{toml}");
+            assert!(e.to_string().contains("without control characters"), "{e}");
+        }
+        Config::from_toml("[auth.headers]\nX-Key = \"cl\u{e9}-\u{20ac}-v4lue\"").unwrap();
         // A password in a URL or a token in a tunnel command is not quoted either.
         let e = err(
             "[server]\npublic_url = \"https://me:s3cr3t@alerts.example.com/\"\n[auth]\nallow_unauthenticated = true",
