@@ -299,10 +299,11 @@ fn migrate_active(version: i64) -> String {
 /// Updates a database of schema `version` (2, 3 or 4) to this one's, in one transaction.
 ///
 /// Version 5 escapes the keys' separators inside their parts (an alert named `b|c` on chart
-/// `a` no longer shares its key with alert `c` on chart `a|b`). Version 4 changed them too: a node is named by its id alone where it has
-/// one (the space's id was part of the key, and the flat shape does not carry it, so the
-/// same alert had two keys). Every stored key, and every snooze of one alert, is recomputed
-/// from its body, so that what arrives next finds what came before. Two entries that now
+/// `a` no longer shares its key with alert `c` on chart `a|b`). Version 4 changed them too:
+/// a node is named by its id alone where it has one (the space's id was part of the key,
+/// and the flat shape does not carry it, so the same alert had two keys). Every stored key,
+/// and every snooze of one alert, is recomputed from its body, so that what arrives next
+/// finds what came before. Two entries that now
 /// share a key (one alert, raised once in each shape) become one: the newest stays active,
 /// and the longer snooze stays.
 fn migrate(conn: &mut Connection, version: i64) -> Result<(), rusqlite::Error> {
