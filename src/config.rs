@@ -759,6 +759,15 @@ fn extra_headers(a: &RawAuth) -> Result<Vec<(HeaderName, Secret)>, Vec<ConfigErr
     let mut headers = Vec::new();
     for (name, value) in a.headers.clone().unwrap_or_default() {
         if let Some(h) = keep(&mut problems, extra_header(&name, value)) {
+            // Header names are the same in any case: two such entries could never both match.
+            if headers.iter().any(|(seen, _): &(HeaderName, Secret)| *seen == h.0) {
+                problems.push(ConfigError::invalid(
+                    &format!("auth.headers.{name}"),
+                    format!("{name:?}"),
+                    "one entry per header: names are the same in any case, and a request carries one value",
+                ));
+                continue;
+            }
             headers.push(h);
         }
     }
@@ -1212,6 +1221,10 @@ mod tests {
             assert!(e.to_string().contains("without control characters"), "{e}");
         }
         Config::from_toml("[auth.headers]\nX-Key = \"cl\u{e9}-\u{20ac}-v4lue\"").unwrap();
+        // Two entries for one header (names differ only in case) could never both match.
+        let e = err("[auth.headers]\nX-Api-Key = \"a-s3cr3t\"\nx-api-key = \"b-s3cr3t\"");
+        assert!(e.key().is_some_and(|k| k.eq_ignore_ascii_case("auth.headers.x-api-key")), "{e}");
+        assert!(e.to_string().contains("one entry per header") && !e.to_string().contains("s3cr3t"), "{e}");
         // A password in a URL or a token in a tunnel command is not quoted either.
         let e = err(
             "[server]\npublic_url = \"https://me:s3cr3t@alerts.example.com/\"\n[auth]\nallow_unauthenticated = true",
