@@ -429,45 +429,97 @@ const CONTROL: &str = "a non-empty value without control characters (HTTP cannot
 /// `[auth.headers]` entry's).
 const SECRET_KEYS: [&str; 3] = ["token", "password", "challenge_secret"];
 
-/// The key written on line `line_no` (from 1) of `text`, if the line may hold a secret: a key
-/// in [`SECRET_KEYS`], any entry of `[auth.headers]`, or an inline table that may hold them
-/// (`headers = {...}`, `auth = {...}`).
-fn secret_key(text: &str, line_no: usize) -> Option<&str> {
-    let (key, _) = text.lines().nth(line_no.checked_sub(1)?)?.split_once('=')?;
-    let key = key.trim();
-    let bare = key.to_ascii_lowercase().replace(['"', '\'', ' '], "");
-    let table = text.lines().take(line_no - 1).map(str::trim).filter(|l| l.starts_with('[')).last().unwrap_or("");
-    let in_headers = table.to_ascii_lowercase().replace([' ', '"'], "") == "[auth.headers]";
-    let last = bare.rsplit('.').next().unwrap_or_default();
-    let secret = in_headers || bare.contains("headers") || bare == "auth" || SECRET_KEYS.contains(&last);
-    secret.then_some(key)
+/// Where a TOML error is, to name it: the line that holds its key (`line_no` itself, or
+/// the line where the multi-line string `line_no` is inside of begins), the key as written
+/// there, its full dotted name, and whether its value may be a secret.
+struct ErrorKey<'a> {
+    written: &'a str,
+    full: String,
+    value: Option<&'a str>,
+    secret: bool,
+}
+
+fn error_key(text: &str, line_no: usize) -> Option<ErrorKey<'_>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut at = line_no.checked_sub(1)?;
+    // Inside a multi-line string, the key is where the string begins.
+    let before: usize = lines.iter().take(at).map(|l| l.len() + 1).sum();
+    let prefix = text.get(..before.min(text.len()))?;
+    let inside = prefix.matches("\"\"\"").count() % 2 == 1 || prefix.matches("\'\'\'").count() % 2 == 1;
+    if inside {
+        at = (0..at).rev().find(|&i| lines[i].contains("\"\"\"") || lines[i].contains("\'\'\'"))?;
+    }
+    let line = lines.get(at)?.trim();
+    let (key, value) = line.split_once('=')?;
+    let written = key.trim();
+    let bare = written.replace(['"', '\'', ' '], "");
+    if bare.is_empty() || !bare.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        return None;
+    }
+    let table = lines[..at].iter().rev().map(|l| l.trim()).find(|l| l.starts_with('[')).unwrap_or("");
+    let table = table.trim_matches(|c| c == '[' || c == ']').replace([' ', '"'], "");
+    let full = if table.is_empty() { bare.clone() } else { format!("{table}.{bare}") };
+    let lower = full.to_ascii_lowercase();
+    let last = lower.rsplit('.').next().unwrap_or_default();
+    // The values of secrets, of the extra headers, of whole tables that may hold them, and
+    // of the two settings that may carry credentials (a URL's user and password, a tunnel's
+    // token) are never shown.
+    let secret = lower.starts_with("auth.headers")
+        || lower == "auth"
+        || SECRET_KEYS.contains(&last)
+        || matches!(lower.as_str(), "server.public_url" | "tunnel.command");
+    let value = (!inside).then(|| value.trim());
+    Some(ErrorKey { written, full, value, secret })
+}
+
+/// serde's words for what a setting takes, in the config reference's words.
+fn plain_words(message: &str) -> String {
+    [
+        ("expected i64", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list, like [\"a\", \"b\"]"),
+        ("expected path string", "expected a path in quotes"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a map", "expected a table"),
+    ]
+    .iter()
+    .fold(message.trim().to_string(), |m, (from, to)| m.replace(from, to))
 }
 
 impl RawConfig {
     /// Parses TOML text.
     pub fn from_toml(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
         toml::from_str(text).map_err(|e| {
-            // "line 5: max_connections = \"lots\": invalid type: string \"lots\", expected i64"
+            // "line 5: server.max_connections = \"lots\": invalid type: string \"lots\",
+            // expected a whole number". A line is never quoted whole: it may be a secret
+            // pasted on a line of its own.
+            let what = plain_words(e.message());
             let message = match e.span() {
                 Some(span) => {
                     let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-                    match secret_key(text, line_no) {
-                        // A secret is never shown, not even a mistyped one, and the parser's
-                        // message may quote it: say what is expected instead.
-                        Some(key) => format!(
-                            "line {line_no}: {key} = (hidden): not readable; a secret is a quoted string, like {key} = \"...\""
+                    match error_key(text, line_no) {
+                        // A secret is never shown, not even a mistyped one, and serde's
+                        // message may quote it when it is of the wrong type.
+                        Some(k) if k.secret && what.starts_with("invalid type") => format!(
+                            "line {line_no}: {} = (hidden): a quoted string is expected, like {} = \"...\"",
+                            k.full, k.written
                         ),
+                        Some(k) if k.secret => format!("line {line_no}: {} = (hidden): {what}", k.full),
                         // An unknown key (often a misspelled one, like `tokne = "..."`) is
                         // named without its value: the value may be the secret meant for it.
-                        None if e.message().trim_start().starts_with("unknown field") => {
-                            let key = line.split_once('=').map_or(line, |(k, _)| k.trim());
-                            format!("line {line_no}: {key}: {}", e.message().trim())
+                        Some(k) if what.starts_with("unknown field") => format!("line {line_no}: {}: {what}", k.full),
+                        Some(ErrorKey { full, value: Some(value), .. }) => {
+                            format!("line {line_no}: {full} = {value}: {what}")
                         }
-                        None => format!("line {line_no}: {line}: {}", e.message().trim()),
+                        Some(k) => format!("line {line_no}: {}: {what}", k.full),
+                        None => format!("line {line_no}: {what}"),
                     }
                 }
-                None => e.message().trim().to_string(),
+                None => what,
             };
             ConfigError::Syntax { path: path.to_path_buf(), message }
         })
@@ -1160,11 +1212,26 @@ mod tests {
         }
         // A misspelled key is named without its value, which may be the secret meant for it.
         let err = RawConfig::from_toml("[auth]\ntokne = \"my-secret-value\"\n", Path::new("c.toml")).unwrap_err();
-        assert!(err.to_string().contains("line 2: tokne: unknown field `tokne`"), "{err}");
+        assert!(err.to_string().contains("line 2: auth.tokne: unknown field `tokne`"), "{err}");
         assert!(!err.to_string().contains("my-secret-value"), "{err}");
-        // Other lines are quoted as written.
+        // Other settings are named in full, with their value as written and what they take.
         let err = RawConfig::from_toml("[server]\nmax_connections = \"lots\"\n", Path::new("c.toml")).unwrap_err();
-        assert!(err.to_string().contains("max_connections = \"lots\""), "{err}");
+        assert!(err.to_string().contains("line 2: server.max_connections = \"lots\": invalid type"), "{err}");
+        assert!(err.to_string().contains("expected a whole number"), "{err}");
+        // The rest of a multi-line secret, a URL's password, a tunnel's token, and a line that
+        // is no setting at all (a token pasted on its own) are not quoted either.
+        for (text, secret) in [
+            ("[auth]\ntoken = \"\"\"SECRETMLC\nSECRETMLD\"\"\" junk\n", "SECRETML"),
+            ("[server]\npublic_url = \"https://user:SECRETPW@x.example/\" junk\n", "SECRETPW"),
+            ("[tunnel]\ncommand = \"ngrok http 8443 --authtoken SECRETTK\" junk\n", "SECRETTK"),
+            ("[auth]\nmethod = \"bearer\"\nSECRETLN-pasted-alone\n", "SECRETLN"),
+        ] {
+            let err = RawConfig::from_toml(text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(!err.contains(secret), "{err}");
+            assert!(err.contains("line "), "{err}");
+        }
+        let err = RawConfig::from_toml("[auth]\ntoken = \"\"\"a\nb\"\"\" junk\n", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("line 3: auth.token = (hidden): "), "{err}");
     }
 
     use super::*;

@@ -55,10 +55,10 @@ fn a_bad_config_exits_2_naming_key_value_and_accepted() {
         ),
         (
             "[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[server]\nmax_connections = \"lots\"",
-            "line 5: max_connections = \"lots\"",
-            "expected i64",
+            "line 5: server.max_connections = \"lots\"",
+            "expected a whole number",
         ),
-        ("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\nflavour = 1", "line 4: flavour:", "unknown field `flavour`"),
+        ("[auth]\nmethod = \"bearer\"\ntoken = \"t\"\nflavour = 1", "line 4: auth.flavour:", "unknown field `flavour`"),
         ("[auth]\nclient_certificate = \"optional\"", "allow_unauthenticated", "auth.method"),
         // Every mistake at once, not one per run.
         (
