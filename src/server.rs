@@ -122,18 +122,17 @@ fn logged_path(uri: &axum::http::Uri) -> &str {
     path.char_indices().nth(100).map_or(path, |(i, _)| &path[..i])
 }
 
-async fn no_such_path(info: Option<Extension<ConnectionInfo>>, uri: axum::http::Uri) -> ApiError {
+async fn no_such_path(info: Option<Extension<ConnectionInfo>>, req: Request) -> ApiError {
     // Info, not a warning: the internet's scanners knock on every path of every address.
-    tracing::info!(peer = %peer_of(&info), path = logged_path(&uri), "refused: no such path");
+    tracing::info!(peer = %peer_of(&info), path = logged_path(req.uri()), "refused: no such path");
+    discard_body(req.into_body()).await;
     ApiError::new(StatusCode::NOT_FOUND, "no such path")
 }
 
-async fn method_not_allowed(
-    info: Option<Extension<ConnectionInfo>>,
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-) -> ApiError {
-    tracing::info!(peer = %peer_of(&info), %method, path = logged_path(&uri), "refused: method not allowed");
+async fn method_not_allowed(info: Option<Extension<ConnectionInfo>>, req: Request) -> ApiError {
+    let (method, path) = (req.method(), logged_path(req.uri()));
+    tracing::info!(peer = %peer_of(&info), %method, path, "refused: method not allowed");
+    discard_body(req.into_body()).await;
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "only GET (challenge) and POST (notifications) are served")
         .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"))
 }
@@ -210,16 +209,59 @@ struct StoredAnswer {
     duplicate: bool,
 }
 
+/// The most of a refused request's body that is read (and dropped) before answering.
+const DISCARDED_BODY_BYTES: usize = 64 * 1024;
+/// How long reading it may take.
+const DISCARDED_BODY_TIME: Duration = Duration::from_secs(1);
+
+/// Reads and drops the body of a request refused before its body was read, when it is
+/// small and comes quickly. Over HTTP/2 an answer sent while the client is still sending
+/// ends with a reset of the stream, which HTTP/2 allows, but which some clients (curl 7)
+/// report as an error instead of the answer: someone trying the receiver by hand would not
+/// see why it refused.
+async fn discard_body(body: Body) {
+    let _ = tokio::time::timeout(DISCARDED_BODY_TIME, axum::body::to_bytes(body, DISCARDED_BODY_BYTES)).await;
+}
+
 async fn delivery_handler(
     State(state): State<ReceiverState>,
     info: Option<Extension<ConnectionInfo>>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let peer = peer_of(&info);
+    let (parts, body) = req.into_parts();
+    let refused = match admit(&state, &info, &peer, &parts.headers) {
+        Ok(Admitted::Deliver(how)) => return deliver(&state, &peer, how, body).await,
+        Ok(Admitted::Check) => {
+            tracing::info!(%peer, "connection check: credentials accepted");
+            Ok((StatusCode::OK, Json(json!({ "status": "check", "stored": false }))).into_response())
+        }
+        Err(e) => Err(e),
+    };
+    discard_body(body).await;
+    refused
+}
+
+/// What a POST that passed the checks before its body may do.
+enum Admitted {
+    /// Be read and stored; it authenticated this way.
+    Deliver(String),
+    /// Be answered as Alertray's own "Check connection" probe: nothing is stored.
+    Check,
+}
+
+/// The checks made before a POST's body is read: the throttle, the credentials, the
+/// connection-check probe, the body's content coding.
+fn admit(
+    state: &ReceiverState,
+    info: &Option<Extension<ConnectionInfo>>,
+    peer: &str,
+    headers: &HeaderMap,
+) -> Result<Admitted, ApiError> {
     let ip: IpAddr = info.as_ref().map(|i| i.peer.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let cert = info.as_ref().map(|i| i.cert.clone()).unwrap_or_default();
     let throttled = state.throttle.check(ip, Instant::now()).err();
-    let how = match (auth::check(&state.config.auth, &cert, req.headers()), throttled) {
+    let how = match (auth::check(&state.config.auth, &cert, headers), throttled) {
         // Right credentials get through a throttled address only where no guess could
         // succeed anyway: a client certificate that verified, or secrets too strong to guess.
         // Behind a tunnel every client shares the tunnel's address, and a stranger's wrong
@@ -250,7 +292,7 @@ async fn delivery_handler(
             return Err(e);
         }
     };
-    if req.headers().contains_key(crate::check::CHECK_HEADER) {
+    if headers.contains_key(crate::check::CHECK_HEADER) {
         // "Check connection" proves the credentials reach the receiver; nothing is stored.
         // With no store, it fails as a delivery would.
         if let Some(reason) = state.store.broken() {
@@ -259,10 +301,9 @@ async fn delivery_handler(
                 format!("deliveries cannot be stored: {reason}"),
             ));
         }
-        tracing::info!(%peer, "connection check: credentials accepted");
-        return Ok((StatusCode::OK, Json(json!({ "status": "check", "stored": false }))).into_response());
+        return Ok(Admitted::Check);
     }
-    if let Some(coding) = content_coding(req.headers()) {
+    if let Some(coding) = content_coding(headers) {
         tracing::warn!(%peer, "refused: the body is sent with Content-Encoding {coding:?}");
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -270,8 +311,13 @@ async fn delivery_handler(
         )
         .with_header(header::ACCEPT_ENCODING, HeaderValue::from_static("identity")));
     }
+    Ok(Admitted::Deliver(how))
+}
+
+/// Reads, parses and stores an admitted POST's body; answers once it is on disk.
+async fn deliver(state: &ReceiverState, peer: &str, how: String, body: Body) -> Result<Response, ApiError> {
     let timeout = state.config.server.request_timeout;
-    let body = match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)).await {
+    let body = match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
         Err(_) => {
             tracing::warn!(%peer, "refused: the body did not arrive within {}s", timeout.as_secs());
             return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time"));
@@ -296,7 +342,7 @@ async fn delivery_handler(
     })?;
     let kind = notification.kind();
     let delivery =
-        Delivery { body: body.to_vec(), notification, received_ms: store::now_ms(), peer: peer.clone(), auth: how };
+        Delivery { body: body.to_vec(), notification, received_ms: store::now_ms(), peer: peer.to_string(), auth: how };
     match state.store.record(delivery).await {
         Ok(rec) => {
             tracing::debug!(%peer, id = rec.id, kind, duplicate = rec.duplicate, "notification recorded");
@@ -652,6 +698,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
             let response = match refused {
                 Some((status, reason)) => {
                     tracing::warn!(%peer, status = status.as_u16(), "refused: {reason}");
+                    discard_body(Body::new(req.into_body())).await;
                     Ok(ApiError::new(status, reason).into_response())
                 }
                 None => router.oneshot(req.map(Body::new)).await,

@@ -223,6 +223,44 @@ fn every_refusal_is_logged_with_the_peer() {
     }
 }
 
+/// Someone trying the receiver by hand with curl over HTTP/2 sees each refusal's status and
+/// reason: an answer sent before the body was read ends the stream with a reset, which curl
+/// 7 reports as an error ("Stream error in the HTTP/2 framing layer") instead of the answer.
+#[test]
+fn curl_over_http2_sees_why_a_post_is_refused() {
+    if !require_tool("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = write_config(dir.path(), "");
+    let serve = Serve::start(&cfg, &dir.path().join("data"), port, &[], &["--no-popups"]);
+    let body = String::from_utf8(captured("netdata-alert-critical.json")).unwrap();
+    let url = format!("https://127.0.0.1:{port}/");
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&[], "401", "a Bearer token is required"),
+        (&["-H", "Authorization: Bearer guess"], "401", "the Bearer token is wrong"),
+        (&["-H", "Authorization: Bearer test-token", "-H", "Content-Encoding: gzip"], "415", "Content-Encoding"),
+        (&["-X", "PUT"], "405", "only GET (challenge) and POST"),
+    ];
+    for (args, status, reason) in cases {
+        // The reset raced with the answer: several tries, each must show it.
+        for _ in 0..5 {
+            let out = Command::new("curl")
+                .args(["-sk", "--http2", "-w", "\n%{http_version} %{http_code}", "-d", &body, &url])
+                .args(args)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "curl {args:?} failed ({}): {text}", out.status);
+            assert!(text.ends_with(&format!("\n2 {status}")) && text.contains(reason), "{args:?}: {text}");
+        }
+    }
+    // The same through a path that does not exist.
+    let out = Command::new("curl").args(["-sk", "--http2", "-d", &body, &format!("{url}nope")]).output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("no such path"));
+    drop(serve);
+}
+
 /// The resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
