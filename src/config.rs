@@ -74,6 +74,18 @@ pub enum ConfigError {
     /// More than one setting is at fault: each is named, section by section.
     #[error("{} settings are not accepted:{}", .0.len(), .0.iter().map(|e| format!("\n  - {e}")).collect::<String>())]
     Several(Vec<ConfigError>),
+    /// There is no file at the path.
+    #[error("there is no config file {}; `alertray --config {} config init` writes one with fresh secrets", .path.display(), .path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `config init` found a file where it would write one.
+    #[error("{} already exists and was left as it is: edit it, or move it aside to write a new one", .path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file could not be written.
     #[error("cannot write config file {path}: {source}")]
     Write {
@@ -85,6 +97,14 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// Reading `path` failed with `source`: a missing file says how to make one.
+    fn reading(path: &Path, source: std::io::Error) -> ConfigError {
+        match source.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::Missing { path: path.to_path_buf() },
+            _ => ConfigError::Read { path: path.to_path_buf(), source },
+        }
+    }
+
     fn invalid(key: &str, value: impl fmt::Display, accepted: impl Into<String>) -> ConfigError {
         ConfigError::Invalid { key: key.into(), value: value.to_string(), accepted: accepted.into() }
     }
@@ -986,8 +1006,7 @@ fn validate_tunnel(t: RawTunnel) -> Result<Option<crate::tunnel::TunnelConfig>, 
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::reading(path, source))?;
         let base = path.parent().unwrap_or(Path::new("."));
         RawConfig::from_toml(&text, path)?.validate(base)
     }
@@ -1146,8 +1165,7 @@ pub fn write_private_replace(path: &Path, contents: &str) -> std::io::Result<()>
 
 /// Reads a config file as written, without validating it.
 pub fn load_raw(path: &Path) -> Result<RawConfig, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::reading(path, source))?;
     RawConfig::from_toml(&text, path)
 }
 
@@ -1163,7 +1181,12 @@ pub fn init_if_missing(path: &Path) -> Result<bool, ConfigError> {
 /// Writes a commented config with fresh secrets to `path` (mode 0600).
 pub fn init(path: &Path) -> Result<(), ConfigError> {
     let text = template(&generate_secret(), &generate_secret());
-    write_private_new(path, &text).map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })
+    write_private_new(path, &text).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists if path.symlink_metadata().is_ok() => {
+            ConfigError::Exists { path: path.to_path_buf() }
+        }
+        _ => ConfigError::Write { path: path.to_path_buf(), source },
+    })
 }
 
 #[cfg(test)]

@@ -157,10 +157,13 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
             if history {
                 let since_ms = since.as_deref().map(parse_since).transpose()?;
                 let limit = limit.map(|n| n as usize);
+                let filtered = since_ms.is_some() || status.is_some() || host.is_some() || search.is_some();
                 let q = HistoryQuery { since_ms, status, host, text: search, limit, ..Default::default() };
                 let rows = store::history(&conn, &q).map_err(other)?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&rows).map_err(other)?);
+                } else if rows.is_empty() && filtered {
+                    println!("No stored notification matches.");
                 } else if rows.is_empty() {
                     println!("No notifications stored.");
                 } else {

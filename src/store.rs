@@ -93,6 +93,12 @@ pub enum StoreError {
         /// The system's reason.
         source: std::io::Error,
     },
+    /// There is no store at the path yet.
+    #[error("there is no store at {} yet: `alertray serve` or the app makes it when first run with this data dir", .path.display())]
+    Missing {
+        /// The database file.
+        path: PathBuf,
+    },
     /// A file or folder could not be made.
     #[error("cannot create {path}: {source}")]
     Io {
@@ -1298,13 +1304,7 @@ fn like_escape(text: &str) -> String {
 /// Opens a read-only connection to the store, for queries.
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
-        return Err(StoreError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no store here yet (has `alertray serve` run with this data dir?)",
-            ),
-        });
+        return Err(StoreError::Missing { path: path.to_path_buf() });
     }
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(sqlite(path))?;

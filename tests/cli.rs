@@ -28,7 +28,7 @@ fn config_init_writes_a_private_valid_file_and_refuses_to_overwrite() {
     assert!(out.contains("is valid"));
     let (code, _, err) = run(&["config", "init", "--config", cfg_s], &[]);
     assert_ne!(code, 0);
-    assert!(err.contains("exists"), "{err}");
+    assert!(err.contains("already exists and was left as it is: edit it, or move it aside"), "{err}");
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), text, "not overwritten");
     // Two inits make two different secrets.
     let other = dir.path().join("other.toml");
@@ -109,6 +109,26 @@ fn a_bad_config_exits_2_naming_key_value_and_accepted() {
     }
 }
 
+/// What is missing is named, with how to make it.
+#[test]
+fn a_missing_config_or_store_says_how_to_make_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.toml");
+    let m = missing.to_str().unwrap();
+    for args in [&["--config", m, "serve"][..], &["--config", m, "config", "check"][..], &["config", "check", m][..]] {
+        let (code, _, err) = run(args, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("there is no config file") && err.contains("config init"), "{args:?}: {err}");
+    }
+    let empty = dir.path().join("data");
+    for args in [&["alerts"][..], &["token"][..], &["alerts", "--history"][..]] {
+        let (code, _, err) = run(&[args, &["--data-dir", empty.to_str().unwrap()]].concat(), &[]);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains("there is no store at") && err.contains("alertray serve"), "{args:?}: {err}");
+        assert!(!err.contains("cannot create"), "{err}");
+    }
+}
+
 #[test]
 fn serve_then_read_the_store_from_other_processes() {
     let dir = tempfile::tempdir().unwrap();
@@ -163,6 +183,8 @@ fn serve_then_read_the_store_from_other_processes() {
     };
     assert_eq!(listed(&["--status", "test"]).iter().map(|r| r["kind"].clone()).collect::<Vec<_>>(), ["test"]);
     assert_eq!(listed(&["--status", "unknown"]).iter().map(|r| r["kind"].clone()).collect::<Vec<_>>(), ["unknown"]);
+    let (_, out, _) = run(&["alerts", "--history", "--host", "nope", "--data-dir", d], &[]);
+    assert_eq!(out.trim(), "No stored notification matches.");
     let by_id = listed(&["--host", "7D1E2C3B"]);
     assert_eq!(by_id.len(), 1);
     assert_eq!(by_id[0]["host"], "7d1e2c3b-aaaa-4bbb-8ccc-0123456789ab");
