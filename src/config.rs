@@ -761,7 +761,8 @@ fn client_certificates(
         },
     };
     let client_ca = match a.client_ca.as_deref().map(str::trim) {
-        None | Some("netdata") => ClientCa::Netdata,
+        None => ClientCa::Netdata,
+        Some(word) if word.eq_ignore_ascii_case("netdata") => ClientCa::Netdata,
         Some("") => {
             return Err(ConfigError::invalid(
                 "auth.client_ca",
@@ -974,19 +975,7 @@ fn validate_acme(
 }
 
 fn validate_tunnel(t: RawTunnel) -> Result<Option<crate::tunnel::TunnelConfig>, ConfigError> {
-    let Some(command) = t.command.map(|c| c.trim().to_string()).filter(|c| !c.is_empty()) else {
-        return Ok(None);
-    };
-    let argv = shell_words::split(&command).map_err(|e| {
-        // Only the program is shown, as in the tunnel's log lines: its arguments may hold a
-        // token (ngrok --authtoken).
-        let program = command.split_whitespace().find(|w| !w.contains('=')).unwrap_or_default();
-        ConfigError::invalid(
-            "tunnel.command",
-            format!("{program:?} ..."),
-            format!("a command line quoted like in a shell ({e}), like \"cloudflared tunnel --url https://localhost:{{port}} --no-tls-verify\""),
-        )
-    })?;
+    // Checked with or without a command, so that one set later does not fail on it then.
     let url_pattern = match t.url_pattern.filter(|p| !p.trim().is_empty()) {
         None => None,
         Some(p) => {
@@ -1000,6 +989,19 @@ fn validate_tunnel(t: RawTunnel) -> Result<Option<crate::tunnel::TunnelConfig>, 
             Some(re)
         }
     };
+    let Some(command) = t.command.map(|c| c.trim().to_string()).filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let argv = shell_words::split(&command).map_err(|e| {
+        // Only the program is shown, as in the tunnel's log lines: its arguments may hold a
+        // token (ngrok --authtoken).
+        let program = command.split_whitespace().find(|w| !w.contains('=')).unwrap_or_default();
+        ConfigError::invalid(
+            "tunnel.command",
+            format!("{program:?} ..."),
+            format!("a command line quoted like in a shell ({e}), like \"cloudflared tunnel --url https://localhost:{{port}} --no-tls-verify\""),
+        )
+    })?;
     Ok(Some(crate::tunnel::TunnelConfig { command, argv, url_pattern }))
 }
 
@@ -1470,6 +1472,9 @@ mod tests {
         let e = err(&format!("{base}[tunnel]\ncommand = \"x\"\nurl_pattern = \"no group\""));
         assert_eq!(e.key(), Some("tunnel.url_pattern"));
         let e = err(&format!("{base}[tunnel]\ncommand = \"x\"\nurl_pattern = \"(unclosed\""));
+        assert_eq!(e.key(), Some("tunnel.url_pattern"));
+        // Without a command too: it would fail once one is set.
+        let e = err(&format!("{base}[tunnel]\nurl_pattern = \"(\""));
         assert_eq!(e.key(), Some("tunnel.url_pattern"));
 
         let e = err(&format!("{base}[tls.acme]\nemail = \"a@b.c\""));

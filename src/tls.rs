@@ -365,12 +365,20 @@ pub struct ReceiverTls {
     pub acme: Option<Arc<crate::acme::AcmeResolver>>,
 }
 
-/// Loads the files the config names for TLS (`tls.cert` and `tls.key`, and an
-/// `auth.client_ca` bundle) without starting anything or writing anything: what
-/// `alertray config check` and `serve` look at before they go on.
+/// Loads the files the config names for TLS (`tls.cert` and `tls.key`, an
+/// `auth.client_ca` bundle, a `tls.acme.directory_ca`) without starting anything or writing
+/// anything: what `alertray config check` and `serve` look at before they go on.
 pub fn check_files(cfg: &Config) -> Result<(), TlsError> {
-    if let TlsConfig::Files { cert, key } = &cfg.tls {
-        certified_key(cert, key)?;
+    match &cfg.tls {
+        TlsConfig::Files { cert, key } => {
+            certified_key(cert, key)?;
+        }
+        TlsConfig::Acme(acme) => {
+            if let Some(ca) = &acme.directory_ca {
+                read_chain("tls.acme.directory_ca", ca)?;
+            }
+        }
+        TlsConfig::SelfSigned => {}
     }
     if cfg.auth.client_certificate != ClientCertMode::Off {
         client_roots(&cfg.auth.client_ca)?;

@@ -90,6 +90,14 @@ fn a_bad_config_exits_2_naming_key_value_and_accepted() {
         (format!("[tls]\ncert = {a:?}\nkey = {b:?}\n{auth}"), Some("is not the key of the certificate")),
         (format!("[tls]\ncert = \"missing.pem\"\nkey = {a:?}\n{auth}"), Some("missing.pem")),
         (format!("{auth}client_certificate = \"required\"\nclient_ca = \"no-such-ca.pem\"\n"), Some("auth.client_ca")),
+        (format!("{auth}client_certificate = \"required\"\nclient_ca = \"Netdata\"\n"), None),
+        (
+            format!(
+                "[server]\npublic_url = \"https://alerts.example.com/\"\n[tls.acme]\nemail = \"me@example.com\"\n\
+                 directory_ca = \"no-such-acme-ca.pem\"\n{auth}"
+            ),
+            Some("tls.acme.directory_ca"),
+        ),
     ];
     for (i, (toml, wrong)) in files.iter().enumerate() {
         let p = dir.path().join(format!("tls{i}.toml"));
