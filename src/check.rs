@@ -91,7 +91,10 @@ impl Report {
                 s.push_str(&format!("       fix: {fix}\n"));
             }
         }
-        s.push_str(if self.passed {
+        let warned = self.steps.iter().any(|s| s.status == StepStatus::Warning);
+        s.push_str(if self.passed && warned {
+            "Nothing failed, but see the warnings above.\n"
+        } else if self.passed {
             "Netdata Cloud can reach this receiver.\n"
         } else {
             "Netdata Cloud cannot deliver to this receiver yet; see the fixes above.\n"
@@ -139,12 +142,36 @@ impl Checker {
 pub const STEPS: [&str; 8] =
     ["Public URL", "DNS", "Connect", "TLS", "Certificate", "TLS passthrough", "Challenge", "Authentication"];
 
+/// Whether `ip` can be reached from the internet at large: not loopback, private, link-local,
+/// shared (carrier-grade NAT, Tailscale's 100.64/10), unique-local or unspecified.
+fn reachable_from_internet(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => reachable_from_internet(v4.into()),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback() || v6.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
+            }
+        },
+    }
+}
+
 /// Runs the check against `opts.webhook_url` with `cfg`'s secrets.
 pub async fn run(cfg: &Config, opts: CheckOptions) -> Report {
     let mut c = Checker { steps: Vec::new() };
     check(cfg, &opts, &mut c).await;
     let passed = !c.steps.iter().any(|s| s.status == StepStatus::Failed);
-    Report { url: opts.webhook_url.clone(), steps: c.steps, passed }
+    let url = opts.webhook_url.as_deref().map(crate::config::without_userinfo);
+    Report { url, steps: c.steps, passed }
 }
 
 async fn check(cfg: &Config, opts: &CheckOptions, c: &mut Checker) {
@@ -171,6 +198,15 @@ async fn check(cfg: &Config, opts: &CheckOptions, c: &mut Checker) {
             return c.skip_rest(&STEPS[1..]);
         }
     };
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        c.fail(
+            "Public URL",
+            format!("{} holds a user name or password", crate::config::without_userinfo(url)),
+            "Netdata's webhook URL takes none: set auth.method = \"basic\" with auth.username and \
+             auth.password, and paste them into Netdata Cloud's Basic fields.",
+        );
+        return c.skip_rest(&STEPS[1..]);
+    }
     let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_string();
     let port = uri.port_u16().unwrap_or(443);
     let path = uri.path().to_string();
@@ -207,10 +243,21 @@ async fn check(cfg: &Config, opts: &CheckOptions, c: &mut Checker) {
             }
         };
     let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        c.ok("DNS", format!("{host} is an IP address: nothing to resolve"));
+    let what = if host.parse::<std::net::IpAddr>().is_ok() {
+        format!("{host} is an IP address: nothing to resolve")
     } else {
-        c.ok("DNS", format!("{host} is {}", shown.join(", ")));
+        format!("{host} is {}", shown.join(", "))
+    };
+    if !addrs.is_empty() && addrs.iter().all(|a| !reachable_from_internet(a.ip())) {
+        // The rest of the check still runs: it tells whether the receiver answers here.
+        c.push(
+            "DNS",
+            StepStatus::Warning,
+            format!("{what}: a loopback or private address, which Netdata Cloud cannot reach"),
+            Some("Paste the public https:// URL your tunnel gives you into Netdata Cloud; the steps below only show that the receiver answers on this machine or network.".into()),
+        );
+    } else {
+        c.ok("DNS", what);
     }
 
     // Connect
@@ -676,5 +723,32 @@ impl ServerCertVerifier for Recorder {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_addresses_on_the_internet_are_reachable_by_netdata_cloud() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.9",
+            "169.254.1.1",
+            "100.101.102.103",
+            "0.0.0.0",
+            "::1",
+            "fd7a:115c:a1e0::1",
+            "fe80::1",
+            "::ffff:192.168.1.9",
+        ] {
+            assert!(!reachable_from_internet(private.parse().unwrap()), "{private}");
+        }
+        for public in ["104.16.1.1", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(reachable_from_internet(public.parse().unwrap()), "{public}");
+        }
     }
 }

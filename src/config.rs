@@ -433,7 +433,7 @@ fn padded(secret: &Secret) -> bool {
 /// `url` with a user name and password, if any, replaced by "(hidden)", to show it:
 /// everything between the scheme and the last `@` (a password may hold `/`, `?` or `#`; hiding
 /// a path's text too is harmless).
-fn without_userinfo(url: &str) -> String {
+pub(crate) fn without_userinfo(url: &str) -> String {
     let rest_at = url.find("://").map_or(0, |i| i + 3);
     match url[rest_at..].rfind('@') {
         Some(at) => format!("{}(hidden){}", &url[..rest_at], &url[rest_at + at..]),

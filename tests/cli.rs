@@ -117,6 +117,23 @@ fn a_bad_config_exits_2_naming_key_value_and_accepted() {
     }
 }
 
+/// A webhook URL with a user name and password in it is refused, and they are not shown.
+#[test]
+fn check_refuses_credentials_in_the_url_without_showing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _) = write_config(dir.path(), "");
+    let data = dir.path().join("data");
+    let args = ["--config", cfg.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "check"];
+    for json in [true, false] {
+        let extra: &[&str] = if json { &["--json"] } else { &[] };
+        let (code, out, err) =
+            run(&[&args[..], &["--url", "https://netdata:S3CRETPW@localhost:9/"], extra].concat(), &[]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(!out.contains("S3CRETPW") && !err.contains("S3CRETPW"), "{out}{err}");
+        assert!(out.contains("holds a user name or password") && out.contains("(hidden)"), "{out}");
+    }
+}
+
 /// What is missing is named, with how to make it.
 #[test]
 fn a_missing_config_or_store_says_how_to_make_it() {

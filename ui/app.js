@@ -791,7 +791,9 @@ function drawCheck() {
     checkView.error ? h("div", { class: "note warn" }, checkView.error) : null,
     r ? h("div", { id: "check-report" },
       h("p", { id: "check-verdict", class: r.passed ? "ok" : "bad" },
-        r.passed ? `Netdata Cloud can reach ${r.url}.` : `Netdata Cloud cannot deliver${r.url ? ` to ${r.url}` : ""} yet:`),
+        !r.passed ? `Netdata Cloud cannot deliver${r.url ? ` to ${r.url}` : ""} yet:`
+          : r.steps.some((s) => s.status === "warning") ? `Nothing failed for ${r.url}, but see the warnings below:`
+          : `Netdata Cloud can reach ${r.url}.`),
       h("ul", { class: "steps" }, r.steps.map((s) => h("li", { class: `step ${s.status}`, "data-step": s.name },
         h("span", { class: "mark" }, STEP_MARK[s.status] || "?"),
         h("div", {}, h("strong", {}, s.name), " ", ...settingLinks(s.detail), s.fix ? h("div", { class: "fix" }, ...settingLinks(s.fix)) : null))))) : null);
