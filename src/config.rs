@@ -643,7 +643,7 @@ fn public_url(v: Option<String>) -> Result<Option<Uri>, ConfigError> {
         ConfigError::invalid(
             "server.public_url",
             format!("{:?}", without_userinfo(&u)),
-            "an https:// URL with a host, like \"https://name.ngrok.app/\" (Netdata only posts to HTTPS)",
+            "an https:// URL with a host and no user name, password or query, like \"https://name.ngrok.app/\" (Netdata only posts to HTTPS; Basic credentials go in auth.username and auth.password)",
         )
     };
     let uri: Uri = u.trim().parse().map_err(|_| bad())?;
