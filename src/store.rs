@@ -93,6 +93,12 @@ pub enum StoreError {
         /// The system's reason.
         source: std::io::Error,
     },
+    /// A folder is where the database file should be.
+    #[error("{} is a folder, not a database file: move it aside", .path.display())]
+    Folder {
+        /// The path.
+        path: PathBuf,
+    },
     /// There is no store at the path yet.
     #[error("there is no store at {} yet: `alertray serve` or the app makes it when first run with this data dir", .path.display())]
     Missing {
@@ -595,6 +601,9 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
+    }
+    if dir.exists() {
+        return Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "it is a file, not a folder"));
     }
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
@@ -1305,6 +1314,9 @@ fn like_escape(text: &str) -> String {
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
         return Err(StoreError::Missing { path: path.to_path_buf() });
+    }
+    if path.is_dir() {
+        return Err(StoreError::Folder { path: path.to_path_buf() });
     }
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(sqlite(path))?;

@@ -152,6 +152,18 @@ fn a_missing_config_or_store_says_how_to_make_it() {
         assert!(err.contains("there is no store at") && err.contains("alertray serve"), "{args:?}: {err}");
         assert!(!err.contains("cannot create"), "{err}");
     }
+    // A folder where the database should be, a file where the data dir should be.
+    std::fs::create_dir_all(empty.join("alertray.db")).unwrap();
+    let (code, _, err) = run(&["alerts", "--data-dir", empty.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("alertray.db is a folder, not a database file"), "{err}");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (cfg, _) = write_config(dir.path(), "");
+    let (code, _, err) =
+        run(&["serve", "--no-popups", "--config", cfg.to_str().unwrap(), "--data-dir", file.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("it is a file, not a folder"), "{err}");
 }
 
 #[test]
