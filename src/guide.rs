@@ -25,6 +25,8 @@ pub struct ConnectGuide {
     pub challenge_secret: Option<String>,
     /// Whether a client certificate is asked for.
     pub client_certificate: ClientCertMode,
+    /// Whether `tunnel.command` is set: the webhook URL is then the tunnel's, once it runs.
+    pub tunnel_command: bool,
 }
 
 impl ConnectGuide {
@@ -45,6 +47,7 @@ impl ConnectGuide {
             headers: cfg.auth.headers.iter().map(|(k, v)| (k.to_string(), v.expose().to_string())).collect(),
             challenge_secret: cfg.auth.challenge_secret.as_ref().map(|s| s.expose().to_string()),
             client_certificate: cfg.auth.client_certificate,
+            tunnel_command: cfg.tunnel.is_some(),
         }
     }
 
@@ -59,10 +62,10 @@ impl ConnectGuide {
     /// The guide as plain text, one field a line.
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let url = self
-            .webhook_url
-            .clone()
-            .unwrap_or_else(|| "(set tunnel.command, or server.public_url to your tunnel's https:// URL)".into());
+        let url = self.webhook_url.clone().unwrap_or_else(|| match self.tunnel_command {
+            true => "(the tunnel's, once `alertray serve` or the app has started it)".into(),
+            false => "(set tunnel.command, or server.public_url to your tunnel's https:// URL)".into(),
+        });
         s.push_str(&format!("Webhook URL:        {url}\n"));
         match self.method {
             "basic" => s.push_str(&format!(

@@ -134,6 +134,25 @@ fn check_refuses_credentials_in_the_url_without_showing_them() {
     }
 }
 
+/// With a tunnel command set and no tunnel running yet, the guide says where the URL will
+/// come from, rather than asking for the tunnel command that is already set.
+#[test]
+fn the_guide_waits_for_the_configured_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (cfg, _) = write_config(dir.path(), "[tunnel]\ncommand = \"bore local {port} --to bore.pub\"\n");
+    let (code, out, err) =
+        run(&["guide", "--config", cfg.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Webhook URL:        (the tunnel's, once `alertray serve` or the app has started it)"),
+        "{out}"
+    );
+    let (cfg, _) = write_config(dir.path(), "");
+    let (_, out, _) = run(&["guide", "--config", cfg.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], &[]);
+    assert!(out.contains("(set tunnel.command, or server.public_url"), "{out}");
+}
+
 /// What is missing is named, with how to make it.
 #[test]
 fn a_missing_config_or_store_says_how_to_make_it() {
