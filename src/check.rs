@@ -143,7 +143,8 @@ pub const STEPS: [&str; 8] =
     ["Public URL", "DNS", "Connect", "TLS", "Certificate", "TLS passthrough", "Challenge", "Authentication"];
 
 /// Whether `ip` can be reached from the internet at large: not loopback, private, link-local,
-/// shared (carrier-grade NAT, Tailscale's 100.64/10), unique-local or unspecified.
+/// shared (carrier-grade NAT, Tailscale's 100.64/10), multicast, reserved, unique-local or
+/// unspecified.
 fn reachable_from_internet(ip: std::net::IpAddr) -> bool {
     match ip {
         std::net::IpAddr::V4(v4) => {
@@ -153,13 +154,19 @@ fn reachable_from_internet(ip: std::net::IpAddr) -> bool {
                 || v4.is_link_local()
                 || v4.is_unspecified()
                 || v4.is_broadcast()
+                || v4.is_multicast()
+                || a >= 240
                 || (a == 100 && (64..128).contains(&b)))
         }
         std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => reachable_from_internet(v4.into()),
             None => {
                 let first = v6.segments()[0];
-                !(v6.is_loopback() || v6.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80)
             }
         },
     }
@@ -192,7 +199,7 @@ async fn check(cfg: &Config, opts: &CheckOptions, c: &mut Checker) {
         _ => {
             c.fail(
                 "Public URL",
-                format!("{url} is not an https:// URL"),
+                format!("{} is not an https:// URL", crate::config::without_userinfo(url)),
                 "Netdata only posts to https:// URLs: use your tunnel's https:// address.",
             );
             return c.skip_rest(&STEPS[1..]);
@@ -248,7 +255,10 @@ async fn check(cfg: &Config, opts: &CheckOptions, c: &mut Checker) {
     } else {
         format!("{host} is {}", shown.join(", "))
     };
-    if !addrs.is_empty() && addrs.iter().all(|a| !reachable_from_internet(a.ip())) {
+    // Tailscale's MagicDNS answers a tailnet name with the machine's tailnet address on the
+    // machine itself; the world (Netdata Cloud included) gets Funnel's public addresses.
+    let tailnet = host.to_ascii_lowercase().ends_with(".ts.net");
+    if !tailnet && !addrs.is_empty() && addrs.iter().all(|a| !reachable_from_internet(a.ip())) {
         // The rest of the check still runs: it tells whether the receiver answers here.
         c.push(
             "DNS",
@@ -733,6 +743,9 @@ mod tests {
     #[test]
     fn only_addresses_on_the_internet_are_reachable_by_netdata_cloud() {
         for private in [
+            "224.0.0.1",
+            "240.0.0.1",
+            "ff02::1",
             "127.0.0.1",
             "10.1.2.3",
             "172.16.0.1",

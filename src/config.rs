@@ -445,51 +445,73 @@ const PADDED: &str = "a value without spaces, tabs or line breaks at either end 
      Netdata sends, so it could never match)";
 const CONTROL: &str = "a non-empty value without control characters (HTTP cannot carry them)";
 
-/// The keys whose values are secrets wherever they appear (`[auth]`'s and every
-/// `[auth.headers]` entry's).
-const SECRET_KEYS: [&str; 3] = ["token", "password", "challenge_secret"];
+/// The settings whose values an error message may quote: those that can hold no secret.
+/// Any other key's value (a secret, an extra header, `server.public_url` or
+/// `tunnel.command`, which may carry credentials, a misspelled key, a whole inline table) is
+/// shown as `(hidden)`.
+const SHOWN_VALUES: &[&str] = &[
+    "server.listen",
+    "server.path",
+    "server.max_connections",
+    "server.request_timeout_secs",
+    "tls.cert",
+    "tls.key",
+    "tls.acme.enabled",
+    "tls.acme.email",
+    "tls.acme.domain",
+    "tls.acme.directory",
+    "tls.acme.directory_ca",
+    "auth.client_certificate",
+    "auth.client_ca",
+    "auth.client_names",
+    "auth.method",
+    "auth.username",
+    "auth.allow_unauthenticated",
+    "auth.max_failures_per_minute",
+    "notifications.enabled",
+    "notifications.max_popups_per_minute",
+    "notifications.min_severity",
+    "notifications.quiet_hours",
+    "notifications.quiet_hours_allow_critical",
+    "store.retention_days",
+    "tunnel.url_pattern",
+];
 
-/// Where a TOML error is, to name it: the line that holds its key (`line_no` itself, or
-/// the line where the multi-line string `line_no` is inside of begins), the key as written
-/// there, its full dotted name, and whether its value may be a secret.
+/// Where a TOML error is, to name it: the key on the line that holds it (`line_no` itself,
+/// or the line where the multi-line string `line_no` is inside of begins), in full, and its
+/// value as written when it may be shown ([`SHOWN_VALUES`]).
 struct ErrorKey<'a> {
-    written: &'a str,
     full: String,
     value: Option<&'a str>,
-    secret: bool,
 }
 
 fn error_key(text: &str, line_no: usize) -> Option<ErrorKey<'_>> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut at = line_no.checked_sub(1)?;
+    // Lines by their byte offsets in the text itself, whatever their line endings.
+    let starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    let line = |i: usize| -> &str {
+        let end = starts.get(i + 1).copied().unwrap_or(text.len());
+        text.get(starts[i]..end).unwrap_or_default().trim_end_matches(['\n', '\r'])
+    };
+    let mut at = line_no.checked_sub(1).filter(|&i| i < starts.len())?;
     // Inside a multi-line string, the key is where the string begins.
-    let before: usize = lines.iter().take(at).map(|l| l.len() + 1).sum();
-    let prefix = text.get(..before.min(text.len()))?;
+    let prefix = &text[..starts[at]];
     let inside = prefix.matches("\"\"\"").count() % 2 == 1 || prefix.matches("\'\'\'").count() % 2 == 1;
     if inside {
-        at = (0..at).rev().find(|&i| lines[i].contains("\"\"\"") || lines[i].contains("\'\'\'"))?;
+        at = (0..at).rev().find(|&i| line(i).contains("\"\"\"") || line(i).contains("\'\'\'"))?;
     }
-    let line = lines.get(at)?.trim();
-    let (key, value) = line.split_once('=')?;
+    let (key, value) = line(at).trim().split_once('=')?;
     let written = key.trim();
     let bare = written.replace(['"', '\'', ' '], "");
     if bare.is_empty() || !bare.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
         return None;
     }
-    let table = lines[..at].iter().rev().map(|l| l.trim()).find(|l| l.starts_with('[')).unwrap_or("");
-    let table = table.trim_matches(|c| c == '[' || c == ']').replace([' ', '"'], "");
-    let full = if table.is_empty() { bare.clone() } else { format!("{table}.{bare}") };
-    let lower = full.to_ascii_lowercase();
-    let last = lower.rsplit('.').next().unwrap_or_default();
-    // The values of secrets, of the extra headers, of whole tables that may hold them, and
-    // of the two settings that may carry credentials (a URL's user and password, a tunnel's
-    // token) are never shown.
-    let secret = lower.starts_with("auth.headers")
-        || lower == "auth"
-        || SECRET_KEYS.contains(&last)
-        || matches!(lower.as_str(), "server.public_url" | "tunnel.command");
-    let value = (!inside).then(|| value.trim());
-    Some(ErrorKey { written, full, value, secret })
+    // The table it is in: `[name]` or `[[name]]`, quotes, spaces and a comment aside.
+    let header = (0..at).rev().map(line).map(str::trim).find(|l| l.starts_with('[')).unwrap_or("");
+    let table = header.trim_start_matches('[').split(']').next().unwrap_or_default().replace(['"', '\'', ' '], "");
+    let full = if table.is_empty() { bare } else { format!("{table}.{bare}") };
+    let shown = !inside && SHOWN_VALUES.contains(&full.to_ascii_lowercase().as_str());
+    let value = shown.then(|| value.trim());
+    Some(ErrorKey { full, value })
 }
 
 /// serde's words for what a setting takes, in the config reference's words.
@@ -522,20 +544,19 @@ impl RawConfig {
                 Some(span) => {
                     let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
                     match error_key(text, line_no) {
-                        // A secret is never shown, not even a mistyped one, and serde's
-                        // message may quote it when it is of the wrong type.
-                        Some(k) if k.secret && what.starts_with("invalid type") => format!(
-                            "line {line_no}: {} = (hidden): a quoted string is expected, like {} = \"...\"",
-                            k.full, k.written
-                        ),
-                        Some(k) if k.secret => format!("line {line_no}: {} = (hidden): {what}", k.full),
                         // An unknown key (often a misspelled one, like `tokne = "..."`) is
                         // named without its value: the value may be the secret meant for it.
                         Some(k) if what.starts_with("unknown field") => format!("line {line_no}: {}: {what}", k.full),
                         Some(ErrorKey { full, value: Some(value), .. }) => {
                             format!("line {line_no}: {full} = {value}: {what}")
                         }
-                        Some(k) => format!("line {line_no}: {}: {what}", k.full),
+                        // A value that may be a secret is never shown, not even a mistyped
+                        // one, and serde's message may quote it when it is of the wrong type.
+                        Some(k) if what.starts_with("invalid type") => {
+                            let expected = what.rsplit_once(", expected ").map_or("another type", |(_, e)| e);
+                            format!("line {line_no}: {} = (hidden): of the wrong type, expected {expected}", k.full)
+                        }
+                        Some(k) => format!("line {line_no}: {} = (hidden): {what}", k.full),
                         None => format!("line {line_no}: {what}"),
                     }
                 }
@@ -1250,6 +1271,15 @@ mod tests {
             ("[server]\npublic_url = \"https://user:SECRETPW@x.example/\" junk\n", "SECRETPW"),
             ("[tunnel]\ncommand = \"ngrok http 8443 --authtoken SECRETTK\" junk\n", "SECRETTK"),
             ("[auth]\nmethod = \"bearer\"\nSECRETLN-pasted-alone\n", "SECRETLN"),
+            // A comment or quotes in a table's header, an inline table, CRLF line ends, a
+            // misspelled secret's key: none of them shows what may be a secret.
+            ("[tunnel] # ngrok\ncommand = \"ngrok http 8443 --authtoken SECRETCM\" junk\n", "SECRETCM"),
+            ("['tunnel']\ncommand = \"ngrok http 8443 --authtoken SECRETQT\" junk\n", "SECRETQT"),
+            ("[server] # x\npublic_url = https://u:SECRETUQ@h/\n", "SECRETUQ"),
+            ("[auth] # x\nheaders = { X-Key = 12345 }\n", "12345"),
+            ("server = { public_url = \"https://u:SECRETIT@h/\", max_connections = \"lots\" }\n", "SECRETIT"),
+            ("[server]\r\nlisten = \"x\"\r\n[tunnel]\r\ncommand = \"\"\"\r\nngrok --authtoken=SECRETCR\"\"\" junk\r\n", "SECRETCR"),
+            ("[auth]\nbearer_token = SECRETMS\n", "SECRETMS"),
         ] {
             let err = RawConfig::from_toml(text, Path::new("c.toml")).unwrap_err().to_string();
             assert!(!err.contains(secret), "{err}");
@@ -1257,6 +1287,15 @@ mod tests {
         }
         let err = RawConfig::from_toml("[auth]\ntoken = \"\"\"a\nb\"\"\" junk\n", Path::new("c.toml")).unwrap_err();
         assert!(err.to_string().contains("line 3: auth.token = (hidden): "), "{err}");
+        // Settings that hold no secret are shown, whatever the header looks like.
+        let err = RawConfig::from_toml(
+            "[ \"server\" ] # the receiver\r\nmax_connections = \"lots\"\r\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("line 2: server.max_connections = \"lots\": invalid type"), "{err}");
+        let err = RawConfig::from_toml("[auth]\ntoken = 5\n", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("line 2: auth.token = (hidden): of the wrong type, expected"), "{err}");
     }
 
     use super::*;

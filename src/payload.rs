@@ -458,7 +458,9 @@ fn rooms(v: Option<&Json<'_>>) -> Vec<Room> {
                 Json::Object(o) => match text(o.get("name"))
                     .or_else(|| text(o.get("slug")))
                     .or_else(|| text(o.get("id")))
+                    .or_else(|| text(o.get("url")))
                 {
+                    // A room with no name is known by its link.
                     Some(name) => vec![Room { name, url: text(o.get("url")) }],
                     // `[{"Room A": "https://..."}]`: name -> url pairs, one object per room.
                     None => o
@@ -510,7 +512,13 @@ fn timestamp(v: Option<&Json<'_>>) -> Option<DateTime<FixedOffset>> {
                         .map(|n| n.and_utc().fixed_offset())
                 })
                 .or_else(|| {
-                    s.parse::<i64>().ok().and_then(|secs| Utc.timestamp_opt(secs, 0).single()).map(|t| t.fixed_offset())
+                    // Unix seconds as text, whole or not.
+                    let n = s
+                        .parse::<i64>()
+                        .map(serde_json::Number::from)
+                        .ok()
+                        .or_else(|| s.parse::<f64>().ok().and_then(serde_json::Number::from_f64))?;
+                    timestamp(Some(&Json::Number(n)))
                 })
         }
         _ => None,
@@ -886,6 +894,11 @@ mod tests {
         let Notification::Alert(a) = n else { panic!("{n:?}") };
         assert_eq!((a.status, a.raw_status.as_str()), (Status::Critical, "cRiTiCaL"));
         assert_eq!(a.triggered_at.unwrap().timestamp_millis(), 1_775_872_308_500);
+        let n = parse_value(json!({"alarm": "x", "severity": "warning", "date": "1775872308.25",
+                                   "rooms": [{"url": "https://u/nameless"}]}));
+        let Notification::Alert(b) = n else { panic!("{n:?}") };
+        assert_eq!(b.triggered_at.unwrap().timestamp_millis(), 1_775_872_308_250);
+        assert_eq!(b.rooms[0].name, "https://u/nameless");
         let rooms: Vec<(&str, Option<&str>)> = a.rooms.iter().map(|r| (r.name.as_str(), r.url.as_deref())).collect();
         assert_eq!(
             rooms,
@@ -919,7 +932,7 @@ mod tests {
             json!({"message": format!("{space}/{host} is unreachable"),
             "space": {"name": space}, "nodes": [{"hostname": host}], "status": "unreachable"})
         };
-        assert_ne!(key(node("s|a", "b")), key(node("s", "a|b")));
+        assert_ne!(key(node("s/a", "b")), key(node("s", "a/b")));
     }
 
     #[test]

@@ -130,8 +130,10 @@ async fn no_such_path(info: Option<Extension<ConnectionInfo>>, req: Request) -> 
 }
 
 async fn method_not_allowed(info: Option<Extension<ConnectionInfo>>, req: Request) -> ApiError {
-    let (method, path) = (req.method(), logged_path(req.uri()));
-    tracing::info!(peer = %peer_of(&info), %method, path, "refused: method not allowed");
+    let method = req.method().as_str();
+    let method = method.char_indices().nth(20).map_or(method, |(i, _)| &method[..i]);
+    let path = logged_path(req.uri());
+    tracing::info!(peer = %peer_of(&info), method, path, "refused: method not allowed");
     discard_body(req.into_body()).await;
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "only GET (challenge) and POST (notifications) are served")
         .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"))
@@ -139,7 +141,7 @@ async fn method_not_allowed(info: Option<Extension<ConnectionInfo>>, req: Reques
 
 /// Why a request is refused before routing, with the status to refuse it with, if it is.
 ///
-/// - Its head (target, header names and values) is over [`MAX_HEADER_BYTES`], or it has more
+/// - Its head (method, target, header names and values) is over [`MAX_HEADER_BYTES`], or it has more
 ///   than [`MAX_HEADERS`] headers: 431. The HTTP library's own limits are set well above
 ///   these, so that a request over them gets a JSON reason like every other refusal; only
 ///   one far over them is refused by the library itself, with no body.
@@ -151,12 +153,12 @@ fn head_problem<B>(req: &hyper::Request<B>) -> Option<(StatusCode, &'static str)
     if headers.len() > MAX_HEADERS {
         return Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "the request has more than 100 headers"));
     }
-    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let target = req.method().as_str().len() + req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     let size = headers.iter().fold(target, |n, (name, value)| n + name.as_str().len() + value.len());
     if size > MAX_HEADER_BYTES {
         return Some((
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "the request's target and headers are larger than 32768 bytes",
+            "the request's method, target and headers are larger than 32768 bytes",
         ));
     }
     if req.version() != axum::http::Version::HTTP_11 {
@@ -220,7 +222,24 @@ const DISCARDED_BODY_TIME: Duration = Duration::from_secs(1);
 /// report as an error instead of the answer: someone trying the receiver by hand would not
 /// see why it refused.
 async fn discard_body(body: Body) {
-    let _ = tokio::time::timeout(DISCARDED_BODY_TIME, axum::body::to_bytes(body, DISCARDED_BODY_BYTES)).await;
+    use axum::body::HttpBody as _;
+    use http_body_util::BodyExt as _;
+    // Nothing to wait for when the client already said the body is larger.
+    if body.size_hint().lower() > DISCARDED_BODY_BYTES as u64 {
+        return;
+    }
+    let drain = async {
+        let mut body = body;
+        let mut read = 0;
+        // Frame by frame, each dropped as it comes: nothing is kept.
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > DISCARDED_BODY_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARDED_BODY_TIME, drain).await;
 }
 
 async fn delivery_handler(

@@ -344,14 +344,23 @@ fn migrate(conn: &mut Connection, version: i64) -> Result<(), rusqlite::Error> {
     for (id, new) in &rekeyed {
         tx.execute("UPDATE notifications SET alert_key = ?2 WHERE id = ?1", params![id, new])?;
     }
+    // Every snooze is read before any moves: one key's old name can be another's new one.
+    let mut moved: Vec<(&String, i64)> = Vec::new();
     for (old, new) in &renamed {
-        tx.execute(
-            "INSERT INTO snoozes (scope, target, until_ms)
-                 SELECT 'alert', ?2, until_ms FROM snoozes WHERE scope = 'alert' AND target = ?1
-             ON CONFLICT (scope, target) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms)",
-            params![old, new],
-        )?;
+        let until: Option<i64> = tx
+            .query_row("SELECT until_ms FROM snoozes WHERE scope = 'alert' AND target = ?1", params![old], |r| r.get(0))
+            .optional()?;
+        moved.extend(until.map(|u| (new, u)));
+    }
+    for old in renamed.keys() {
         tx.execute("DELETE FROM snoozes WHERE scope = 'alert' AND target = ?1", params![old])?;
+    }
+    for (new, until) in moved {
+        tx.execute(
+            "INSERT INTO snoozes (scope, target, until_ms) VALUES ('alert', ?1, ?2)
+             ON CONFLICT (scope, target) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms)",
+            params![new, until],
+        )?;
     }
     let (_, superseded) = newest_per_key(load_active_rows(&tx)?);
     for (id, part) in superseded {

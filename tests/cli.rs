@@ -131,6 +131,10 @@ fn check_refuses_credentials_in_the_url_without_showing_them() {
         assert_eq!(code, 1, "{out}{err}");
         assert!(!out.contains("S3CRETPW") && !err.contains("S3CRETPW"), "{out}{err}");
         assert!(out.contains("holds a user name or password") && out.contains("(hidden)"), "{out}");
+        let (code, out, err) =
+            run(&[&args[..], &["--url", "http://netdata:S3CRETPW@localhost:9/"], extra].concat(), &[]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(!out.contains("S3CRETPW") && out.contains("is not an https:// URL"), "{out}");
     }
 }
 

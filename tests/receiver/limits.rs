@@ -149,7 +149,7 @@ async fn raw_http1(s: &TestServer, request_line: &str, extra_headers: &str, body
 async fn oversized_headers_are_refused_with_a_reason() {
     let s = TestServer::start(BEARER).await;
     let body = String::from_utf8(captured("netdata-alert-warning.json")).unwrap();
-    let too_large = r#"{"error":"the request's target and headers are larger than 32768 bytes"}"#;
+    let too_large = r#"{"error":"the request's method, target and headers are larger than 32768 bytes"}"#;
     // Over 32 KiB of headers, in one header or spread over many: 431 with a JSON reason.
     let one_big = format!("X-Big: {}\r\n", "a".repeat(40 * 1024));
     let many: String = (0..20).map(|i| format!("X-Pad-{i}: {}\r\n", "b".repeat(2000))).collect();
