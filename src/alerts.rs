@@ -105,6 +105,10 @@ pub struct Alert {
     /// Whether the user acknowledged it (dropped when it escalates or is raised again).
     #[serde(default)]
     pub acknowledged: bool,
+    /// `true` when `host` is the node's id, its notification having named no hostname: a
+    /// hostname known from an earlier notification is kept then.
+    #[serde(default, skip_serializing)]
+    pub host_is_id: bool,
 }
 
 /// How an alert's state changed.
@@ -197,7 +201,7 @@ pub struct Transition {
 /// The alert or node a notification describes, as if it had just become its state; `None`
 /// for tests, unknown notifications, and alerts with a status word we do not know.
 pub fn describe(n: &Notification, id: i64, now_ms: i64) -> Option<Alert> {
-    let (key, kind, level, host, name) = match n {
+    let (key, kind, level, hostname, node_id, name) = match n {
         Notification::Alert(a) => {
             let level = match a.status {
                 Status::Critical => Level::Critical,
@@ -205,11 +209,11 @@ pub fn describe(n: &Notification, id: i64, now_ms: i64) -> Option<Alert> {
                 Status::Clear => Level::Clear,
                 Status::Other => return None,
             };
-            (&a.key, AlertKind::Alert, level, a.host.as_ref().or(a.node_id.as_ref()), a.name.clone())
+            (&a.key, AlertKind::Alert, level, a.host.as_ref(), a.node_id.as_ref(), a.name.clone())
         }
         Notification::Reachability(r) => {
             let level = if r.reachable { Level::Reachable } else { Level::Unreachable };
-            (&r.key, AlertKind::Node, level, r.host.as_ref().or(r.node_id.as_ref()), "reachability".to_string())
+            (&r.key, AlertKind::Node, level, r.host.as_ref(), r.node_id.as_ref(), "reachability".to_string())
         }
         Notification::Test(_) | Notification::Unknown(_) => return None,
     };
@@ -217,7 +221,7 @@ pub fn describe(n: &Notification, id: i64, now_ms: i64) -> Option<Alert> {
         key: key.clone(),
         kind,
         level,
-        host: host.cloned().unwrap_or_else(|| "unknown node".into()),
+        host: hostname.or(node_id).cloned().unwrap_or_else(|| "unknown node".into()),
         name,
         value: None,
         summary: None,
@@ -231,6 +235,7 @@ pub fn describe(n: &Notification, id: i64, now_ms: i64) -> Option<Alert> {
         notification_id: id,
         part: 0,
         acknowledged: false,
+        host_is_id: hostname.is_none() && node_id.is_some(),
     };
     match n {
         Notification::Alert(a) => {
@@ -286,6 +291,7 @@ fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
         let change = if alert.kind == AlertKind::Node { Change::Reachable } else { Change::Cleared };
         if let Some(p) = prev {
             alert.since_ms = p.since_ms;
+            keep_hostname(&mut alert, p);
         }
         return Transition {
             update: StateUpdate::Remove(alert.key.clone()),
@@ -302,6 +308,7 @@ fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
         }
         Some(p) => {
             alert.since_ms = p.since_ms;
+            keep_hostname(&mut alert, p);
             if alert.level.rank() > p.level.rank() {
                 // Escalation drops an acknowledgement: the user must see it again.
                 Change::Escalated
@@ -316,6 +323,14 @@ fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
         }
     };
     Transition { update: StateUpdate::Upsert(alert.clone()), event: Some(Event::Alert { change, alert, previous }) }
+}
+
+/// A notification naming its node only by id keeps the hostname an earlier one gave.
+fn keep_hostname(alert: &mut Alert, prev: &Alert) {
+    if alert.host_is_id && !prev.host_is_id {
+        alert.host.clone_from(&prev.host);
+        alert.host_is_id = false;
+    }
 }
 
 /// Sorts active alerts for display: unacknowledged first; among them Critical, then
@@ -408,6 +423,7 @@ pub(crate) fn sample_alert(key: &str, level: Level, host: &str) -> Alert {
         notification_id: 1,
         part: 0,
         acknowledged: false,
+        host_is_id: false,
     }
 }
 

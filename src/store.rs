@@ -1262,6 +1262,20 @@ fn load_active_rows(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
             a.since_ms = since;
             a.updated_ms = updated;
             a.acknowledged = acknowledged;
+            if a.host_is_id && a.kind == alerts::AlertKind::Alert {
+                // As before the restart: the hostname an earlier notification of it gave.
+                let named: Option<String> = conn
+                    .prepare_cached(
+                        "SELECT host FROM notifications WHERE alert_key = ?1 AND id < ?2 AND host IS NOT NULL
+                         AND host <> coalesce(node_id, '') ORDER BY id DESC LIMIT 1",
+                    )?
+                    .query_row(params![a.key, id], |r| r.get(0))
+                    .optional()?;
+                if let Some(host) = named {
+                    a.host = host;
+                    a.host_is_id = false;
+                }
+            }
             out.push(a);
         }
     }

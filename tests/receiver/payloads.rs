@@ -555,6 +555,40 @@ async fn an_alert_raised_in_one_shape_clears_in_the_other() {
     assert!(s.active().is_empty(), "the nested clear left {:?}", s.active());
 }
 
+/// A flat notification that names its node by id only (no hostname anywhere in it) keeps the
+/// hostname an earlier one gave: in the active list, after a restart, and in the recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_named_by_id_only_keeps_its_hostname() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(BEARER, dir.path()).await;
+    let by_id = |severity: &str, message: &str, date: &str| {
+        let mut v: Value = serde_json::from_str(&flat_used_swap(severity, message, date)).unwrap();
+        v["message"] = json!(format!("{message}, System swap memory utilization"));
+        v.to_string()
+    };
+    let hosts = |s: &TestServer| s.active().into_iter().map(|a| a.host).collect::<Vec<_>>();
+    // Named by id alone from the start: the id is all there is.
+    s.post(by_id("warning", "Raised to Warning", "2026-04-10T22:00:00-05:00")).await;
+    assert_eq!(hosts(&s), ["e84d4453-cb1f-48b5-abfd-0a82629712bd"]);
+    // The nested shape names it; a later flat update by id keeps that name, restart or not.
+    s.post(captured("netdata-alert-critical.json")).await;
+    s.post(by_id("warning", "Raised to Warning", "2026-04-10T23:50:00-05:00")).await;
+    assert_eq!(hosts(&s), ["la1.node.garland.slvn.co"]);
+    s.stop().await;
+    let s = TestServer::start_in(BEARER, dir.path()).await;
+    let mut events_after = s.events.subscribe();
+    assert_eq!(hosts(&s), ["la1.node.garland.slvn.co"]);
+    s.post(by_id("clear", "Recovered", "2026-04-11T00:00:00-05:00")).await;
+    assert!(s.active().is_empty());
+    let mut cleared = Vec::new();
+    while let Ok(e) = events_after.try_recv() {
+        if let Event::Alert { change: Change::Cleared, alert, .. } = e {
+            cleared.push(alert.host);
+        }
+    }
+    assert_eq!(cleared, ["la1.node.garland.slvn.co"], "the recovery names the host");
+}
+
 /// What came last for every node a notification names is known after a restart too: a body
 /// sent again is news when one of its nodes has changed since, even a node after the first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
