@@ -10,6 +10,11 @@ mod commands;
 mod tray;
 mod windows;
 
+/// What a click on the tray menu item `id` does (for tests: the mock runtime draws no tray).
+pub fn tray_menu_click<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
+    tray::on_menu(app, id);
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

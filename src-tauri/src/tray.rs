@@ -206,7 +206,9 @@ pub fn on_menu<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
             };
             snooze(app, SnoozeChange::Set(Snooze { scope: SnoozeScope::All, until_ms }));
         }
-        "resume" => snooze(app, SnoozeChange::ClearAll),
+        // Lifts the snooze of every popup, which the items above set; snoozes of one alert
+        // or node, set in the window or the alert's submenu, stay.
+        "resume" => snooze(app, SnoozeChange::Clear(SnoozeScope::All)),
         "show-alerts" => windows::open(app, Page::Alerts),
         "settings" => windows::open(app, Page::Settings),
         "guide" => windows::open(app, Page::Guide),

@@ -125,6 +125,25 @@ fn alerts_acknowledge_and_history() {
     assert_eq!(count(json!({"host": "nowhere"})), 0);
 }
 
+/// The tray's "Resume notifications" lifts the snooze of every popup, and only that one: a
+/// snooze of one alert or node set in the window stays.
+#[test]
+fn the_tray_resume_lifts_only_the_snooze_of_every_popup() {
+    use tauri::Manager as _;
+    let h = harness();
+    h.invoke("snooze", json!({"snooze": {"scope": "all", "minutes": 15}})).unwrap();
+    h.invoke("snooze", json!({"snooze": {"scope": "node", "target": "web1", "minutes": 60}})).unwrap();
+    assert_eq!(h.core.policy.get().snoozes.len(), 2);
+    alertray_app::tray_menu_click(h.window.app_handle(), "resume");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.core.policy.get().snoozes.len() != 1 {
+        assert!(Instant::now() < deadline, "{:?}", h.core.policy.get().snoozes);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = h.core.policy.get().snoozes;
+    assert_eq!(left[0].scope, alertray::policy::SnoozeScope::Node("web1".into()));
+}
+
 #[test]
 fn snooze_and_resume() {
     let h = harness();
