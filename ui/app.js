@@ -48,6 +48,13 @@ async function copy(text, what) {
   }
 }
 
+// A name from the network (a host, an alert, a chart), with places where it may wrap after
+// its dots, underscores, dashes and slashes rather than anywhere, and nothing added to what
+// a copy of it takes.
+function breakable(text) {
+  return String(text).replace(/([._\-/])/g, "$1\u0000").split("\u0000").flatMap((part, i) => (i ? [h("wbr"), part] : [part]));
+}
+
 function ago(ms) {
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
   if (s < 60) return `${s}s ago`;
@@ -192,8 +199,8 @@ async function drawActive(body) {
   }
   const rows = active.map((a) => h("tr", { class: a.acknowledged ? "acknowledged" : "", "data-key": a.key },
     h("td", { class: `sev ${a.level}`, title: levelWord(a.level) }),
-    h("td", {}, h("div", { class: "host" }, a.host), h("div", { class: "small" }, a.space || "")),
-    h("td", {}, h("div", { class: "alert-name" }, a.name), h("div", { class: "small" }, a.summary || a.message)),
+    h("td", {}, h("div", { class: "host" }, breakable(a.host)), h("div", { class: "small" }, a.space || "")),
+    h("td", {}, h("div", { class: "alert-name" }, breakable(a.name)), h("div", { class: "small" }, a.summary || a.message)),
     h("td", { class: "state" }, h("span", { class: `pill ${a.level}` }, levelWord(a.level)), a.value ? h("span", { class: "value" }, a.value) : null,
       snoozedText(snoozedBy(st.snoozes, a))),
     h("td", { title: when(a.since_ms), class: "ago", "data-ms": a.since_ms }, ago(a.since_ms)),
@@ -323,7 +330,9 @@ async function loadHistory(list) {
     return;
   }
   if (!rows.length) {
-    redraw(list, h("div", { class: "empty" }, "No notifications match."));
+    const filtered = query.text || query.status || query.host || query.since_ms || before;
+    redraw(list, h("div", { class: "empty" }, filtered ? "No notifications match."
+      : "No notifications yet. Once Netdata Cloud sends one, it is listed here (the Connect guide shows how to connect)."));
     return;
   }
   const table = h("table", { id: "history-table" },
@@ -332,8 +341,8 @@ async function loadHistory(list) {
       h("td", { class: `sev ${r.status || ""}` }),
       h("td", { title: r.triggered_at ? `Triggered ${r.triggered_at}` : "" }, when(r.received_ms)),
       h("td", {}, h("span", { class: `pill ${r.status || "muted"}` }, r.status ? levelWord(r.status) : r.kind)),
-      h("td", { class: "host" }, r.host || ""),
-      h("td", {}, r.message, r.deliveries > 1 ? h("span", { class: "small" }, ` (delivered ${r.deliveries} times)`) : null,
+      h("td", { class: "host" }, breakable(r.host || "")),
+      h("td", {}, r.name ? [h("strong", { class: "alert-name" }, breakable(r.name)), " "] : null, r.message, r.deliveries > 1 ? h("span", { class: "small" }, ` (delivered ${r.deliveries} times)`) : null,
         r.url ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); invoke("open_url", { url: r.url }); } }, "open")] : null)))));
   // Above and below the list; the ids stay on the lower one, where paging leaves the focus.
   const first = (alertsView.pages.length * PAGE_SIZE) + 1;
