@@ -274,6 +274,26 @@ async fn save_settings<R: Runtime>(
     shell: State<'_, Shell>,
     raw: RawConfig,
 ) -> Result<ReceiverStatus> {
+    let base = shell.core.paths.config_file.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    // A new listen address that another program holds would stop the receiver that works
+    // now: refused at its field before anything is saved or stopped.
+    if let (Ok(new), Some(old)) = (raw.clone().validate(&base), shell.core.config().await) {
+        let addr = new.server.listen;
+        if addr != old.server.listen {
+            if let Err(e) = std::net::TcpListener::bind(addr) {
+                return Err(config::ConfigError::Invalid {
+                    key: "server.listen".into(),
+                    value: format!("\"{addr}\""),
+                    accepted: format!(
+                        "an address Alertray can listen on ({e}); nothing was saved, and the receiver keeps \
+                         listening on {}",
+                        old.server.listen
+                    ),
+                }
+                .into());
+            }
+        }
+    }
     let cfg = config::save(&shell.core.paths.config_file, &raw)?;
     let status = shell.core.apply(Ok(cfg)).await;
     crate::request_refresh(&app, "receiver");

@@ -208,6 +208,30 @@ fn settings_validate_inline_and_save_applies_without_restart() {
     assert_eq!(secret.as_str().unwrap().len(), 43);
 }
 
+/// Saving a listen address another program holds is refused at its field, and the receiver
+/// that works keeps working: nothing is saved, nothing stopped.
+#[test]
+fn a_listen_address_in_use_is_refused_before_the_receiver_stops() {
+    let h = harness();
+    let before = h.core.status();
+    let file_before = std::fs::read_to_string(&h.core.paths.config_file).unwrap();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    let mut raw = h.invoke("settings", json!({})).unwrap()["raw"].clone();
+    raw["server"]["listen"] = json!(taken);
+    let err = h.invoke("save_settings", json!({"raw": raw})).unwrap_err();
+    assert_eq!(err["key"], "server.listen", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("the receiver keeps listening"), "{err}");
+    assert_eq!(h.core.status(), before);
+    assert!(matches!(before, ReceiverStatus::Running { .. }));
+    assert_eq!(std::fs::read_to_string(&h.core.paths.config_file).unwrap(), file_before);
+    // A free one is saved and taken up.
+    drop(holder);
+    let st = h.invoke("save_settings", json!({"raw": raw})).unwrap();
+    assert_eq!(st["state"], "running", "{st}");
+    assert_eq!(st["addr"], taken);
+}
+
 #[test]
 fn a_link_opens_another_window_without_turning_this_one_into_it() {
     use tauri::Manager as _;
