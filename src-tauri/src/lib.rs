@@ -111,7 +111,55 @@ where
 }
 
 /// Runs the desktop app; returns the process exit code.
+/// Set when this start wrote the first config: the Connect guide opens.
+static FIRST_RUN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What `alertray-app --help` prints.
+const USAGE: &str = "Usage: alertray-app [--show alerts|settings|guide]
+
+Runs Alertray in the tray (or, with no display, the receiver alone). With --show, opens
+that window, in the Alertray already running if there is one.
+Environment: ALERTRAY_CONFIG (the config file), ALERTRAY_DATA_DIR (the data folder).";
+
+/// The command line, checked: `Err` with what is wrong, `Ok(true)` when it asked for help or
+/// the version (printed), `Ok(false)` to run.
+fn check_args(args: &[String]) -> Result<bool, String> {
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(true);
+            }
+            "--version" | "-V" => {
+                println!("alertray-app {}", env!("CARGO_PKG_VERSION"));
+                return Ok(true);
+            }
+            "--show" => match rest.next() {
+                Some(page) if windows::Page::named(page).is_some() => {}
+                other => {
+                    return Err(format!(
+                        "--show takes alerts, settings or guide, not {}",
+                        other.map_or("nothing".to_string(), |p| format!("{p:?}"))
+                    ))
+                }
+            },
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(false)
+}
+
 pub fn run() -> i32 {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match check_args(&args) {
+        Ok(true) => return 0,
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("alertray-app: {e}\n\n{USAGE}");
+            return 2;
+        }
+    }
     let paths = paths_from_env();
     if !has_display() {
         eprintln!("alertray-app: no display (neither DISPLAY nor WAYLAND_DISPLAY is set); running the receiver without a window.");
@@ -132,7 +180,11 @@ pub fn run() -> i32 {
     let _guard = init_logging(&log_dir);
     if std::env::var_os("ALERTRAY_CONFIG").is_none() {
         match alertray::config::init_if_missing(&paths.config_file) {
-            Ok(true) => tracing::info!("first run: wrote {} with fresh secrets", paths.config_file.display()),
+            Ok(true) => {
+                tracing::info!("first run: wrote {} with fresh secrets", paths.config_file.display());
+                // Nothing else would show that Alertray runs, where the tray is hidden.
+                FIRST_RUN.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             Ok(false) => {}
             Err(e) => tracing::error!("{e}"),
         }
@@ -141,8 +193,9 @@ pub fn run() -> i32 {
     let core = Arc::new(Alertray::open(paths));
     let builder = tauri::Builder::default()
         // First, so that a second start only opens the Alerts window of the first.
-        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
-            windows::open(app, windows::Page::Alerts);
+        .plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
+            let page = windows::Page::from_args(args.into_iter()).unwrap_or(windows::Page::Alerts);
+            windows::open(app, page);
         }))
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
         .plugin(tauri_plugin_clipboard_manager::init());
@@ -213,7 +266,8 @@ pub fn build_app<R: Runtime>(
                     tracing::error!("cannot create the tray icon: {e}");
                 }
             }
-            if let Some(page) = windows::Page::from_args(std::env::args()) {
+            let first_run = FIRST_RUN.load(std::sync::atomic::Ordering::Relaxed).then_some(windows::Page::Guide);
+            if let Some(page) = windows::Page::from_args(std::env::args()).or(first_run) {
                 windows::open(&handle, page);
             }
             tauri::async_runtime::spawn(start(handle));

@@ -44,3 +44,37 @@ fn no_display_runs_the_headless_receiver() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "SIGTERM ends it cleanly");
 }
+
+/// The command line says what it takes: --help and --version answer, anything else is
+/// refused with the usage, before anything starts.
+#[test]
+fn the_command_line_is_checked_before_anything_starts() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_alertray-app"))
+            .args(args)
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env("ALERTRAY_DATA_DIR", "/nonexistent/alertray-test")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("Usage: alertray-app [--show alerts|settings|guide]"), "{out}");
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!((code, out.trim()), (Some(0), concat!("alertray-app ", env!("CARGO_PKG_VERSION"))));
+    for (args, said) in [
+        (&["--bogus"][..], "unknown argument \"--bogus\""),
+        (&["--show", "nowhere"][..], "--show takes alerts, settings or guide, not \"nowhere\""),
+        (&["--show"][..], "--show takes alerts, settings or guide, not nothing"),
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}");
+        assert!(err.contains(said) && err.contains("Usage:"), "{args:?}: {err}");
+    }
+}
