@@ -1192,6 +1192,34 @@ pub fn load_raw(path: &Path) -> Result<RawConfig, ConfigError> {
     RawConfig::from_toml(&text, path)
 }
 
+/// What can be read of a config file that [`load_raw`] refuses for a value of the wrong type
+/// or an unknown key: every other setting, so that the Settings form shows them rather than
+/// the defaults. `None` when the file is not TOML at all, or cannot be read.
+pub fn salvage_raw(path: &Path) -> Option<RawConfig> {
+    let mut text = std::fs::read_to_string(path).ok()?;
+    let mut table: toml::Table = text.parse().ok()?;
+    // One setting dropped per round, the one the error names; a file has few settings.
+    for _ in 0..64 {
+        let e = match RawConfig::from_toml(&text, path) {
+            Ok(raw) => return Some(raw),
+            Err(e) => e,
+        };
+        let ConfigError::Syntax { .. } = e else { return None };
+        let toml_error = toml::from_str::<RawConfig>(&text).err()?;
+        let line_no = text[..toml_error.span()?.start.min(text.len())].matches('\n').count() + 1;
+        let key = error_key(&text, line_no)?.full;
+        let mut parts: Vec<&str> = key.split('.').collect();
+        let last = parts.pop()?;
+        let mut at = &mut table;
+        for p in parts {
+            at = at.get_mut(p)?.as_table_mut()?;
+        }
+        at.remove(last)?;
+        text = toml::to_string(&table).ok()?;
+    }
+    None
+}
+
 /// Writes a commented config with fresh secrets to `path` unless a file is already there;
 /// `true` when it wrote one (the first run).
 pub fn init_if_missing(path: &Path) -> Result<bool, ConfigError> {
@@ -1237,6 +1265,26 @@ mod tests {
         std::fs::remove_file(&backup).unwrap();
         save(&path, &raw).unwrap();
         assert!(!backup.exists());
+    }
+
+    #[test]
+    fn the_settings_of_a_file_with_a_bad_value_are_salvaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let text = "[server]\nlisten = \"127.0.0.1:9443\"\nmax_connections = \"lots\"\n\
+                    [auth] # ours\nmethod = \"bearer\"\ntoken = \"keep-me\"\ntokne = \"typo\"\n\
+                    [notifications]\nquiet_hours = 5\n";
+        std::fs::write(&path, text).unwrap();
+        assert!(load_raw(&path).is_err());
+        let raw = salvage_raw(&path).expect("salvaged");
+        assert_eq!(raw.server.listen.as_deref(), Some("127.0.0.1:9443"));
+        assert_eq!(raw.server.max_connections, None, "the bad value is dropped");
+        assert_eq!(raw.auth.method.as_deref(), Some("bearer"));
+        assert_eq!(raw.auth.token.as_ref().map(|t| t.expose().to_string()).as_deref(), Some("keep-me"));
+        assert_eq!(raw.notifications.quiet_hours, None);
+        // Not TOML at all: nothing to salvage.
+        std::fs::write(&path, "[server\nlisten = ").unwrap();
+        assert!(salvage_raw(&path).is_none());
     }
 
     #[test]

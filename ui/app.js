@@ -613,7 +613,7 @@ async function drawSettings(anchor) {
   const result = h("span", { class: "result", id: "save-result" });
   fill(page, 
     h("h1", {}, "Settings"),
-    s.load_error ? h("div", { class: "note warn" }, `The config file could not be read: ${s.load_error.message}. The form shows the defaults; saving keeps the current file as ${s.config_path}.unreadable.`) : null,
+    s.load_error ? h("div", { class: "note warn" }, `The config file could not be read: ${s.load_error.message}. The form shows the rest of what it holds (or the defaults, where it is not TOML at all); saving keeps the current file as ${s.config_path}.unreadable.`) : null,
     h("div", { class: "small" }, `Config file: ${s.config_path}`),
     h("div", { id: "form-error", class: "note warn", style: "display:none" }),
     groups,

@@ -250,7 +250,8 @@ pub struct Settings {
 fn settings<R: Runtime>(app: tauri::AppHandle<R>, shell: State<'_, Shell>) -> Settings {
     let (raw, load_error) = match config::load_raw(&shell.core.paths.config_file) {
         Ok(raw) => (raw, None),
-        Err(e) => (RawConfig::default(), Some(CommandError::from(e))),
+        // The form shows what the file holds but the setting at fault, not the defaults.
+        Err(e) => (config::salvage_raw(&shell.core.paths.config_file).unwrap_or_default(), Some(CommandError::from(e))),
     };
     Settings {
         raw,

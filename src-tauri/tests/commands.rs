@@ -208,6 +208,16 @@ fn settings_validate_inline_and_save_applies_without_restart() {
     assert_eq!(secret.as_str().unwrap().len(), 43);
 }
 
+/// A config file with one bad value still shows the rest of its settings in the form.
+#[test]
+fn settings_show_what_a_file_with_a_bad_value_holds() {
+    let h = harness_with(&format!("{GOOD_CONFIG}[notifications]\nmax_popups_per_minute = \"lots\"\n"));
+    let s = h.invoke("settings", json!({})).unwrap();
+    assert!(s["load_error"]["message"].as_str().unwrap().contains("notifications.max_popups_per_minute"), "{s}");
+    assert_eq!((&s["raw"]["auth"]["method"], &s["raw"]["auth"]["token"]), (&json!("bearer"), &json!("tok")), "{s}");
+    assert_eq!(s["raw"]["notifications"]["max_popups_per_minute"], json!(null));
+}
+
 /// Saving a listen address another program holds is refused at its field, and the receiver
 /// that works keeps working: nothing is saved, nothing stopped.
 #[test]
