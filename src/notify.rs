@@ -371,7 +371,10 @@ pub fn open_url(url: &str) -> Result<(), String> {
     if !(lower.starts_with("https://") || lower.starts_with("http://")) {
         return Err(format!("refusing to open {url:?}: only http(s) URLs are opened"));
     }
-    open::that_detached(url.trim()).map_err(|e| format!("could not open {url} in the browser: {e}"))
+    open::that_detached(url.trim()).map_err(|e| {
+        tracing::debug!("opening {url}: {e}");
+        format!("no browser opened {url} (is a default browser set?)")
+    })
 }
 
 /// `text` as freedesktop notification body markup that shows it as written.

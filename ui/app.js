@@ -39,6 +39,20 @@ function errorText(e) {
   return (e && e.message) || String(e);
 }
 
+// Opens a link in the browser; where none opens, the link goes on the clipboard instead.
+async function openLink(url) {
+  try {
+    await invoke("open_url", { url });
+  } catch (e) {
+    try {
+      await invoke("copy_text", { text: url });
+      toast("No browser opened the link; it is on the clipboard");
+    } catch {
+      toast(errorText(e));
+    }
+  }
+}
+
 async function copy(text, what) {
   try {
     await invoke("copy_text", { text });
@@ -206,7 +220,7 @@ async function drawActive(body) {
     h("td", { title: when(a.since_ms), class: "ago", "data-ms": a.since_ms }, ago(a.since_ms)),
     h("td", { class: "small rooms" }, (a.rooms || []).map((r) => r.name).join(", ")),
     h("td", { class: "actions" },
-      h("button", { class: "btn", "data-action": "open", disabled: !a.url, onclick: () => invoke("open_url", { url: a.url }).catch((e) => toast(errorText(e))) }, "Open"), " ",
+      h("button", { class: "btn", "data-action": "open", disabled: !a.url, onclick: () => openLink(a.url) }, "Open"), " ",
       h("button", { class: "btn ack", "data-action": "ack", onclick: async () => {
         try {
           // Acknowledged, it sorts down the list: the focus moves on to the row in its place.
@@ -343,7 +357,7 @@ async function loadHistory(list) {
       h("td", {}, h("span", { class: `pill ${r.status || "muted"}` }, r.status ? levelWord(r.status) : r.kind)),
       h("td", { class: "host" }, breakable(r.host || "")),
       h("td", {}, r.name ? [h("strong", { class: "alert-name" }, breakable(r.name)), " "] : null, r.message, r.deliveries > 1 ? h("span", { class: "small" }, ` (delivered ${r.deliveries} times)`) : null,
-        r.url ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); invoke("open_url", { url: r.url }); } }, "open")] : null)))));
+        r.url ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); openLink(r.url); } }, "open")] : null)))));
   // Above and below the list; the ids stay on the lower one, where paging leaves the focus.
   const first = (alertsView.pages.length * PAGE_SIZE) + 1;
   const range = `${first} to ${first + rows.length - 1}`;

@@ -113,12 +113,7 @@ fn build_menu<R: Runtime>(app: &tauri::AppHandle<R>, model: &TrayModel) -> tauri
     for e in &model.entries {
         let k = &e.key;
         let open = item(app, &format!("open:{k}"), "Open in Netdata Cloud", e.url.is_some())?;
-        let ack = item(
-            app,
-            &format!("ack:{k}"),
-            if e.acknowledged { "Remove acknowledgement" } else { "Acknowledge" },
-            true,
-        )?;
+        let ack = item(app, &format!("ack:{k}"), if e.acknowledged { "Unacknowledge" } else { "Acknowledge" }, true)?;
         let snooze_alert = item(app, &format!("snooze-alert:{k}"), "Snooze this alert for 1 hour", true)?;
         let node_label = format!("Snooze {} for 1 hour", alertray::tray::menu_text(&e.host));
         let snooze_node = item(app, &format!("snooze-node:{k}"), &node_label, true)?;

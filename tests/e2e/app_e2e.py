@@ -224,7 +224,9 @@ def app_env(desktop: Desktop, work: Path, cfg: Path, data: Path):
     (work / "home").mkdir(exist_ok=True)
     return desktop.env(ALERTRAY_CONFIG=str(cfg), ALERTRAY_DATA_DIR=str(data), HOME=str(work / "home"),
                        XDG_CONFIG_HOME=str(work / "xdg-config"), XDG_DATA_HOME=str(work / "xdg-data"),
-                       XDG_CACHE_HOME=str(work / "xdg-cache"), ALERTRAY_LOG="alertray=debug,alertray_app=debug,warn")
+                       XDG_CACHE_HOME=str(work / "xdg-cache"), ALERTRAY_LOG="alertray=debug,alertray_app=debug,warn",
+                       # No browser here: xdg-open runs this, which fails, as on a desktop without one.
+                       BROWSER="false")
 
 
 def run_ui_test(args, work: Path, desktop: Desktop):
@@ -372,6 +374,19 @@ def run_ui_test(args, work: Path, desktop: Desktop):
                 ["xclip", "-o", "-selection", "clipboard"], capture_output=True, text=True, timeout=5,
             ).stdout.strip() == f"https://localhost:{port}/")  # the tunnel's URL wins over public_url
         check("the tray's Copy webhook URL puts it on the clipboard", copy_webhook_url)
+
+        def open_without_a_browser():
+            clipboard = lambda: subprocess.run(  # noqa: E731
+                ["xclip", "-o", "-selection", "clipboard"], capture_output=True, text=True, timeout=5).stdout.strip()
+            subprocess.run(["xclip", "-i", "-selection", "clipboard"], input="cleared", text=True, timeout=5)
+            driver.execute_script("location.hash = 'alerts'")
+            wait_for("the Active tab", lambda: driver.find_element(By.ID, "tab-active")).click()
+            buttons = lambda: [b for b in driver.find_elements(  # noqa: E731
+                By.CSS_SELECTOR, "#active-table button[data-action='open']") if b.is_enabled()]
+            wait_for("an alert to open", buttons, 10)[0].click()
+            wait_for("the link on the clipboard", lambda: clipboard().startswith("https://app.netdata.cloud/"), 15)
+            wait_for("the toast saying so", lambda: "No browser opened the link" in driver.find_element(By.ID, "toast").text, 10)
+        check("Open with no browser puts the alert's link on the clipboard", open_without_a_browser)
 
         def autostart():
             driver.execute_script("location.hash = 'settings'")
