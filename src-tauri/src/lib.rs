@@ -10,11 +10,6 @@ mod commands;
 mod tray;
 mod windows;
 
-/// What a click on the tray menu item `id` does (for tests: the mock runtime draws no tray).
-pub fn tray_menu_click<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
-    tray::on_menu(app, id);
-}
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,7 +105,11 @@ where
     }
 }
 
-/// Runs the desktop app; returns the process exit code.
+/// What a click on the tray menu item `id` does (for tests: the mock runtime draws no tray).
+pub fn tray_menu_click<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
+    tray::on_menu(app, id);
+}
+
 /// Set when this start wrote the first config: the Connect guide opens.
 static FIRST_RUN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -150,6 +149,7 @@ fn check_args(args: &[String]) -> Result<bool, String> {
     Ok(false)
 }
 
+/// Runs the desktop app; returns the process exit code.
 pub fn run() -> i32 {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match check_args(&args) {
