@@ -917,8 +917,13 @@ function route() {
   return { name: name || "alerts", anchor: rest.join("/") || null };
 }
 
+// The page shown last, so that going to another page starts at its top.
+let shownPage = null;
+
 async function draw() {
   const r = route();
+  const otherPage = r.name !== shownPage;
+  shownPage = r.name;
   document.title = { alerts: "Alertray: alerts", settings: "Alertray: settings", guide: "Alertray: connect Netdata Cloud" }[r.name] || "Alertray";
   await drawReceiver().catch(() => {});
   // Pointed at a setting while editing (the tray's Copy webhook URL): keep the edits.
@@ -926,6 +931,9 @@ async function draw() {
   else if (r.name === "settings") await drawSettings(r.anchor);
   else if (r.name === "guide") await drawGuide(r.anchor);
   else await drawAlerts();
+  // A page opened from another starts at its top (the browser would keep the old page's
+  // scroll offset), unless it was pointed at a setting, which it scrolls to itself.
+  if (otherPage && !(r.name === "settings" && r.anchor)) window.scrollTo(0, 0);
 }
 
 window.addEventListener("hashchange", draw);

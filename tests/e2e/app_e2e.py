@@ -379,8 +379,16 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             clipboard = lambda: subprocess.run(  # noqa: E731
                 ["xclip", "-o", "-selection", "clipboard"], capture_output=True, text=True, timeout=5).stdout.strip()
             subprocess.run(["xclip", "-i", "-selection", "clipboard"], input="cleared", text=True, timeout=5)
+            # From the guide scrolled down, the Alerts page opens at its top (the header stays
+            # on top and would hide its tabs if it kept the guide's offset).
+            driver.execute_script("location.hash = 'guide'")
+            wait_for("the guide", lambda: driver.find_elements(By.ID, "verification"))
+            driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+            assert driver.execute_script("return window.scrollY") > 0, "the guide is longer than the window"
             driver.execute_script("location.hash = 'alerts'")
-            wait_for("the Active tab", lambda: driver.find_element(By.ID, "tab-active")).click()
+            wait_for("the Alerts page at its top", lambda: driver.find_elements(By.ID, "tab-active")
+                     and driver.execute_script("return window.scrollY") == 0, 10)
+            driver.find_element(By.ID, "tab-active").click()
             buttons = lambda: [b for b in driver.find_elements(  # noqa: E731
                 By.CSS_SELECTOR, "#active-table button[data-action='open']") if b.is_enabled()]
             wait_for("an alert to open", buttons, 10)[0].click()
