@@ -597,6 +597,7 @@ function showErrors(err) {
 }
 
 async function validate() {
+  syncDiscard();
   const bad = numberProblem();
   if (bad) {
     showErrors(bad);
@@ -635,7 +636,9 @@ async function drawSettings(anchor) {
       h("div", { class: "field" }, h("label", { for: "autostart" }, "Start at login"), autostart),
       h("div", { class: "field" }, h("label", {}, "Log files"), h("code", { id: "log-dir" }, s.log_dir))),
     h("div", { class: "savebar" },
-      h("button", { class: "btn primary", id: "save", onclick: save }, "Save and apply"), result));
+      h("button", { class: "btn primary", id: "save", onclick: save, title: "Enter in a field saves too" }, "Save and apply"),
+      h("button", { class: "btn", id: "discard", disabled: true, onclick: discard, title: "Put back what the config file holds" }, "Discard changes"),
+      result));
   // The form error box shows only with text in it.
   const fe = $("#form-error");
   new MutationObserver(() => { fe.style.display = fe.textContent ? "" : "none"; }).observe(fe, { childList: true, characterData: true, subtree: true });
@@ -644,7 +647,23 @@ async function drawSettings(anchor) {
   showMethodFields();
   if (!s.load_error) await validate();
   settingsView.saved = JSON.stringify(readForm());
+  syncDiscard();
   if (anchor) pointAt(anchor);
+}
+
+// Discard changes is there to press only while the form holds edits.
+function syncDiscard() {
+  const b = document.getElementById("discard");
+  if (b) b.disabled = !settingsDirty();
+}
+
+// Puts the form back as the config file has it.
+async function discard() {
+  await drawSettings(null);
+  showErrors(null);
+  toast("Changes discarded");
+  const save = document.getElementById("save");
+  if (save) save.focus();
 }
 
 // "#settings/<key>" points at a setting; "#settings/<key>=<value, URI-encoded>" also fills it
@@ -684,6 +703,18 @@ document.addEventListener("change", (e) => { if (e.target.id === fieldId("auth.m
 document.addEventListener("input", () => {
   const r = $("#save-result");
   if (r && r.textContent !== "Saving...") { r.textContent = ""; r.className = "result"; }
+  syncDiscard();
+});
+document.addEventListener("change", syncDiscard);
+
+// Enter in a Settings field saves, as in any form (not in a list of buttons or a switch).
+document.addEventListener("keydown", (e) => {
+  if (e.key !== "Enter" || e.ctrlKey || e.altKey || e.shiftKey || e.metaKey || e.isComposing) return;
+  const el = e.target;
+  if (el.tagName !== "INPUT" || !["text", "password", "number"].includes(el.type) || !el.closest(".field")) return;
+  if (!document.getElementById("save")) return;
+  e.preventDefault();
+  save();
 });
 
 // Whether the Settings form holds edits not saved yet.
@@ -719,6 +750,7 @@ async function save() {
     showErrors(null);
     settingsView.raw = readForm();
     settingsView.saved = JSON.stringify(settingsView.raw);
+    syncDiscard();
     if (st.state === "running") {
       result.className = "result ok";
       result.textContent = `Saved. The receiver is listening on ${st.addr}.`;

@@ -465,6 +465,28 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             assert driver.find_element(By.ID, "f-server-max_connections").get_attribute("value") == "2.5"
         check("Settings keeps unsaved edits from a stray Escape and names a bad number", settings_unsaved)
 
+        def settings_discard_and_enter():
+            value = lambda key: driver.find_element(By.ID, "f-" + key.replace(".", "-")).get_attribute("value")  # noqa: E731
+            discard = driver.find_element(By.ID, "discard")
+            assert discard.is_enabled(), "the edits above are there to discard"
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", discard)
+            discard.click()
+            wait_for("the file's values back", lambda: value("server.max_connections") != "2.5"
+                     and value("auth.token") != "" and value("notifications.quiet_hours") != "late", 10)
+            wait_for("no error left", lambda: not driver.find_elements(By.CSS_SELECTOR, ".field.invalid"), 10)
+            assert not driver.find_element(By.ID, "discard").is_enabled(), "nothing left to discard"
+            # Enter in a field saves.
+            days = driver.find_element(By.ID, "f-store-retention_days")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", days)
+            days.send_keys(Keys.CONTROL, "a")
+            days.send_keys("45")
+            wait_for("Discard enabled by the edit", lambda: driver.find_element(By.ID, "discard").is_enabled(), 10)
+            days.send_keys(Keys.ENTER)
+            wait_for("the save's result", lambda: driver.find_element(By.ID, "save-result").text.startswith("Saved."), 15)
+            assert "retention_days = 45" in cfg.read_text(), cfg.read_text()
+            assert not driver.find_element(By.ID, "discard").is_enabled(), "saved: nothing to discard"
+        check("Settings: Discard changes puts the file's values back, Enter saves", settings_discard_and_enter)
+
         def alerts_dismiss():
             receiver.post(fixture("netdata-reachability-unreachable.json", message="Slvn.co/sa1.node.garland.slvn.co is unreachable (dismiss)"))
             driver.execute_script("location.hash = 'alerts'")
