@@ -71,6 +71,8 @@ pub struct TrayModel {
     pub more: usize,
     /// The tunnel's state, when Alertray runs one.
     pub tunnel_line: Option<String>,
+    /// Every popup is snoozed: "Resume notifications" has something to lift.
+    pub snoozed: bool,
 }
 
 impl TrayModel {
@@ -152,6 +154,7 @@ pub fn tray_model(active: &[Alert], receiver_error: Option<&str>, snoozed_until:
         entries,
         more: sorted.len().saturating_sub(MAX_MENU_ALERTS),
         tunnel_line: None,
+        snoozed: snoozed_until.is_some(),
     }
 }
 
@@ -211,10 +214,12 @@ mod tests {
         assert_eq!(m.tooltip, "Alertray: 1 warning, 1 acknowledged");
         assert!(m.entries.iter().any(|e| e.label.starts_with("✓ ")));
         assert_eq!(tray_model(std::slice::from_ref(&c), Some("port taken"), None).icon, TrayIcon::NotRunning);
+        assert!(!m.snoozed, "nothing to resume");
         let snooze = Local::now() + chrono::Duration::hours(1);
         let m = tray_model(&[c], None, Some(snooze));
         assert_eq!(m.icon, TrayIcon::Snoozed);
         assert!(m.status_line.contains("snoozed until"));
+        assert!(m.snoozed, "Resume has a snooze to lift");
     }
 
     #[test]

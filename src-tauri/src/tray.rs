@@ -133,7 +133,7 @@ fn build_menu<R: Runtime>(app: &tauri::AppHandle<R>, model: &TrayModel) -> tauri
         item(app, "snooze:240", "For 4 hours", true)?,
         item(app, "snooze:tomorrow", "Until 08:00", true)?,
     ];
-    let resume = item(app, "resume", "Resume notifications", true)?;
+    let resume = item(app, "resume", "Resume notifications", model.snoozed)?;
     let sep = PredefinedMenuItem::separator(app)?;
     let mut refs: Vec<&dyn IsMenuItem<R>> = snooze_items.iter().map(|i| i as &dyn IsMenuItem<R>).collect();
     refs.push(&sep);

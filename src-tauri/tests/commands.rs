@@ -151,6 +151,7 @@ fn snooze_and_resume() {
     assert!(until.as_i64().unwrap() > alertray::store::now_ms());
     let status = h.invoke("status", json!({})).unwrap();
     assert_eq!(status["tray"]["icon"], "snoozed");
+    assert_eq!(status["tray"]["snoozed"], true, "the tray's Resume is enabled");
     assert_eq!(status["snoozes"][0]["scope"], "all");
     h.invoke("snooze", json!({"snooze": {"scope": "node", "target": "web1", "until_tomorrow": true}})).unwrap();
     assert_eq!(h.core.policy.get().snoozes.len(), 2);
@@ -158,7 +159,8 @@ fn snooze_and_resume() {
     assert_eq!(err["code"], "refused");
     h.invoke("resume", json!({})).unwrap();
     assert!(h.core.policy.get().snoozes.is_empty());
-    assert_eq!(h.invoke("status", json!({})).unwrap()["tray"]["icon"], "all_clear");
+    let tray = &h.invoke("status", json!({})).unwrap()["tray"];
+    assert_eq!((&tray["icon"], &tray["snoozed"]), (&json!("all_clear"), &json!(false)));
     // A snooze that has run out is not shown as one in force.
     h.core.policy.update(|p| {
         p.snoozes.push(alertray::policy::Snooze {
