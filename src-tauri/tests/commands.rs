@@ -48,10 +48,13 @@ fn harness_in(dir: tempfile::TempDir, config: &str) -> Harness {
         alertray_app::ShellOptions { tray: false },
     )
     .unwrap();
+    // The window the commands are invoked from, made before the app's setup runs: setup may
+    // open a window of its own from another thread (Settings, for a bad config), and the mock
+    // runtime cannot make two windows at once (its window table is a RefCell).
+    let window = tauri::WebviewWindowBuilder::new(&app, "alerts", Default::default()).build().unwrap();
     // One turn of the (mock) event loop runs the app's setup, which starts the receiver.
     #[allow(deprecated)]
     app.run_iteration(|_, _| {});
-    let window = tauri::WebviewWindowBuilder::new(&app, "alerts", Default::default()).build().unwrap();
     Harness { core, window, _app: app, _dir: dir }
 }
 
