@@ -983,8 +983,9 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
         (n.transition_id().is_none() && !matches!(n, Notification::Test(_))).then(|| Sha256::digest(&d.body).to_vec());
     // One state per node the notification names (one for anything else).
     let states = n.each_state();
-    let existing: Option<i64> = match (n.transition_id(), &sha) {
-        (Some(tid), _) => b.transition(&transition_key(tid, n.key())),
+    let transition = n.transition_id().map(|tid| transition_key(tid, n.key()));
+    let existing: Option<i64> = match (&transition, &sha) {
+        (Some(t), _) => b.transition(t),
         (None, None) => None,
         (None, Some(sha)) => {
             let same_body: Option<i64> = b
@@ -1031,8 +1032,8 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
         d.body
     ])?;
     let id = b.tx.last_insert_rowid();
-    if let Some(tid) = n.transition_id() {
-        b.new_transitions.insert(transition_key(tid, n.key()), id);
+    if let Some(t) = transition {
+        b.new_transitions.insert(t, id);
     }
     let mut events = Vec::new();
     for (part, single) in (0u32..).zip(states) {
