@@ -10,7 +10,7 @@
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-use crate::payload::{Notification, Room, Status};
+use crate::payload::{node_name, Notification, Room, Status};
 
 /// What kind of problem an active entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,11 +209,11 @@ pub fn describe(n: &Notification, id: i64, now_ms: i64) -> Option<Alert> {
                 Status::Clear => Level::Clear,
                 Status::Other => return None,
             };
-            (&a.key, AlertKind::Alert, level, a.host.as_ref(), a.node_id.as_ref(), a.name.clone())
+            (&a.key, AlertKind::Alert, level, &a.host, &a.node_id, a.name.clone())
         }
         Notification::Reachability(r) => {
             let level = if r.reachable { Level::Reachable } else { Level::Unreachable };
-            (&r.key, AlertKind::Node, level, r.host.as_ref(), r.node_id.as_ref(), "reachability".to_string())
+            (&r.key, AlertKind::Node, level, &r.host, &r.node_id, "reachability".to_string())
         }
         Notification::Test(_) | Notification::Unknown(_) => return None,
     };
@@ -221,7 +221,7 @@ pub fn describe(n: &Notification, id: i64, now_ms: i64) -> Option<Alert> {
         key: key.clone(),
         kind,
         level,
-        host: hostname.or(node_id).cloned().unwrap_or_else(|| "unknown node".into()),
+        host: node_name(hostname, node_id).unwrap_or("unknown node").to_string(),
         name,
         value: None,
         summary: None,

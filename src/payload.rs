@@ -221,6 +221,11 @@ pub struct ReachabilityNode {
     pub url: Option<String>,
 }
 
+/// How a node is named to the user: by its hostname, else by its id.
+pub fn node_name<'a>(host: &'a Option<String>, node_id: &'a Option<String>) -> Option<&'a str> {
+    host.as_deref().or(node_id.as_deref())
+}
+
 impl ReachabilityNotification {
     /// One notification per node it names, the first node first: what each node's state
     /// and popup are made from. Netdata's message names the first node; each other one gets
@@ -229,7 +234,7 @@ impl ReachabilityNotification {
         let first = ReachabilityNotification { other_nodes: Vec::new(), ..self.clone() };
         let state = if self.reachable { "reachable" } else { "unreachable" };
         let others = self.other_nodes.iter().map(|n| {
-            let name = n.host.as_deref().or(n.node_id.as_deref()).unwrap_or("a node");
+            let name = node_name(&n.host, &n.node_id).unwrap_or("a node");
             let message = match &self.space {
                 Some(space) => format!("{space}/{name} is {state}"),
                 None => format!("{name} is {state}"),

@@ -31,7 +31,7 @@ use thiserror::Error;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::alerts::{self, Alert, Event, StateUpdate};
-use crate::payload::Notification;
+use crate::payload::{node_name, Notification};
 use crate::policy::{Snooze, SnoozeScope};
 
 /// The error of the store's read queries.
@@ -1168,8 +1168,7 @@ impl Fields {
                 key: Some(a.key.clone()),
                 status: Some(a.status.as_str().into()),
                 raw_status: Some(a.raw_status.clone()),
-                // As the active list names it: its hostname, else its id.
-                host: a.host.clone().or_else(|| a.node_id.clone()),
+                host: node_name(&a.host, &a.node_id).map(str::to_string),
                 node_id: a.node_id.clone(),
                 space: a.space.clone(),
                 name: Some(a.name.clone()),
@@ -1209,11 +1208,9 @@ impl Fields {
 /// first node's first, joined with ", ": what history lists and finds it by.
 fn node_hosts(r: &crate::payload::ReachabilityNotification) -> Option<String> {
     let mut hosts: Vec<&str> = Vec::new();
-    let first = r.host.as_ref().or(r.node_id.as_ref());
-    for host in
-        std::iter::once(first).chain(r.other_nodes.iter().map(|n| n.host.as_ref().or(n.node_id.as_ref()))).flatten()
-    {
-        if !hosts.contains(&host.as_str()) {
+    let first = node_name(&r.host, &r.node_id);
+    for host in std::iter::once(first).chain(r.other_nodes.iter().map(|n| node_name(&n.host, &n.node_id))).flatten() {
+        if !hosts.contains(&host) {
             hosts.push(host);
         }
     }
