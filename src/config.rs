@@ -1030,8 +1030,7 @@ impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::reading(path, source))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        RawConfig::from_toml(&text, path)?.validate(base)
+        RawConfig::from_toml(&text, path)?.validate(config_base(path))
     }
 
     /// Parses and validates TOML text (relative paths are taken from the current directory).
@@ -1151,8 +1150,18 @@ pub fn write_private_new(path: &Path, contents: &str) -> std::io::Result<()> {
 /// then started from defaults, without its secrets) is kept beside it first, as
 /// [`unreadable_backup`] names it.
 pub fn save(path: &Path, raw: &RawConfig) -> Result<Config, ConfigError> {
-    let base = path.parent().unwrap_or(Path::new("."));
-    let cfg = raw.clone().validate(base)?;
+    let cfg = raw.clone().validate(config_base(path))?;
+    write(path, raw)?;
+    Ok(cfg)
+}
+
+/// The folder relative paths in the config file at `path` start from.
+pub fn config_base(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}
+
+/// Writes `raw`, already validated, as the config file at `path` (see [`save`]).
+pub fn write(path: &Path, raw: &RawConfig) -> Result<(), ConfigError> {
     let text = toml::to_string_pretty(raw).map_err(|e| ConfigError::Write {
         path: path.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
@@ -1166,8 +1175,7 @@ pub fn save(path: &Path, raw: &RawConfig) -> Result<Config, ConfigError> {
         tracing::warn!("the config file did not load; kept it as {} before saving the new one", backup.display());
     }
     write_private_replace(path, &format!("# Written by Alertray's Settings window.\n{text}"))
-        .map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })?;
-    Ok(cfg)
+        .map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })
 }
 
 /// Where [`save`] keeps a config file that did not load: `config.toml.unreadable`.

@@ -264,8 +264,7 @@ fn settings<R: Runtime>(app: tauri::AppHandle<R>, shell: State<'_, Shell>) -> Se
 
 #[tauri::command]
 fn validate_settings(shell: State<'_, Shell>, raw: RawConfig) -> Result<()> {
-    let base = shell.core.paths.config_file.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    raw.validate(&base)?;
+    raw.validate(config::config_base(&shell.core.paths.config_file))?;
     Ok(())
 }
 
@@ -275,10 +274,11 @@ async fn save_settings<R: Runtime>(
     shell: State<'_, Shell>,
     raw: RawConfig,
 ) -> Result<ReceiverStatus> {
-    let base = shell.core.paths.config_file.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let path = &shell.core.paths.config_file;
+    let new = raw.clone().validate(config::config_base(path))?;
     // A new listen address that another program holds would stop the receiver that works
     // now: refused at its field before anything is saved or stopped.
-    if let (Ok(new), Some(old)) = (raw.clone().validate(&base), shell.core.config().await) {
+    if let Some(old) = shell.core.config().await {
         let addr = new.server.listen;
         if addr != old.server.listen {
             if let Err(e) = std::net::TcpListener::bind(addr) {
@@ -295,8 +295,8 @@ async fn save_settings<R: Runtime>(
             }
         }
     }
-    let cfg = config::save(&shell.core.paths.config_file, &raw)?;
-    let status = shell.core.apply(Ok(cfg)).await;
+    config::write(path, &raw)?;
+    let status = shell.core.apply(Ok(new)).await;
     crate::request_refresh(&app, "receiver");
     Ok(status)
 }
