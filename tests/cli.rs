@@ -192,9 +192,8 @@ fn a_missing_config_or_store_says_how_to_make_it() {
 #[test]
 fn serve_then_read_the_store_from_other_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, port) = write_config(dir.path(), "");
-    let data = dir.path().join("data");
-    let serve = Serve::start(&cfg, &data, port, &[], &["--no-popups"]);
+    let serve = Serve::in_dir(dir.path(), "", &[]);
+    let (cfg, data) = (serve.config.clone(), serve.data_dir.clone());
     for name in ["netdata-alert-critical.json", "netdata-alert-warning.json", "netdata-token.json"] {
         assert_eq!(serve.post(captured(name)), 200);
     }
@@ -274,9 +273,8 @@ fn serve_then_read_the_store_from_other_processes() {
 #[test]
 fn text_from_a_sender_reaches_the_terminal_as_one_plain_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, port) = write_config(dir.path(), "");
-    let data = dir.path().join("data");
-    let serve = Serve::start(&cfg, &data, port, &[], &["--no-popups"]);
+    let serve = Serve::in_dir(dir.path(), "", &[]);
+    let data = serve.data_dir.clone();
     let body = r#"{"message": "ansi \u001b[31mRED\u001b[0m\n2026-11-29T10:00:00Z ERROR alertray: FORGED"}"#;
     assert_eq!(serve.post(body.as_bytes().to_vec()), 200);
     let test = r#"{"message": "Test notification", "token": "tok-\u001b[2J-en\nd"}"#;

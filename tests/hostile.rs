@@ -27,9 +27,8 @@ fn sslscan_finds_only_modern_tls() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, port) = write_config(dir.path(), "");
-    let serve = Serve::start(&cfg, &dir.path().join("data"), port, &[], &["--no-popups"]);
-    let out = Command::new("sslscan").args(["--no-colour", &format!("127.0.0.1:{port}")]).output().unwrap();
+    let serve = Serve::in_dir(dir.path(), "", &[]);
+    let out = Command::new("sslscan").args(["--no-colour", &format!("127.0.0.1:{}", serve.port)]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let enabled = |proto: &str| {
         text.lines().any(|l| l.trim_start().starts_with(proto) && l.contains("enabled") && !l.contains("disabled"))
@@ -63,8 +62,7 @@ fn sslscan_finds_only_modern_tls() {
 #[test]
 fn a_thousand_guesses_mostly_meet_429() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, port) = write_config(dir.path(), "max_failures_per_minute = 10\n");
-    let serve = Serve::start(&cfg, &dir.path().join("data"), port, &[], &["--no-popups"]);
+    let serve = Serve::in_dir(dir.path(), "max_failures_per_minute = 10\n", &[]);
     let client = serve.client();
     let started = Instant::now();
     let (mut unauthorized, mut throttled) = (0, 0);
@@ -155,11 +153,10 @@ fn the_default_log_names_refused_handshakes_once_and_stays_quiet_about_ip_server
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, port) = write_config(dir.path(), "");
-    let serve = Serve::start(&cfg, &dir.path().join("data"), port, &[("ALERTRAY_LOG", "")], &["--no-popups"]);
+    let serve = Serve::in_dir(dir.path(), "", &[("ALERTRAY_LOG", "")]);
     let s_client = |args: &[&str]| {
         let out = Command::new("openssl")
-            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .args(["s_client", "-connect", &format!("127.0.0.1:{}", serve.port)])
             .args(args)
             .stdin(std::process::Stdio::null())
             .output()
@@ -193,8 +190,7 @@ fn the_default_log_names_refused_handshakes_once_and_stays_quiet_about_ip_server
 #[test]
 fn every_refusal_is_logged_with_the_peer() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, port) = write_config(dir.path(), "");
-    let serve = Serve::start(&cfg, &dir.path().join("data"), port, &[], &["--no-popups"]);
+    let serve = Serve::in_dir(dir.path(), "", &[]);
     let c = serve.client();
     let url = serve.url();
     let bearer = |r: reqwest::blocking::RequestBuilder| r.bearer_auth("test-token");
@@ -232,10 +228,9 @@ fn curl_over_http2_sees_why_a_post_is_refused() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, port) = write_config(dir.path(), "");
-    let serve = Serve::start(&cfg, &dir.path().join("data"), port, &[], &["--no-popups"]);
+    let serve = Serve::in_dir(dir.path(), "", &[]);
     let body = String::from_utf8(captured("netdata-alert-critical.json")).unwrap();
-    let url = format!("https://127.0.0.1:{port}/");
+    let url = format!("https://127.0.0.1:{}/", serve.port);
     let cases: [(&[&str], &str, &str); 4] = [
         (&[], "401", "a Bearer token is required"),
         (&["-H", "Authorization: Bearer guess"], "401", "the Bearer token is wrong"),

@@ -55,6 +55,13 @@ pub fn write_config(dir: &Path, extra: &str) -> (PathBuf, u16) {
 }
 
 impl Serve {
+    /// Starts `alertray serve --no-popups` with [`write_config`]'s config (plus `extra`) in
+    /// `dir` and its data in `dir/data`.
+    pub fn in_dir(dir: &Path, extra: &str, env: &[(&str, &str)]) -> Serve {
+        let (config, port) = write_config(dir, extra);
+        Serve::start(&config, &dir.join("data"), port, env, &["--no-popups"])
+    }
+
     /// Starts `alertray serve` with `config` and `data_dir` and waits until it listens. Logs at
     /// debug level unless `env` sets `ALERTRAY_LOG`.
     pub fn start(config: &Path, data_dir: &Path, port: u16, env: &[(&str, &str)], extra_args: &[&str]) -> Serve {
