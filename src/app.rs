@@ -31,6 +31,11 @@ pub struct Paths {
     pub data_dir: PathBuf,
 }
 
+/// The path an environment variable names (`ALERTRAY_CONFIG`); unset or empty: none.
+pub fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
 impl Paths {
     /// The platform's config and data dirs, unless overridden.
     pub fn resolve(config_file: Option<PathBuf>, data_dir: Option<PathBuf>) -> Paths {
@@ -74,13 +79,31 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr} (server.listen): {source}")]
+    #[error("cannot listen on {addr} (server.listen): {}", bind_problem(source))]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why (often: another program uses the port).
         source: std::io::Error,
     },
+}
+
+/// Why an address cannot be listened on, in plain words (not "os error 98").
+pub fn bind_problem(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        AddrInUse => "another program (or another Alertray) is already listening there".into(),
+        AddrNotAvailable => "no network interface of this machine has that address".into(),
+        PermissionDenied => "ports below 1024 need administrator rights; choose 1024 or above".into(),
+        // "Cannot assign requested address (os error 99)": the words, without the number.
+        _ => {
+            let text = e.to_string();
+            match text.split_once(" (os error ") {
+                Some((words, _)) => words.to_string(),
+                None => text,
+            }
+        }
+    }
 }
 
 /// A running receiver.

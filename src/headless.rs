@@ -20,6 +20,8 @@ pub enum HeadlessError {
     Config(String),
     /// Anything else (exit code 1).
     Other(String),
+    /// Already logged to stderr (exit code 1).
+    Logged,
 }
 
 impl From<config::ConfigError> for HeadlessError {
@@ -61,8 +63,9 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
         let shutdown = CancellationToken::new();
         let log_events = core.events.subscribe();
         let status = core.apply(Ok(cfg)).await;
+        // A receiver that did not start was logged with its reason ("receiver not running: ...").
         let ReceiverStatus::Running { addr, fingerprint, cert_path, self_signed } = status else {
-            return Err(HeadlessError::Other(status.error().unwrap_or("the receiver did not start").to_string()));
+            return Err(HeadlessError::Logged);
         };
         let cfg = core.config().await.expect("a running receiver has a config");
         eprintln!("Listening on https://{addr}{}", cfg.server.path);

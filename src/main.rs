@@ -23,11 +23,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Receives Netdata Cloud alert webhooks over HTTPS and shows them on the desktop"
 )]
 struct Cli {
-    /// The config file (default: the platform config dir's alertray/config.toml).
-    #[arg(long, global = true, value_name = "FILE", env = "ALERTRAY_CONFIG")]
+    /// The config file (default: ALERTRAY_CONFIG, else the platform config dir's alertray/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The data dir holding the store and the generated certificate (default: the platform data dir).
-    #[arg(long, global = true, value_name = "DIR", env = "ALERTRAY_DATA_DIR")]
+    /// The data dir holding the store and the generated certificate (default: ALERTRAY_DATA_DIR, else the platform data dir).
+    #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -110,7 +110,10 @@ enum ConfigAction {
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // The environment's, unless the command line names them (an empty variable names nothing).
+    cli.config = cli.config.or_else(|| alertray::app::env_path("ALERTRAY_CONFIG"));
+    cli.data_dir = cli.data_dir.or_else(|| alertray::app::env_path("ALERTRAY_DATA_DIR"));
     let paths = Paths::resolve(cli.config.clone(), cli.data_dir.clone());
     match run(cli, &paths) {
         Ok(()) => ExitCode::SUCCESS,
@@ -129,7 +132,7 @@ fn main() -> ExitCode {
 enum Failure {
     Config(String),
     Other(String),
-    /// Already reported on stdout.
+    /// Already reported (on stdout, or logged to stderr).
     Quiet,
 }
 
@@ -150,6 +153,7 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
             alertray::headless::serve(paths, cli.config.is_some(), no_popups).map_err(|e| match e {
                 alertray::headless::HeadlessError::Config(c) => Failure::Config(c),
                 alertray::headless::HeadlessError::Other(o) => Failure::Other(o),
+                alertray::headless::HeadlessError::Logged => Failure::Quiet,
             })
         }
         Command::Alerts { history, json, limit, since, status, host, search } => {

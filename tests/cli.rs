@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -338,4 +339,30 @@ fn a_taken_port_is_a_clear_error() {
     );
     assert_eq!(code, 1);
     assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port} (server.listen)")), "{err}");
+    // Said once, in plain words.
+    assert_eq!(err.matches("cannot listen on").count(), 1, "{err}");
+    assert!(err.contains("another program (or another Alertray) is already listening there"), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+}
+
+/// ALERTRAY_CONFIG and ALERTRAY_DATA_DIR name the files unless the command line does; set
+/// but empty (`ALERTRAY_CONFIG= alertray ...`), they name nothing.
+#[test]
+fn the_environment_names_the_files_and_an_empty_variable_names_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let xdg = [("XDG_CONFIG_HOME", home.path().join("c")), ("XDG_DATA_HOME", home.path().join("d"))];
+    let with = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut env: Vec<(&str, &Path)> = xdg.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        env.extend(vars.iter().map(|(k, v)| (*k, Path::new(v))));
+        run(&[&["config", "path"], args].concat(), &env)
+    };
+    let (code, out, err) = with(&[("ALERTRAY_CONFIG", ""), ("ALERTRAY_DATA_DIR", "")], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&home.path().join("c/alertray/config.toml").display().to_string()), "{out}");
+    assert!(out.contains(&home.path().join("d/alertray").display().to_string()), "{out}");
+    let (code, out, err) = with(&[("ALERTRAY_CONFIG", "/x/a.toml"), ("ALERTRAY_DATA_DIR", "/x/data")], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/x/a.toml") && out.contains("/x/data"), "{out}");
+    let (_, out, _) = with(&[("ALERTRAY_CONFIG", "/x/a.toml")], &["--config", "/y/b.toml"]);
+    assert!(out.contains("/y/b.toml") && !out.contains("/x/a.toml"), "the command line wins: {out}");
 }

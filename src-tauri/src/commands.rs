@@ -286,8 +286,9 @@ async fn save_settings<R: Runtime>(
                     key: "server.listen".into(),
                     value: format!("\"{addr}\""),
                     accepted: format!(
-                        "an address Alertray can listen on ({e}); nothing was saved, and the receiver keeps \
+                        "an address Alertray can listen on ({}); nothing was saved, and the receiver keeps \
                          listening on {}",
+                        alertray::app::bind_problem(&e),
                         old.server.listen
                     ),
                 }

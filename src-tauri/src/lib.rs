@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alertray::alerts::Event;
-use alertray::app::{Alertray, Paths, ReceiverStatus};
+use alertray::app::{env_path, Alertray, Paths, ReceiverStatus};
 use alertray::notify::DesktopNotifier;
 use tauri::{Emitter, Manager, RunEvent, Runtime};
 use tokio_util::sync::CancellationToken;
@@ -48,10 +48,7 @@ pub fn has_display() -> bool {
 }
 
 fn paths_from_env() -> Paths {
-    Paths::resolve(
-        std::env::var_os("ALERTRAY_CONFIG").map(PathBuf::from),
-        std::env::var_os("ALERTRAY_DATA_DIR").map(PathBuf::from),
-    )
+    Paths::resolve(env_path("ALERTRAY_CONFIG"), env_path("ALERTRAY_DATA_DIR"))
 }
 
 /// Logs to stderr and to a file in `<data dir>/logs` that rotates daily (7 kept).
@@ -164,7 +161,7 @@ pub fn run() -> i32 {
     if !has_display() {
         eprintln!("alertray-app: no display (neither DISPLAY nor WAYLAND_DISPLAY is set); running the receiver without a window.");
         alertray::headless::init_logging();
-        return match alertray::headless::serve(&paths, std::env::var_os("ALERTRAY_CONFIG").is_some(), false) {
+        return match alertray::headless::serve(&paths, env_path("ALERTRAY_CONFIG").is_some(), false) {
             Ok(()) => 0,
             Err(alertray::headless::HeadlessError::Config(e)) => {
                 eprintln!("alertray-app: {e}");
@@ -174,11 +171,12 @@ pub fn run() -> i32 {
                 eprintln!("alertray-app: {e}");
                 1
             }
+            Err(alertray::headless::HeadlessError::Logged) => 1,
         };
     }
     let log_dir = paths.data_dir.join("logs");
     let _guard = init_logging(&log_dir);
-    if std::env::var_os("ALERTRAY_CONFIG").is_none() {
+    if env_path("ALERTRAY_CONFIG").is_none() {
         match alertray::config::init_if_missing(&paths.config_file) {
             Ok(true) => {
                 tracing::info!("first run: wrote {} with fresh secrets", paths.config_file.display());
