@@ -762,12 +762,24 @@ def run_figures(work: Path, desktop: Desktop):
         figures["notify_latency_count"] = len(latencies)
         figures["notify_latency_p50_ms"] = round(statistics.median(latencies), 1)
         figures["notify_latency_p99_ms"] = round(latencies[int(len(latencies) * 0.99) - 1], 1)
+
+        # Quit from the tray, with the Alerts window open: the app ends, with exit code 0.
+        desktop.click("Show alerts")
+        wait_for("the Alerts window", lambda: subprocess.run(
+            ["xdotool", "search", "--name", "Alertray: alerts"], capture_output=True).returncode == 0)
+        time.sleep(2)
+        t_quit = time.monotonic()
+        desktop.click("Quit Alertray")
+        code = app.wait(30)
+        figures["quit_ms"] = round((time.monotonic() - t_quit) * 1000)
+        assert code == 0, f"Quit ended the app with {code}"
     finally:
-        app.send_signal(signal.SIGTERM)
-        try:
-            app.wait(10)
-        except subprocess.TimeoutExpired:
-            app.kill()
+        if app.poll() is None:
+            app.send_signal(signal.SIGTERM)
+            try:
+                app.wait(10)
+            except subprocess.TimeoutExpired:
+                app.kill()
     print("figures: " + json.dumps(figures), flush=True)
     assert figures.get("notify_latency_count") == 1000, figures
     return figures
