@@ -196,7 +196,8 @@ pub fn run() -> i32 {
             windows::open(app, page);
         }))
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
-        .plugin(tauri_plugin_clipboard_manager::init());
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(windows::state_plugin());
     run_app(builder, tauri::generate_context!(), core, log_dir)
 }
 

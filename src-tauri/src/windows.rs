@@ -1,7 +1,18 @@
 //! The windows, created on demand: closing one destroys it and frees its webview; the app
 //! stays in the tray.
 
-use tauri::{Manager, Runtime, WebviewUrl, WebviewWindowBuilder};
+use tauri::plugin::TauriPlugin;
+use tauri::{Manager, Runtime, WebviewUrl, WebviewWindowBuilder, WindowEvent};
+use tauri_plugin_window_state::{AppHandleExt as _, StateFlags};
+
+/// What is remembered of each window, across its closing and the app's restarts.
+const REMEMBERED: StateFlags = StateFlags::SIZE.union(StateFlags::POSITION).union(StateFlags::MAXIMIZED);
+
+/// Puts each window back where and how large the user left it (in the app's config dir,
+/// `.window-state.json`).
+pub fn state_plugin<R: Runtime>() -> TauriPlugin<R> {
+    tauri_plugin_window_state::Builder::new().with_state_flags(REMEMBERED).build()
+}
 
 /// Which window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +99,19 @@ pub fn open_at<R: Runtime>(app: &tauri::AppHandle<R>, page: Page, anchor: Option
         .inner_size(w, h)
         .min_inner_size(560.0, 400.0)
         .build();
-    if let Err(e) = built {
-        tracing::error!("cannot open the {} window: {e}", page.label());
+    match built {
+        // The plugin saves to disk only when the app exits; a window closed is saved at once,
+        // for a session that ends without Quit (logging out).
+        Ok(window) => {
+            let app = app.clone();
+            window.on_window_event(move |e| {
+                if let WindowEvent::CloseRequested { .. } = e {
+                    if let Err(e) = app.save_window_state(REMEMBERED) {
+                        tracing::debug!("cannot save the windows' sizes: {e}");
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::error!("cannot open the {} window: {e}", page.label()),
     }
 }

@@ -717,11 +717,17 @@ def run_figures(work: Path, desktop: Desktop):
         time.sleep(3)
         figures["rss_alerts_window_mib"] = round(process_tree_rss_kib(app.pid) / 1024, 1)
         win = subprocess.run(["xdotool", "search", "--name", "Alertray: alerts"], capture_output=True, text=True).stdout.split()[0]
+        # The user makes it smaller; closing it keeps that size on disk.
+        subprocess.run(["xdotool", "windowsize", "--sync", win, "880", "590"], check=True, timeout=10)
+        time.sleep(0.5)
         subprocess.run(["xdotool", "windowfocus", "--sync", win], check=False)
         subprocess.run(["xdotool", "key", "--window", win, "ctrl+w"], check=False)
         subprocess.run(["xdotool", "key", "ctrl+w"], check=False)
         wait_for("the window to close", lambda: subprocess.run(
             ["xdotool", "search", "--name", "Alertray: alerts"], capture_output=True).returncode != 0, 20)
+        state_file = work / "xdg-config" / "dev.alertray.app" / ".window-state.json"
+        wait_for("the window's size saved", lambda: state_file.exists()
+                 and json.loads(state_file.read_text()).get("alerts", {}).get("width") == 880, 10)
         time.sleep(5)
         figures["rss_after_closing_mib"] = round(process_tree_rss_kib(app.pid) / 1024, 1)
 
@@ -768,6 +774,10 @@ def run_figures(work: Path, desktop: Desktop):
         wait_for("the Alerts window", lambda: subprocess.run(
             ["xdotool", "search", "--name", "Alertray: alerts"], capture_output=True).returncode == 0)
         time.sleep(2)
+        # Opened again at the size it was closed at.
+        win = subprocess.run(["xdotool", "search", "--name", "Alertray: alerts"], capture_output=True, text=True).stdout.split()[0]
+        geometry = subprocess.run(["xdotool", "getwindowgeometry", win], capture_output=True, text=True).stdout
+        assert "Geometry: 880x590" in geometry, geometry
         t_quit = time.monotonic()
         desktop.click("Quit Alertray")
         code = app.wait(30)
