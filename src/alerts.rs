@@ -174,6 +174,8 @@ pub enum Event {
     StateChanged,
     /// The tunnel started, came up, failed or stopped.
     TunnelChanged,
+    /// The config file was edited by hand and its new content applied.
+    ConfigFileApplied,
 }
 
 /// What a notification does to the active set.

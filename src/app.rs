@@ -22,6 +22,9 @@ use crate::tunnel::{Tunnel, TunnelStatus};
 /// How many events a slow subscriber may fall behind before it misses some.
 pub const EVENT_BUFFER: usize = 1024;
 
+/// How often the config file is looked at for an edit made by hand.
+pub const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where Alertray keeps its config and data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -223,6 +226,8 @@ pub struct Alertray {
     slot: tokio::sync::Mutex<ReceiverSlot>,
     status: std::sync::Mutex<ReceiverStatus>,
     tunnel: std::sync::Mutex<Option<tokio::sync::watch::Receiver<TunnelStatus>>>,
+    /// The config file's content when a config was last applied, to tell an edit by hand.
+    config_text: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl Alertray {
@@ -257,6 +262,7 @@ impl Alertray {
             }),
             status: std::sync::Mutex::new(stopped),
             tunnel: std::sync::Mutex::new(None),
+            config_text: std::sync::Mutex::new(None),
         }
     }
 
@@ -270,6 +276,8 @@ impl Alertray {
     /// publishes it as [`Event::Listening`] or [`Event::ReceiverFailed`].
     pub async fn apply(&self, config: Result<Config, ConfigError>) -> ReceiverStatus {
         let mut slot = self.slot.lock().await;
+        // What the file holds now is what is applied (read from it, or just saved to it).
+        *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = std::fs::read(&self.paths.config_file).ok();
         if let Some((running, token)) = slot.running.take() {
             token.cancel();
             running.stopped().await;
@@ -401,6 +409,68 @@ impl Alertray {
     /// Reads the config file again and applies it.
     pub async fn reload(&self) -> ReceiverStatus {
         self.apply(Config::load(&self.paths.config_file)).await
+    }
+
+    /// Applies the config file again whenever its content changes (an edit by hand), looking
+    /// every [`CONFIG_POLL`] until `shutdown`. While the receiver runs, an edit that does not
+    /// load, or names TLS files or a listen address that cannot be used, is logged and left
+    /// unapplied: the receiver keeps its settings rather than stop on a half-made edit. While
+    /// it does not run, such an edit becomes the new reason why.
+    pub async fn watch_config_file(self: Arc<Self>, shutdown: CancellationToken) {
+        let path = self.paths.config_file.clone();
+        let mut tick = tokio::time::interval(CONFIG_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let Ok(text) = tokio::fs::read(&path).await else { continue };
+            if self.applied_text_is(&text) {
+                continue;
+            }
+            let reason = match Config::load(&path) {
+                Err(e) => e.to_string(),
+                Ok(cfg) => match self.usable(&cfg).await {
+                    Err(reason) => reason,
+                    // Saved from Settings meanwhile, and applied there.
+                    Ok(()) if self.applied_text_is(&text) => continue,
+                    Ok(()) => {
+                        tracing::info!("{} changed; applying it", path.display());
+                        self.apply(Ok(cfg)).await;
+                        let _ = self.events.send(Event::ConfigFileApplied);
+                        continue;
+                    }
+                },
+            };
+            if matches!(self.status(), ReceiverStatus::Running { .. }) {
+                *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+                tracing::warn!(
+                    "{} changed, but the receiver keeps its settings until the file is fixed: {reason}",
+                    path.display()
+                );
+            } else {
+                self.apply(Config::load(&path)).await;
+            }
+        }
+    }
+
+    /// Whether the config file held `text` when a config was last applied.
+    fn applied_text_is(&self, text: &[u8]) -> bool {
+        self.config_text.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(text)
+    }
+
+    /// Whether `cfg` can replace the running config: its TLS files load and, if it listens
+    /// elsewhere, that address is free.
+    async fn usable(&self, cfg: &Config) -> Result<(), String> {
+        tls::check_files(cfg).map_err(|e| e.to_string())?;
+        let current = self.config().await.map(|c| c.server.listen);
+        if current != Some(cfg.server.listen) {
+            if let Err(e) = std::net::TcpListener::bind(cfg.server.listen) {
+                return Err(StartError::Bind { addr: cfg.server.listen, source: e }.to_string());
+            }
+        }
+        Ok(())
     }
 
     /// The receiver's status now.

@@ -98,6 +98,7 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
             }
         }
         tokio::spawn(log_events_until(log_events, core.clone(), shutdown.clone()));
+        tokio::spawn(core.clone().watch_config_file(shutdown.clone()));
         wait_for_signal().await;
         eprintln!("Shutting down...");
         shutdown.cancel();

@@ -99,7 +99,11 @@ pub fn popup_for(event: &Event) -> Option<Popup> {
             url: None,
             storm: StormClass::Other,
         }),
-        Event::Listening { .. } | Event::ReceiverFailed { .. } | Event::StateChanged | Event::TunnelChanged => None,
+        Event::Listening { .. }
+        | Event::ReceiverFailed { .. }
+        | Event::StateChanged
+        | Event::TunnelChanged
+        | Event::ConfigFileApplied => None,
     }
 }
 

@@ -366,3 +366,43 @@ fn the_environment_names_the_files_and_an_empty_variable_names_nothing() {
     let (_, out, _) = with(&[("ALERTRAY_CONFIG", "/x/a.toml")], &["--config", "/y/b.toml"]);
     assert!(out.contains("/y/b.toml") && !out.contains("/x/a.toml"), "the command line wins: {out}");
 }
+
+/// An edit of the config file by hand is applied while `serve` runs; an edit that does not
+/// load, or names TLS files that do not, leaves the receiver serving with its settings.
+#[test]
+fn an_edit_of_the_config_file_is_applied_and_a_broken_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::in_dir(dir.path(), "", &[]);
+    let body = captured("netdata-alert-critical.json");
+    let post = |token: &str| {
+        serve.client().post(serve.url()).bearer_auth(token).body(body.clone()).send().unwrap().status().as_u16()
+    };
+    assert_eq!(post("test-token"), 200);
+    let original = std::fs::read_to_string(&serve.config).unwrap();
+    // A new token, by hand.
+    std::fs::write(&serve.config, original.replace("test-token", "edited-token")).unwrap();
+    serve.wait_for_line("changed; applying it", Duration::from_secs(10));
+    serve.wait_for_line("receiver listening", Duration::from_secs(10));
+    assert_eq!(post("edited-token"), 200);
+    assert_eq!(post("test-token"), 401);
+    // Half-made edits: the receiver keeps serving with the last good settings, and says why.
+    let broken = [
+        (
+            original.replace("test-token", "edited-token").replace("method = \"bearer\"", "method = \"bearer"),
+            "is not valid",
+        ),
+        (original.replace("test-token", ""), "auth.token"),
+        (format!("{}[tls]\ncert = \"missing.pem\"\nkey = \"missing-key.pem\"\n", original), "missing.pem"),
+    ];
+    for (text, why) in broken {
+        std::fs::write(&serve.config, text).unwrap();
+        let line = serve.wait_for_line("the receiver keeps its settings", Duration::from_secs(10));
+        assert!(line.contains(why), "{why}: {line}");
+        assert_eq!(post("edited-token"), 200, "still serving after {why}");
+    }
+    // Fixed: applied.
+    std::fs::write(&serve.config, &original).unwrap();
+    serve.wait_for_line("changed; applying it", Duration::from_secs(10));
+    serve.wait_for_line("receiver listening", Duration::from_secs(10));
+    assert_eq!(post("test-token"), 200);
+}

@@ -1006,6 +1006,10 @@ const redrawChanged = throttle(async () => {
     // Not while the tab is being drawn (its body is not in the page yet): it shows the news.
     if (alertsView.tab === "active") redrawActive();
     else if (!alertsView.pages.length && $("#history-list")) loadHistory($("#history-list"));
+  } else if (r.name === "settings" && what.has("config") && document.getElementById("save")) {
+    // The file was edited by hand and applied: the form shows it, unless it holds edits.
+    if (settingsDirty()) toast("The config file changed on disk; saving these edits replaces it");
+    else { await drawSettings(null); toast("The config file changed on disk; the form shows it"); }
   } else if (r.name === "guide" && [...what].some((w) => w !== "alerts")) {
     // The guide shows no alerts: a stream of them leaves it (and a token shown) alone.
     drawGuide();

@@ -293,6 +293,7 @@ async fn start<R: Runtime>(app: tauri::AppHandle<R>) {
         let icon = write_icon(&core.paths.data_dir);
         core.spawn_popups(Arc::new(DesktopNotifier::new("Alertray", icon)), shutdown.clone());
     }
+    tauri::async_runtime::spawn(core.clone().watch_config_file(shutdown.clone()));
     let refresher = app.clone();
     tauri::async_runtime::spawn(async move { refresh_loop(refresher).await });
     request_refresh(&app, "started");
@@ -303,6 +304,7 @@ async fn start<R: Runtime>(app: tauri::AppHandle<R>) {
                 Ok(Event::TestReceived { .. }) => request_refresh(&app, "token"),
                 Ok(Event::Listening { .. }) | Ok(Event::ReceiverFailed { .. }) => request_refresh(&app, "receiver"),
                 Ok(Event::TunnelChanged) => request_refresh(&app, "tunnel"),
+                Ok(Event::ConfigFileApplied) => request_refresh(&app, "config"),
                 // Missed events may have been a token or a tunnel change too.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => request_refresh(&app, "lagged"),
                 Ok(_) => request_refresh(&app, "alerts"),

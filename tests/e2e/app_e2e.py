@@ -487,6 +487,15 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             assert not driver.find_element(By.ID, "discard").is_enabled(), "saved: nothing to discard"
         check("Settings: Discard changes puts the file's values back, Enter saves", settings_discard_and_enter)
 
+        def settings_follow_a_hand_edit():
+            text = cfg.read_text()
+            assert "retention_days = 45" in text, text
+            cfg.write_text(text.replace("retention_days = 45", "retention_days = 46"))
+            wait_for("the edit in the form", lambda: driver.find_element(By.ID, "f-store-retention_days").get_attribute("value") == "46", 15)
+            wait_for("the toast saying so", lambda: "changed on disk" in driver.find_element(By.ID, "toast").text, 10)
+            assert receiver.up(), "the receiver runs with the edited file"
+        check("an edit of the config file by hand is applied and shows in Settings", settings_follow_a_hand_edit)
+
         def alerts_dismiss():
             receiver.post(fixture("netdata-reachability-unreachable.json", message="Slvn.co/sa1.node.garland.slvn.co is unreachable (dismiss)"))
             driver.execute_script("location.hash = 'alerts'")
