@@ -302,6 +302,12 @@ fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
     }
     let change = match prev {
         None => {
+            // Active since Netdata says it happened, when it says so (a delivery retried for a
+            // while, or kept while Alertray was not running, arrives late), never later than
+            // it arrived (a node's clock ahead of ours).
+            if let Some(at) = alert.triggered_at {
+                alert.since_ms = alert.since_ms.min(at.timestamp_millis());
+            }
             if alert.kind == AlertKind::Node {
                 Change::Unreachable
             } else {
@@ -465,6 +471,22 @@ mod tests {
             Some(Event::Alert { change, .. }) => Some(*change),
             _ => None,
         }
+    }
+
+    #[test]
+    fn active_since_netdata_says_it_happened_but_not_after_it_arrived() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().timestamp_millis();
+        let w = alert_body("Warning", "2026-01-01T00:00:00Z", "90%");
+        // Arrived ten minutes late (retried, or kept while Alertray was down).
+        let late = upserted(&transition(None, &w, 1, at + 600_000, None));
+        assert_eq!(late.since_ms, at);
+        // From a node whose clock is ahead: since it arrived.
+        let early = upserted(&transition(None, &w, 1, at - 5_000, None));
+        assert_eq!(early.since_ms, at - 5_000);
+        // An update keeps the start.
+        let c = alert_body("Critical", "2026-01-01T00:05:00Z", "99%");
+        let escalated = upserted(&transition(Some(&late), &c, 2, at + 900_000, newest(Some(&late))));
+        assert_eq!(escalated.since_ms, at);
     }
 
     #[test]
