@@ -97,7 +97,7 @@ async function drawReceiver() {
 
 // ---- Alerts --------------------------------------------------------------------------------
 
-const alertsView = { tab: "active", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [], armed: null, acted: null, historyLoads: 0 };
+const alertsView = { tab: "active", activeFilter: "", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [], armed: null, acted: null, historyLoads: 0 };
 
 function levelWord(level) {
   return { critical: "Critical", warning: "Warning", unreachable: "Unreachable", clear: "Clear", reachable: "Reachable" }[level] || level;
@@ -174,11 +174,35 @@ async function drawAlerts() {
     },
   }, label);
   const tabs = h("div", { class: "tabs", role: "tablist" }, tab("active", "Active"), tab("history", "History"));
+  // In a storm: narrow the active list, and acknowledge what it shows at once. Outside the
+  // list, so that live updates do not redraw the field being typed in.
+  const tools = alertsView.tab === "active" ? h("div", { class: "filters", id: "active-tools", hidden: true },
+    h("input", { type: "search", id: "active-filter", placeholder: "Filter by node, alert or message", value: alertsView.activeFilter,
+      oninput: debounce((e) => { alertsView.activeFilter = e.target.value; redrawActive(); }, 150) }),
+    h("button", { class: "btn", id: "ack-shown", onclick: acknowledgeShown }, "Acknowledge all shown")) : null;
   const body = h("div", { id: "alerts-body" });
   // Filled before it is shown, so that the page is swapped in one step.
   if (alertsView.tab === "active") await drawActive(body);
   else await drawHistory(body);
-  redraw(page, h("h1", {}, "Alerts"), tabs, body);
+  redraw(page, h("h1", {}, "Alerts"), tabs, tools, body);
+}
+
+// Whether the active alert `a` matches the Active tab's filter (every word, in any field).
+function matchesActiveFilter(a) {
+  const words = alertsView.activeFilter.toLowerCase().split(/\s+/).filter(Boolean);
+  const text = [a.host, a.name, a.message, a.summary, a.value, a.space, levelWord(a.level)].join(" ").toLowerCase();
+  return words.every((w) => text.includes(w));
+}
+
+// Acknowledges every alert the Active tab shows that is not acknowledged yet.
+async function acknowledgeShown() {
+  const keys = [...page.querySelectorAll("#active-table tr[data-key]:not(.acknowledged)")].map((r) => r.dataset.key);
+  let done = 0;
+  for (const key of keys) {
+    try { await invoke("acknowledge", { key, acknowledged: true }); done += 1; } catch { /* cleared meanwhile */ }
+  }
+  toast(`Acknowledged ${done} alert${done === 1 ? "" : "s"}`);
+  redrawActive();
 }
 
 async function drawActive(body) {
@@ -202,6 +226,19 @@ async function drawActive(body) {
     ? h("div", { class: "note warn", id: "receiver-stopped" }, `The receiver is not running: ${st.receiver.reason} `,
       h("button", { class: "btn", id: "fix-receiver", onclick: () => invoke("open_window", { page: "settings", anchor: st.receiver.key || null }) }, "Fix in Settings"))
     : null;
+  const tools = $("#active-tools");
+  if (tools) tools.hidden = active.length < 2 && !alertsView.activeFilter;
+  const shown = active.filter(matchesActiveFilter);
+  const ackShown = $("#ack-shown");
+  if (ackShown) {
+    const open = shown.filter((a) => !a.acknowledged).length;
+    ackShown.disabled = !open;
+    ackShown.textContent = alertsView.activeFilter ? `Acknowledge the ${open} shown` : `Acknowledge all ${open}`;
+  }
+  if (active.length && !shown.length) {
+    redraw(body, stopped, pills, h("div", { class: "empty", id: "no-match" }, "No active alert matches the filter."));
+    return;
+  }
   if (!active.length) {
     // Nothing received at all yet: say where to start rather than "all clear".
     const any = await invoke("history", { query: { limit: 1 } }).then((r) => r.length > 0, () => true);
@@ -211,7 +248,7 @@ async function drawActive(body) {
         h("button", { class: "btn", id: "open-guide", onclick: () => invoke("open_window", { page: "guide" }) }, "Connect Netdata Cloud")));
     return;
   }
-  const rows = active.map((a) => h("tr", { class: a.acknowledged ? "acknowledged" : "", "data-key": a.key },
+  const rows = shown.map((a) => h("tr", { class: a.acknowledged ? "acknowledged" : "", "data-key": a.key },
     h("td", { class: `sev ${a.level}`, title: levelWord(a.level) }),
     h("td", {}, h("div", { class: "host" }, breakable(a.host)), h("div", { class: "small" }, a.space || "")),
     h("td", {}, h("div", { class: "alert-name" }, breakable(a.name)), h("div", { class: "small" }, a.summary || a.message)),

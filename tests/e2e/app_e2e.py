@@ -607,6 +607,37 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             wait_for("back to the Active tab", lambda: selected()[:2] == ["tab-active", "tab-active"], 10)
         check("the Alerts tabs follow the arrow keys", tabs_by_keyboard)
 
+        def storm_filter_and_acknowledge():
+            driver.execute_script("location.hash = 'alerts'")
+            wait_for("the Active tab", lambda: driver.find_element(By.ID, "tab-active")).click()
+            for i in range(4):
+                receiver.post(fixture("netdata-alert-warning.json", alert__name=f"e2e_storm_{i}",
+                                      alert__transition_id=f"e2e-storm-{i}"))
+            active = lambda: driver.execute_async_script(  # noqa: E731
+                "const done = arguments[arguments.length - 1]; invoke('active_alerts').then(done, (e) => done(String(e)));")
+            others_before = {a["key"]: a["acknowledged"] for a in active() if not a["name"].startswith("e2e_storm_")}
+            assert others_before, "other alerts are active, to be left alone"
+            box = wait_for("the filter", lambda: driver.find_element(By.ID, "active-filter"), 10)
+            wait_for("the filter shown", box.is_displayed, 10)
+            box.send_keys("e2e_storm")
+            names = lambda: [r.find_element(By.CSS_SELECTOR, ".alert-name").text.replace("\u200b", "")  # noqa: E731
+                             for r in driver.find_elements(By.CSS_SELECTOR, "#active-table tbody tr")]
+            wait_for("only the storm's alerts", lambda: sorted(names()) == [f"e2e_storm_{i}" for i in range(4)], 10)
+            button = driver.find_element(By.ID, "ack-shown")
+            assert button.text == "Acknowledge the 4 shown", button.text
+            button.click()
+            wait_for("the storm acknowledged", lambda: all(
+                a["acknowledged"] for a in active() if a["name"].startswith("e2e_storm_")), 10)
+            others_after = {a["key"]: a["acknowledged"] for a in active() if not a["name"].startswith("e2e_storm_")}
+            assert others_after == others_before, "the alerts not shown are left as they were"
+            wait_for("nothing left to acknowledge", lambda: not driver.find_element(By.ID, "ack-shown").is_enabled(), 10)
+            box.send_keys("zzz-no-such")
+            wait_for("the no-match note", lambda: driver.find_elements(By.ID, "no-match"), 10)
+            box.send_keys(Keys.CONTROL, "a")
+            box.send_keys(Keys.BACKSPACE)
+            wait_for("every alert back", lambda: len(names()) == len(active()), 10)
+        check("in a storm, the Active tab filters and acknowledges what it shows", storm_filter_and_acknowledge)
+
         def history_pages_and_total():
             import sqlite3
             for i in range(55):
