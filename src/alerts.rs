@@ -176,6 +176,12 @@ pub enum Event {
     TunnelChanged,
     /// The config file was edited by hand and its new content applied.
     ConfigFileApplied,
+    /// The config file was edited by hand, and the edit left unapplied while the receiver
+    /// runs on with its settings.
+    ConfigFileRejected {
+        /// Why, for the user (names the setting; no secret).
+        reason: String,
+    },
 }
 
 /// What a notification does to the active set.

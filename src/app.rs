@@ -25,6 +25,10 @@ pub const EVENT_BUFFER: usize = 1024;
 /// How often the config file is looked at for an edit made by hand.
 pub const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a changed config file must stay the same before it is read as an edit: an editor
+/// that writes in place may be caught halfway.
+const CONFIG_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Where Alertray keeps its config and data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -226,8 +230,13 @@ pub struct Alertray {
     slot: tokio::sync::Mutex<ReceiverSlot>,
     status: std::sync::Mutex<ReceiverStatus>,
     tunnel: std::sync::Mutex<Option<tokio::sync::watch::Receiver<TunnelStatus>>>,
-    /// The config file's content when a config was last applied, to tell an edit by hand.
+    /// The config file's content when a config was last applied from it, to tell an edit
+    /// by hand; `None` until known.
     config_text: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Held by whoever reads the config file to apply it, or writes it: Settings' Save, the
+    /// watcher of edits by hand, and stopping. One at a time, so that what was applied last
+    /// is what the file holds.
+    config_io: tokio::sync::Mutex<()>,
 }
 
 impl Alertray {
@@ -263,6 +272,7 @@ impl Alertray {
             status: std::sync::Mutex::new(stopped),
             tunnel: std::sync::Mutex::new(None),
             config_text: std::sync::Mutex::new(None),
+            config_io: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -276,8 +286,6 @@ impl Alertray {
     /// publishes it as [`Event::Listening`] or [`Event::ReceiverFailed`].
     pub async fn apply(&self, config: Result<Config, ConfigError>) -> ReceiverStatus {
         let mut slot = self.slot.lock().await;
-        // What the file holds now is what is applied (read from it, or just saved to it).
-        *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = std::fs::read(&self.paths.config_file).ok();
         if let Some((running, token)) = slot.running.take() {
             token.cancel();
             running.stopped().await;
@@ -408,14 +416,50 @@ impl Alertray {
 
     /// Reads the config file again and applies it.
     pub async fn reload(&self) -> ReceiverStatus {
-        self.apply(Config::load(&self.paths.config_file)).await
+        let _io = self.config_io.lock().await;
+        let path = &self.paths.config_file;
+        match std::fs::read(path) {
+            Ok(text) => {
+                let cfg = Config::from_file_bytes(path, &text);
+                self.note_config_text(Some(text));
+                self.apply(cfg).await
+            }
+            Err(_) => {
+                self.note_config_text(None);
+                self.apply(Config::load(path)).await
+            }
+        }
+    }
+
+    /// Settings' Save: writes `raw` (which validated as `cfg`) as the config file and applies
+    /// it. A new listen address that another program holds is refused first, with nothing
+    /// written and the receiver left running.
+    pub async fn save_config(
+        &self,
+        raw: &crate::config::RawConfig,
+        cfg: Config,
+    ) -> Result<ReceiverStatus, ConfigError> {
+        let _io = self.config_io.lock().await;
+        if let Some((problem, current)) = self.listen_problem(cfg.server.listen).await {
+            return Err(ConfigError::Invalid {
+                key: "server.listen".into(),
+                value: format!("\"{}\"", cfg.server.listen),
+                accepted: format!(
+                    "an address Alertray can listen on ({problem}); nothing was saved, and the receiver keeps \
+                     listening on {current}"
+                ),
+            });
+        }
+        let text = crate::config::write(&self.paths.config_file, raw)?;
+        self.note_config_text(Some(text.into_bytes()));
+        Ok(self.apply(Ok(cfg)).await)
     }
 
     /// Applies the config file again whenever its content changes (an edit by hand), looking
     /// every [`CONFIG_POLL`] until `shutdown`. While the receiver runs, an edit that does not
-    /// load, or names TLS files or a listen address that cannot be used, is logged and left
-    /// unapplied: the receiver keeps its settings rather than stop on a half-made edit. While
-    /// it does not run, such an edit becomes the new reason why.
+    /// load, or names TLS files or a listen address that cannot be used, is left unapplied and
+    /// announced ([`Event::ConfigFileRejected`]): the receiver keeps its settings rather than
+    /// stop on a half-made edit. While it does not run, such an edit becomes the new reason why.
     pub async fn watch_config_file(self: Arc<Self>, shutdown: CancellationToken) {
         let path = self.paths.config_file.clone();
         let mut tick = tokio::time::interval(CONFIG_POLL);
@@ -425,52 +469,72 @@ impl Alertray {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
+            let _io = self.config_io.lock().await;
+            if shutdown.is_cancelled() {
+                break;
+            }
             let Ok(text) = tokio::fs::read(&path).await else { continue };
-            if self.applied_text_is(&text) {
+            let known = self.config_text.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match known {
+                // Started from a config read before this watched (`alertray serve`).
+                None => {
+                    self.note_config_text(Some(text));
+                    continue;
+                }
+                Some(known) if known == text => continue,
+                Some(_) => {}
+            }
+            tokio::time::sleep(CONFIG_SETTLE).await;
+            if tokio::fs::read(&path).await.ok().as_ref() != Some(&text) {
                 continue;
             }
-            let reason = match Config::load(&path) {
-                Err(e) => e.to_string(),
-                Ok(cfg) => match self.usable(&cfg).await {
-                    Err(reason) => reason,
-                    // Saved from Settings meanwhile, and applied there.
-                    Ok(()) if self.applied_text_is(&text) => continue,
-                    Ok(()) => {
-                        tracing::info!("{} changed; applying it", path.display());
-                        self.apply(Ok(cfg)).await;
-                        let _ = self.events.send(Event::ConfigFileApplied);
-                        continue;
-                    }
-                },
+            let cfg = Config::from_file_bytes(&path, &text);
+            let problem = match &cfg {
+                Err(e) => Some(e.to_string()),
+                Ok(cfg) => self.usable(cfg).await.err(),
             };
-            if matches!(self.status(), ReceiverStatus::Running { .. }) {
-                *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
-                tracing::warn!(
-                    "{} changed, but the receiver keeps its settings until the file is fixed: {reason}",
-                    path.display()
-                );
-            } else {
-                self.apply(Config::load(&path)).await;
+            self.note_config_text(Some(text));
+            match problem {
+                Some(reason) if matches!(self.status(), ReceiverStatus::Running { .. }) => {
+                    tracing::warn!(
+                        "{} changed, but the receiver keeps its settings until the file is fixed: {reason}",
+                        path.display()
+                    );
+                    let _ = self.events.send(Event::ConfigFileRejected { reason });
+                }
+                _ => {
+                    tracing::info!("{} changed; applying it", path.display());
+                    self.apply(cfg).await;
+                    let _ = self.events.send(Event::ConfigFileApplied);
+                }
             }
         }
     }
 
-    /// Whether the config file held `text` when a config was last applied.
-    fn applied_text_is(&self, text: &[u8]) -> bool {
-        self.config_text.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(text)
+    fn note_config_text(&self, text: Option<Vec<u8>>) {
+        *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = text;
     }
 
-    /// Whether `cfg` can replace the running config: its TLS files load and, if it listens
-    /// elsewhere, that address is free.
+    /// Whether `cfg` can replace the running config: its TLS files load and its listen
+    /// address is free.
     async fn usable(&self, cfg: &Config) -> Result<(), String> {
         tls::check_files(cfg).map_err(|e| e.to_string())?;
-        let current = self.config().await.map(|c| c.server.listen);
-        if current != Some(cfg.server.listen) {
-            if let Err(e) = std::net::TcpListener::bind(cfg.server.listen) {
-                return Err(StartError::Bind { addr: cfg.server.listen, source: e }.to_string());
-            }
+        match self.listen_problem(cfg.server.listen).await {
+            Some((problem, _)) => Err(problem),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Why a running receiver could not move to `addr`, with where it listens now: another
+    /// program holds it. The running receiver's own port is taken to be free, whatever the
+    /// interface (`127.0.0.1:8443` to `0.0.0.0:8443`). Nothing to say while none runs.
+    async fn listen_problem(&self, addr: SocketAddr) -> Option<(String, SocketAddr)> {
+        let current = self.slot.lock().await.running.as_ref().map(|(r, _)| r.addr)?;
+        if addr.port() == 0 || addr.port() == current.port() {
+            return None;
+        }
+        let e = std::net::TcpListener::bind(addr).err()?;
+        Some((StartError::Bind { addr, source: e }.to_string(), current))
     }
 
     /// The receiver's status now.
@@ -483,8 +547,10 @@ impl Alertray {
         self.slot.lock().await.config.clone()
     }
 
-    /// Stops the tunnel and the receiver, letting requests in flight finish.
+    /// Stops the tunnel and the receiver, letting requests in flight finish. (Cancel the
+    /// watcher of the config file first: an edit it applies later would start them again.)
     pub async fn stop(&self) {
+        let _io = self.config_io.lock().await;
         let mut slot = self.slot.lock().await;
         if let Some((tunnel, _)) = slot.tunnel.take() {
             tunnel.stop().await;

@@ -1029,8 +1029,17 @@ fn validate_tunnel(t: RawTunnel) -> Result<Option<crate::tunnel::TunnelConfig>, 
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::reading(path, source))?;
-        RawConfig::from_toml(&text, path)?.validate(config_base(path))
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::reading(path, source))?;
+        Config::from_file_bytes(path, &bytes)
+    }
+
+    /// Parses and validates what the config file at `path` holds (`bytes`, read already).
+    pub fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        RawConfig::from_toml(text, path)?.validate(config_base(path))
     }
 
     /// Parses and validates TOML text (relative paths are taken from the current directory).
@@ -1160,8 +1169,9 @@ pub fn config_base(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
 }
 
-/// Writes `raw`, already validated, as the config file at `path` (see [`save`]).
-pub fn write(path: &Path, raw: &RawConfig) -> Result<(), ConfigError> {
+/// Writes `raw`, already validated, as the config file at `path` (see [`save`]); returns
+/// what the file holds now.
+pub fn write(path: &Path, raw: &RawConfig) -> Result<String, ConfigError> {
     let text = toml::to_string_pretty(raw).map_err(|e| ConfigError::Write {
         path: path.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
@@ -1174,8 +1184,9 @@ pub fn write(path: &Path, raw: &RawConfig) -> Result<(), ConfigError> {
         write_private_replace(&backup, &old).map_err(|source| ConfigError::Write { path: backup.clone(), source })?;
         tracing::warn!("the config file did not load; kept it as {} before saving the new one", backup.display());
     }
-    write_private_replace(path, &format!("# Written by Alertray's Settings window.\n{text}"))
-        .map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })
+    let text = format!("# Written by Alertray's Settings window.\n{text}");
+    write_private_replace(path, &text).map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })?;
+    Ok(text)
 }
 
 /// Where [`save`] keeps a config file that did not load: `config.toml.unreadable`.

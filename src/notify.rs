@@ -99,6 +99,14 @@ pub fn popup_for(event: &Event) -> Option<Popup> {
             url: None,
             storm: StormClass::Other,
         }),
+        Event::ConfigFileRejected { reason } => Some(Popup {
+            tag: "config".into(),
+            summary: "Alertray: the config file's edit is not applied".into(),
+            body: format!("{reason}\nThe receiver runs on with its settings until the file is fixed."),
+            urgency: Urgency::Normal,
+            url: None,
+            storm: StormClass::Exempt,
+        }),
         Event::Listening { .. }
         | Event::ReceiverFailed { .. }
         | Event::StateChanged

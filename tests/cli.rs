@@ -368,7 +368,8 @@ fn the_environment_names_the_files_and_an_empty_variable_names_nothing() {
 }
 
 /// An edit of the config file by hand is applied while `serve` runs; an edit that does not
-/// load, or names TLS files that do not, leaves the receiver serving with its settings.
+/// load, or names TLS files that do not, or a port another program holds, leaves the
+/// receiver serving with its settings.
 #[test]
 fn an_edit_of_the_config_file_is_applied_and_a_broken_one_is_not() {
     let dir = tempfile::tempdir().unwrap();
@@ -377,32 +378,47 @@ fn an_edit_of_the_config_file_is_applied_and_a_broken_one_is_not() {
     let post = |token: &str| {
         serve.client().post(serve.url()).bearer_auth(token).body(body.clone()).send().unwrap().status().as_u16()
     };
+    // As an editor saves: a new file put in place.
+    let edit = |text: &str| {
+        let tmp = dir.path().join("config.toml.edit");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &serve.config).unwrap();
+    };
     assert_eq!(post("test-token"), 200);
     let original = std::fs::read_to_string(&serve.config).unwrap();
-    // A new token, by hand.
-    std::fs::write(&serve.config, original.replace("test-token", "edited-token")).unwrap();
+    let edited = original.replace("test-token", "edited-token");
+    edit(&edited);
     serve.wait_for_line("changed; applying it", Duration::from_secs(10));
     serve.wait_for_line("receiver listening", Duration::from_secs(10));
     assert_eq!(post("edited-token"), 200);
     assert_eq!(post("test-token"), 401);
+    // Another interface, the same port: applied (the receiver's own port is not "in use").
+    let listen = format!("listen = \"127.0.0.1:{}\"", serve.port);
+    let everywhere = edited.replace(&listen, &format!("listen = \"0.0.0.0:{}\"", serve.port));
+    edit(&everywhere);
+    serve.wait_for_line("changed; applying it", Duration::from_secs(10));
+    let line = serve.wait_for_line("receiver listening", Duration::from_secs(10));
+    assert!(line.contains(&format!("0.0.0.0:{}", serve.port)), "{line}");
+    assert_eq!(post("edited-token"), 200);
     // Half-made edits: the receiver keeps serving with the last good settings, and says why.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap();
     let broken = [
-        (
-            original.replace("test-token", "edited-token").replace("method = \"bearer\"", "method = \"bearer"),
-            "is not valid",
-        ),
-        (original.replace("test-token", ""), "auth.token"),
-        (format!("{}[tls]\ncert = \"missing.pem\"\nkey = \"missing-key.pem\"\n", original), "missing.pem"),
+        (everywhere.replace("method = \"bearer\"", "method = \"bearer"), "is not valid"),
+        (everywhere.replace("edited-token", ""), "auth.token"),
+        (format!("{everywhere}[tls]\ncert = \"missing.pem\"\nkey = \"missing-key.pem\"\n"), "missing.pem"),
+        (everywhere.replace(&format!("0.0.0.0:{}", serve.port), &taken.to_string()), "another program"),
     ];
     for (text, why) in broken {
-        std::fs::write(&serve.config, text).unwrap();
+        edit(&text);
         let line = serve.wait_for_line("the receiver keeps its settings", Duration::from_secs(10));
         assert!(line.contains(why), "{why}: {line}");
         assert_eq!(post("edited-token"), 200, "still serving after {why}");
     }
-    // Fixed: applied.
+    // Fixed, written in place this time: applied once the file is whole.
     std::fs::write(&serve.config, &original).unwrap();
     serve.wait_for_line("changed; applying it", Duration::from_secs(10));
     serve.wait_for_line("receiver listening", Duration::from_secs(10));
     assert_eq!(post("test-token"), 200);
+    drop(holder);
 }

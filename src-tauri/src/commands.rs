@@ -274,30 +274,8 @@ async fn save_settings<R: Runtime>(
     shell: State<'_, Shell>,
     raw: RawConfig,
 ) -> Result<ReceiverStatus> {
-    let path = &shell.core.paths.config_file;
-    let new = raw.clone().validate(config::config_base(path))?;
-    // A new listen address that another program holds would stop the receiver that works
-    // now: refused at its field before anything is saved or stopped.
-    if let Some(old) = shell.core.config().await {
-        let addr = new.server.listen;
-        if addr != old.server.listen {
-            if let Err(e) = std::net::TcpListener::bind(addr) {
-                return Err(config::ConfigError::Invalid {
-                    key: "server.listen".into(),
-                    value: format!("\"{addr}\""),
-                    accepted: format!(
-                        "an address Alertray can listen on ({}); nothing was saved, and the receiver keeps \
-                         listening on {}",
-                        alertray::app::bind_problem(&e),
-                        old.server.listen
-                    ),
-                }
-                .into());
-            }
-        }
-    }
-    config::write(path, &raw)?;
-    let status = shell.core.apply(Ok(new)).await;
+    let new = raw.clone().validate(config::config_base(&shell.core.paths.config_file))?;
+    let status = shell.core.save_config(&raw, new).await?;
     crate::request_refresh(&app, "receiver");
     Ok(status)
 }

@@ -305,6 +305,9 @@ async fn start<R: Runtime>(app: tauri::AppHandle<R>) {
                 Ok(Event::Listening { .. }) | Ok(Event::ReceiverFailed { .. }) => request_refresh(&app, "receiver"),
                 Ok(Event::TunnelChanged) => request_refresh(&app, "tunnel"),
                 Ok(Event::ConfigFileApplied) => request_refresh(&app, "config"),
+                Ok(Event::ConfigFileRejected { reason }) => {
+                    request_refresh(&app, &format!("config-rejected:{reason}"))
+                }
                 // Missed events may have been a token or a tunnel change too.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => request_refresh(&app, "lagged"),
                 Ok(_) => request_refresh(&app, "alerts"),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alertray::alerts::Event;
 use alertray::app::{Alertray, Paths, ReceiverStatus};
 use alertray::store::Delivery;
 use serde_json::{json, Value};
@@ -272,6 +273,44 @@ fn guide_shows_the_latest_verification_token() {
     assert_eq!(g["token"]["token"], "2b633082-34ec-4ec3-946c-5e81076c39af");
     let err = h.invoke("open_url", json!({"url": "file:///etc/passwd"})).unwrap_err();
     assert_eq!(err["code"], "refused");
+}
+
+/// The app follows edits of its config file by hand: a fix starts a stopped receiver, and a
+/// broken edit while it runs is announced (a popup says why) and left unapplied.
+#[test]
+fn the_app_follows_the_config_file_edited_by_hand() {
+    let h = harness_with("[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nmethod = \"bearer\"\n");
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: {:?}", h.core.status());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait(
+        "stopped for the missing token",
+        &|| matches!(h.core.status(), ReceiverStatus::Stopped { key: Some(ref k), .. } if k == "auth.token"),
+    );
+    let mut events = h.core.events.subscribe();
+    std::fs::write(&h.core.paths.config_file, GOOD_CONFIG).unwrap();
+    wait("running once fixed by hand", &|| matches!(h.core.status(), ReceiverStatus::Running { .. }));
+    let before = h.core.status();
+    std::fs::write(&h.core.paths.config_file, GOOD_CONFIG.replace("token = \"tok\"\n", "")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let reason = loop {
+        match events.try_recv() {
+            Ok(Event::ConfigFileRejected { reason }) => break reason,
+            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => {
+                assert!(Instant::now() < deadline, "no ConfigFileRejected event");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    assert!(reason.contains("auth.token"), "{reason}");
+    let popup = alertray::notify::popup_for(&Event::ConfigFileRejected { reason }).expect("a popup says so");
+    assert!(popup.body.contains("auth.token"), "{}", popup.body);
+    assert_eq!(h.core.status(), before, "the receiver runs on as it was");
 }
 
 #[test]
