@@ -86,7 +86,7 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr} (server.listen): {}", bind_problem(source))]
+    #[error("cannot listen on {addr} (server.listen): {}", bind_problem(*addr, source))]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -96,12 +96,15 @@ pub enum StartError {
 }
 
 /// Why an address cannot be listened on, in plain words (not "os error 98").
-pub fn bind_problem(e: &std::io::Error) -> String {
+pub fn bind_problem(addr: SocketAddr, e: &std::io::Error) -> String {
     use std::io::ErrorKind::*;
     match e.kind() {
         AddrInUse => "another program (or another Alertray) is already listening there".into(),
         AddrNotAvailable => "no network interface of this machine has that address".into(),
-        PermissionDenied => "ports below 1024 need administrator rights; choose 1024 or above".into(),
+        PermissionDenied if addr.port() < 1024 => {
+            "ports below 1024 need administrator rights; choose 1024 or above".into()
+        }
+        PermissionDenied => "the system does not allow Alertray to listen there".into(),
         // "Cannot assign requested address (os error 99)": the words, without the number.
         _ => {
             let text = e.to_string();

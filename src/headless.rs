@@ -63,9 +63,13 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
         let shutdown = CancellationToken::new();
         let log_events = core.events.subscribe();
         let status = core.apply(Ok(cfg)).await;
-        // A receiver that did not start was logged with its reason ("receiver not running: ...").
         let ReceiverStatus::Running { addr, fingerprint, cert_path, self_signed } = status else {
-            return Err(HeadlessError::Logged);
+            // Said once: by the log line ("receiver not running: ..."), unless the log filter
+            // leaves it out.
+            if tracing::enabled!(target: "alertray::app", tracing::Level::ERROR) {
+                return Err(HeadlessError::Logged);
+            }
+            return Err(HeadlessError::Other(status.error().unwrap_or("the receiver did not start").to_string()));
         };
         let cfg = core.config().await.expect("a running receiver has a config");
         eprintln!("Listening on https://{addr}{}", cfg.server.path);

@@ -343,6 +343,13 @@ fn a_taken_port_is_a_clear_error() {
     assert_eq!(err.matches("cannot listen on").count(), 1, "{err}");
     assert!(err.contains("another program (or another Alertray) is already listening there"), "{err}");
     assert!(!err.contains("os error"), "{err}");
+    // With the log turned off, the message is still said, once.
+    let (code, _, err) = run(
+        &["serve", "--no-popups", "--config", p.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()],
+        &[("ALERTRAY_LOG", Path::new("off"))],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(err.matches("cannot listen on").count(), 1, "{err}");
 }
 
 /// ALERTRAY_CONFIG and ALERTRAY_DATA_DIR name the files unless the command line does; set
