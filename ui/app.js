@@ -699,8 +699,8 @@ async function discard() {
   await drawSettings(null);
   showErrors(null);
   toast("Changes discarded");
-  const save = document.getElementById("save");
-  if (save) save.focus();
+  const first = page.querySelector(".field input, .field select");
+  if (first) first.focus({ preventScroll: true });
 }
 
 // "#settings/<key>" points at a setting; "#settings/<key>=<value, URI-encoded>" also fills it
@@ -744,14 +744,15 @@ document.addEventListener("input", () => {
 });
 document.addEventListener("change", syncDiscard);
 
-// Enter in a Settings field saves, as in any form (not in a list of buttons or a switch).
+// Enter in a Settings field saves its edits, as in any form (not in a list of buttons or a
+// switch; a held key saves once).
 document.addEventListener("keydown", (e) => {
   if (e.key !== "Enter" || e.ctrlKey || e.altKey || e.shiftKey || e.metaKey || e.isComposing) return;
   const el = e.target;
   if (el.tagName !== "INPUT" || !["text", "password", "number"].includes(el.type) || !el.closest(".field")) return;
   if (!document.getElementById("save")) return;
   e.preventDefault();
-  save();
+  if (!e.repeat && settingsDirty()) save();
 });
 
 // Whether the Settings form holds edits not saved yet.
@@ -770,7 +771,22 @@ function focusField(key) {
   if (input) input.focus();
 }
 
+// One save at a time: two at once would race for the file and restart the receiver twice.
+let saving = false;
+
 async function save() {
+  if (saving) return;
+  saving = true;
+  const button = document.getElementById("save");
+  if (button) button.disabled = true;
+  try { await saveNow(); } finally {
+    saving = false;
+    const b = document.getElementById("save");
+    if (b) b.disabled = false;
+  }
+}
+
+async function saveNow() {
   const result = $("#save-result");
   result.className = "result";
   result.textContent = "Saving...";
