@@ -285,6 +285,9 @@ pub fn transition(prev: Option<&Alert>, n: &Notification, id: i64, now_ms: i64, 
     }
 }
 
+/// The longest a delivery is taken to arrive after Netdata dates its transition.
+const MAX_DELIVERY_DELAY_MS: i64 = 24 * 3600 * 1000;
+
 fn keep() -> Transition {
     Transition { update: StateUpdate::Keep, event: None }
 }
@@ -311,8 +314,12 @@ fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
             // Active since Netdata says it happened, when it says so (a delivery retried for a
             // while, or kept while Alertray was not running, arrives late), never later than
             // it arrived (a node's clock ahead of ours).
-            if let Some(at) = alert.triggered_at {
-                alert.since_ms = alert.since_ms.min(at.timestamp_millis());
+            if let Some(at) = alert.triggered_at.map(|t| t.timestamp_millis()) {
+                // A day is more than Netdata retries for: a time older than that is a node's
+                // clock behind ours.
+                if at >= alert.since_ms - MAX_DELIVERY_DELAY_MS {
+                    alert.since_ms = alert.since_ms.min(at);
+                }
             }
             if alert.kind == AlertKind::Node {
                 Change::Unreachable
@@ -489,6 +496,9 @@ mod tests {
         // From a node whose clock is ahead: since it arrived.
         let early = upserted(&transition(None, &w, 1, at - 5_000, None));
         assert_eq!(early.since_ms, at - 5_000);
+        // Or far behind: since it arrived, too.
+        let behind = upserted(&transition(None, &w, 1, at + 3 * 86_400_000, None));
+        assert_eq!(behind.since_ms, at + 3 * 86_400_000);
         // An update keeps the start.
         let c = alert_body("Critical", "2026-01-01T00:05:00Z", "99%");
         let escalated = upserted(&transition(Some(&late), &c, 2, at + 900_000, newest(Some(&late))));

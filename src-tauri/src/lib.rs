@@ -196,8 +196,7 @@ pub fn run() -> i32 {
             windows::open(app, page);
         }))
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
-        .plugin(tauri_plugin_clipboard_manager::init())
-        .plugin(windows::state_plugin());
+        .plugin(tauri_plugin_clipboard_manager::init());
     run_app(builder, tauri::generate_context!(), core, log_dir)
 }
 
@@ -256,6 +255,8 @@ pub fn build_app<R: Runtime>(
     };
     builder
         .manage(shell)
+        // Here rather than with the other plugins: every window saves its place through it.
+        .plugin(windows::state_plugin())
         .invoke_handler(commands::handler())
         .setup(move |app| {
             let handle = app.handle().clone();

@@ -98,11 +98,15 @@ pub fn open_at<R: Runtime>(app: &tauri::AppHandle<R>, page: Page, anchor: Option
         .title(page.title())
         .inner_size(w, h)
         .min_inner_size(560.0, 400.0)
+        // Shown once the state plugin has put it back where it was, rather than jumping there.
+        .visible(false)
         .build();
     match built {
         // The plugin saves to disk only when the app exits; a window closed is saved at once,
         // for a session that ends without Quit (logging out).
         Ok(window) => {
+            let _ = window.show();
+            let _ = window.set_focus();
             let app = app.clone();
             window.on_window_event(move |e| {
                 if let WindowEvent::CloseRequested { .. } = e {
