@@ -485,11 +485,18 @@ impl Alertray {
                     continue;
                 }
                 Some(known) if known == text => continue,
-                Some(_) => {}
-            }
-            tokio::time::sleep(CONFIG_SETTLE).await;
-            if tokio::fs::read(&path).await.ok().as_ref() != Some(&text) {
-                continue;
+                Some(known) => {
+                    tokio::time::sleep(CONFIG_SETTLE).await;
+                    if tokio::fs::read(&path).await.ok().as_ref() != Some(&text) {
+                        continue;
+                    }
+                    // Comments, spacing or order only: nothing to restart for.
+                    if crate::config::same_settings(&known, &text) && self.status().error().is_none() {
+                        tracing::info!("{} changed, but not its settings", path.display());
+                        self.note_config_text(Some(text));
+                        continue;
+                    }
+                }
             }
             let cfg = Config::from_file_bytes(&path, &text);
             let problem = match &cfg {

@@ -1164,6 +1164,16 @@ pub fn save(path: &Path, raw: &RawConfig) -> Result<Config, ConfigError> {
     Ok(cfg)
 }
 
+/// Whether two versions of a config file hold the same settings, whatever their comments,
+/// spacing and order (`false` when either does not load as TOML).
+pub fn same_settings(a: &[u8], b: &[u8]) -> bool {
+    let settings = |text: &[u8]| {
+        let raw: RawConfig = toml::from_str(std::str::from_utf8(text).ok()?).ok()?;
+        toml::Value::try_from(raw).ok()
+    };
+    matches!((settings(a), settings(b)), (Some(a), Some(b)) if a == b)
+}
+
 /// The folder relative paths in the config file at `path` start from.
 pub fn config_base(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
@@ -1261,6 +1271,17 @@ pub fn init(path: &Path) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_same_settings_are_told_apart_from_comments_and_layout() {
+        let a = b"[server]\nlisten = \"127.0.0.1:8443\"\n[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n";
+        let reordered = b"# edited by hand\n[auth]\ntoken = 't'   # the token\nmethod = \"bearer\"\n\n[server]\nlisten = \"127.0.0.1:8443\"\n";
+        assert!(super::same_settings(a, reordered));
+        let other = b"[server]\nlisten = \"127.0.0.1:8443\"\n[auth]\nmethod = \"bearer\"\ntoken = \"u\"\n";
+        assert!(!super::same_settings(a, other));
+        assert!(!super::same_settings(a, b"[server\n"));
+        assert!(!super::same_settings(b"[server\n", b"[server\n"), "what does not load is never the same");
+    }
+
     #[test]
     fn saving_over_a_file_that_does_not_load_keeps_it() {
         let dir = tempfile::tempdir().unwrap();

@@ -399,6 +399,9 @@ fn an_edit_of_the_config_file_is_applied_and_a_broken_one_is_not() {
     serve.wait_for_line("receiver listening", Duration::from_secs(10));
     assert_eq!(post("edited-token"), 200);
     assert_eq!(post("test-token"), 401);
+    // A comment and a blank line: the settings are the same, nothing restarts.
+    edit(&format!("# edited by hand\n\n{edited}"));
+    serve.wait_for_line("changed, but not its settings", Duration::from_secs(10));
     // Another interface, the same port: applied (the receiver's own port is not "in use").
     let listen = format!("listen = \"127.0.0.1:{}\"", serve.port);
     let everywhere = edited.replace(&listen, &format!("listen = \"0.0.0.0:{}\"", serve.port));
