@@ -233,9 +233,9 @@ pub struct Alertray {
     slot: tokio::sync::Mutex<ReceiverSlot>,
     status: std::sync::Mutex<ReceiverStatus>,
     tunnel: std::sync::Mutex<Option<tokio::sync::watch::Receiver<TunnelStatus>>>,
-    /// The config file's content when a config was last applied from it, to tell an edit
-    /// by hand; `None` until known.
-    config_text: std::sync::Mutex<Option<Vec<u8>>>,
+    /// The config file's content when last read or written, to tell an edit by hand, and
+    /// whether it was applied (not an edit left unapplied); `None` until known.
+    config_text: std::sync::Mutex<Option<(Vec<u8>, bool)>>,
     /// Held by whoever reads the config file to apply it, or writes it: Settings' Save, the
     /// watcher of edits by hand, and stopping. One at a time, so that what was applied last
     /// is what the file holds.
@@ -424,7 +424,7 @@ impl Alertray {
         match std::fs::read(path) {
             Ok(text) => {
                 let cfg = Config::from_file_bytes(path, &text);
-                self.note_config_text(Some(text));
+                self.note_config_text(Some((text, true)));
                 self.apply(cfg).await
             }
             Err(_) => {
@@ -454,7 +454,7 @@ impl Alertray {
             });
         }
         let text = crate::config::write(&self.paths.config_file, raw)?;
-        self.note_config_text(Some(text.into_bytes()));
+        self.note_config_text(Some((text.into_bytes(), true)));
         Ok(self.apply(Ok(cfg)).await)
     }
 
@@ -481,19 +481,20 @@ impl Alertray {
             match known {
                 // Started from a config read before this watched (`alertray serve`).
                 None => {
-                    self.note_config_text(Some(text));
+                    self.note_config_text(Some((text, true)));
                     continue;
                 }
-                Some(known) if known == text => continue,
-                Some(known) => {
+                Some((known, _)) if known == text => continue,
+                Some((known, applied)) => {
                     tokio::time::sleep(CONFIG_SETTLE).await;
                     if tokio::fs::read(&path).await.ok().as_ref() != Some(&text) {
                         continue;
                     }
                     // Comments, spacing or order only: nothing to restart for.
-                    if crate::config::same_settings(&known, &text) && self.status().error().is_none() {
+                    let running = self.status().error().is_none();
+                    if applied && running && crate::config::same_settings(&known, &text) {
                         tracing::info!("{} changed, but not its settings", path.display());
-                        self.note_config_text(Some(text));
+                        self.note_config_text(Some((text, true)));
                         continue;
                     }
                 }
@@ -503,9 +504,9 @@ impl Alertray {
                 Err(e) => Some(e.to_string()),
                 Ok(cfg) => self.usable(cfg).await.err(),
             };
-            self.note_config_text(Some(text));
             match problem {
                 Some(reason) if matches!(self.status(), ReceiverStatus::Running { .. }) => {
+                    self.note_config_text(Some((text, false)));
                     tracing::warn!(
                         "{} changed, but the receiver keeps its settings until the file is fixed: {reason}",
                         path.display()
@@ -514,6 +515,7 @@ impl Alertray {
                 }
                 _ => {
                     tracing::info!("{} changed; applying it", path.display());
+                    self.note_config_text(Some((text, true)));
                     self.apply(cfg).await;
                     let _ = self.events.send(Event::ConfigFileApplied);
                 }
@@ -521,7 +523,7 @@ impl Alertray {
         }
     }
 
-    fn note_config_text(&self, text: Option<Vec<u8>>) {
+    fn note_config_text(&self, text: Option<(Vec<u8>, bool)>) {
         *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = text;
     }
 

@@ -424,6 +424,10 @@ fn an_edit_of_the_config_file_is_applied_and_a_broken_one_is_not() {
         let line = serve.wait_for_line("the receiver keeps its settings", Duration::from_secs(10));
         assert!(line.contains(why), "{why}: {line}");
         assert_eq!(post("edited-token"), 200, "still serving after {why}");
+        // A comment added to an edit left unapplied does not make it "unchanged".
+        edit(&format!("# still {why}\n{text}"));
+        let line = serve.wait_for_line("the receiver keeps its settings", Duration::from_secs(10));
+        assert!(line.contains(why), "{why}, commented: {line}");
     }
     // Fixed, written in place this time: applied once the file is whole.
     std::fs::write(&serve.config, &original).unwrap();
