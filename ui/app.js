@@ -97,7 +97,7 @@ async function drawReceiver() {
 
 // ---- Alerts --------------------------------------------------------------------------------
 
-const alertsView = { tab: "active", activeFilter: "", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [], armed: null, acted: null, historyLoads: 0 };
+const alertsView = { tab: "active", tools: null, activeFilter: "", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [], armed: null, acted: null, historyLoads: 0 };
 
 function levelWord(level) {
   return { critical: "Critical", warning: "Warning", unreachable: "Unreachable", clear: "Clear", reachable: "Reachable" }[level] || level;
@@ -176,7 +176,8 @@ async function drawAlerts() {
   const tabs = h("div", { class: "tabs", role: "tablist" }, tab("active", "Active"), tab("history", "History"));
   // In a storm: narrow the active list, and acknowledge what it shows at once. Outside the
   // list, so that live updates do not redraw the field being typed in.
-  const tools = alertsView.tab === "active" ? h("div", { class: "filters", id: "active-tools", hidden: true },
+  // Kept in alertsView: the list is drawn before the page holds this.
+  const tools = alertsView.tools = alertsView.tab === "active" ? h("div", { class: "filters", id: "active-tools", hidden: true },
     h("input", { type: "search", id: "active-filter", placeholder: "Filter by node, alert or message", value: alertsView.activeFilter,
       oninput: debounce((e) => { alertsView.activeFilter = e.target.value; redrawActive(); }, 150) }),
     h("button", { class: "btn", id: "ack-shown", onclick: acknowledgeShown }, "Acknowledge all shown")) : null;
@@ -226,10 +227,10 @@ async function drawActive(body) {
     ? h("div", { class: "note warn", id: "receiver-stopped" }, `The receiver is not running: ${st.receiver.reason} `,
       h("button", { class: "btn", id: "fix-receiver", onclick: () => invoke("open_window", { page: "settings", anchor: st.receiver.key || null }) }, "Fix in Settings"))
     : null;
-  const tools = $("#active-tools");
+  const tools = alertsView.tools;
   if (tools) tools.hidden = active.length < 2 && !alertsView.activeFilter;
   const shown = active.filter(matchesActiveFilter);
-  const ackShown = $("#ack-shown");
+  const ackShown = tools && tools.querySelector("#ack-shown");
   if (ackShown) {
     const open = shown.filter((a) => !a.acknowledged).length;
     ackShown.disabled = !open;

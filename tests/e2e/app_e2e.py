@@ -617,6 +617,10 @@ def run_ui_test(args, work: Path, desktop: Desktop):
                 "const done = arguments[arguments.length - 1]; invoke('active_alerts').then(done, (e) => done(String(e)));")
             others_before = {a["key"]: a["acknowledged"] for a in active() if not a["name"].startswith("e2e_storm_")}
             assert others_before, "other alerts are active, to be left alone"
+            # Drawn afresh with the alerts already there (not only after one arrives live).
+            driver.find_element(By.ID, "tab-history").click()
+            wait_for("the History tab", lambda: driver.find_elements(By.ID, "history-list"), 10)
+            driver.find_element(By.ID, "tab-active").click()
             box = wait_for("the filter", lambda: driver.find_element(By.ID, "active-filter"), 10)
             wait_for("the filter shown", box.is_displayed, 10)
             box.send_keys("e2e_storm")
