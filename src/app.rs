@@ -467,6 +467,8 @@ impl Alertray {
         let path = self.paths.config_file.clone();
         let mut tick = tokio::time::interval(CONFIG_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Why the file could not be read at the last look, said once.
+        let mut unreadable: Option<String> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -476,7 +478,21 @@ impl Alertray {
             if shutdown.is_cancelled() {
                 break;
             }
-            let Ok(text) = tokio::fs::read(&path).await else { continue };
+            let text = match tokio::fs::read(&path).await {
+                Ok(text) => text,
+                Err(e) => {
+                    let reason = e.to_string();
+                    if unreadable.as_ref() != Some(&reason) {
+                        tracing::warn!(
+                            "{} cannot be read ({reason}); the receiver keeps its settings until it can",
+                            path.display()
+                        );
+                        unreadable = Some(reason);
+                    }
+                    continue;
+                }
+            };
+            unreadable = None;
             let known = self.config_text.lock().unwrap_or_else(|p| p.into_inner()).clone();
             match known {
                 // Started from a config read before this watched (`alertray serve`).
@@ -484,7 +500,18 @@ impl Alertray {
                     self.note_config_text(Some((text, true)));
                     continue;
                 }
-                Some((known, _)) if known == text => continue,
+                Some((known, true)) if known == text => continue,
+                // An edit left unapplied for a cause outside the file (TLS files not there
+                // yet, a port held): applied, without a word more, once the cause is gone.
+                Some((known, false)) if known == text => {
+                    if let Ok(cfg) = Config::from_file_bytes(&path, &text) {
+                        if self.usable(&cfg).await.is_ok() {
+                            tracing::info!("{} can be applied now; applying it", path.display());
+                            self.apply_edit(text, Ok(cfg)).await;
+                        }
+                    }
+                    continue;
+                }
                 Some((known, applied)) => {
                     tokio::time::sleep(CONFIG_SETTLE).await;
                     if tokio::fs::read(&path).await.ok().as_ref() != Some(&text) {
@@ -515,12 +542,17 @@ impl Alertray {
                 }
                 _ => {
                     tracing::info!("{} changed; applying it", path.display());
-                    self.note_config_text(Some((text, true)));
-                    self.apply(cfg).await;
-                    let _ = self.events.send(Event::ConfigFileApplied);
+                    self.apply_edit(text, cfg).await;
                 }
             }
         }
+    }
+
+    /// Applies `cfg`, read from the config file's `text` edited by hand.
+    async fn apply_edit(&self, text: Vec<u8>, cfg: Result<Config, ConfigError>) {
+        self.note_config_text(Some((text, true)));
+        self.apply(cfg).await;
+        let _ = self.events.send(Event::ConfigFileApplied);
     }
 
     fn note_config_text(&self, text: Option<(Vec<u8>, bool)>) {

@@ -429,10 +429,19 @@ fn an_edit_of_the_config_file_is_applied_and_a_broken_one_is_not() {
         let line = serve.wait_for_line("the receiver keeps its settings", Duration::from_secs(10));
         assert!(line.contains(why), "{why}, commented: {line}");
     }
+    // The last edit, left unapplied for the port another program held, is applied once the
+    // port is free, with no edit needed.
+    drop(holder);
+    serve.wait_for_line("can be applied now; applying it", Duration::from_secs(10));
+    let line = serve.wait_for_line("receiver listening", Duration::from_secs(10));
+    assert!(line.contains(&taken.to_string()), "{line}");
     // Fixed, written in place this time: applied once the file is whole.
     std::fs::write(&serve.config, &original).unwrap();
     serve.wait_for_line("changed; applying it", Duration::from_secs(10));
     serve.wait_for_line("receiver listening", Duration::from_secs(10));
     assert_eq!(post("test-token"), 200);
-    drop(holder);
+    // A file that cannot be read is said once, and changes nothing.
+    std::fs::remove_file(&serve.config).unwrap();
+    serve.wait_for_line("cannot be read", Duration::from_secs(10));
+    assert_eq!(post("test-token"), 200);
 }
