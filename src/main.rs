@@ -106,6 +106,27 @@ enum ConfigAction {
     Path,
 }
 
+/// Writes `text` to stdout. A reader that went away (`alertray alerts | head -1`) ends the
+/// command quietly, as in any Unix tool, rather than with a panic.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("alertray: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` through [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        emit(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 /// Exit code for a bad config or bad arguments.
 const EXIT_CONFIG: u8 = 2;
 
@@ -165,14 +186,14 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
                 let q = HistoryQuery { since_ms, status, host, text: search, limit, ..Default::default() };
                 let rows = store::history(&conn, &q).map_err(other)?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&rows).map_err(other)?);
+                    out!("{}", serde_json::to_string_pretty(&rows).map_err(other)?);
                 } else if rows.is_empty() && filtered {
-                    println!("No stored notification matches.");
+                    out!("No stored notification matches.");
                 } else if rows.is_empty() {
-                    println!("No notifications stored.");
+                    out!("No notifications stored.");
                 } else {
                     for r in rows {
-                        println!(
+                        out!(
                             "{}  {:<11} {:<20} {}",
                             local_time(r.received_ms),
                             r.status.as_deref().unwrap_or(&r.kind),
@@ -184,7 +205,7 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
             } else {
                 let active = store::active(&conn).map_err(other)?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&active).map_err(other)?);
+                    out!("{}", serde_json::to_string_pretty(&active).map_err(other)?);
                 } else {
                     print_active(&active);
                 }
@@ -195,18 +216,13 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
             let conn = store::open_reader(&paths.db()).map_err(other)?;
             let token = store::latest_token(&conn).map_err(other)?;
             match (token, json) {
-                (Some(t), true) => println!("{}", serde_json::to_string_pretty(&t).map_err(other)?),
-                (None, true) => println!("null"),
+                (Some(t), true) => out!("{}", serde_json::to_string_pretty(&t).map_err(other)?),
+                (None, true) => out!("null"),
                 (Some(t), false) => {
-                    println!(
-                        "{}  (received {}, {} ago)",
-                        one_line(&t.token),
-                        local_time(t.received_ms),
-                        ago(t.received_ms)
-                    )
+                    out!("{}  (received {}, {} ago)", one_line(&t.token), local_time(t.received_ms), ago(t.received_ms))
                 }
                 (None, false) => {
-                    println!("No Test notification has arrived yet. Press Test in Netdata Cloud's webhook form.")
+                    out!("No Test notification has arrived yet. Press Test in Netdata Cloud's webhook form.")
                 }
             }
             Ok(())
@@ -214,7 +230,7 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
         Command::Guide => {
             let cfg = Config::load(&paths.config_file)?;
             let url = alertray::check::current_webhook_url(&cfg, &paths.data_dir);
-            print!("{}", alertray::guide::ConnectGuide::of(&cfg).with_webhook_url(url).text());
+            emit(&alertray::guide::ConnectGuide::of(&cfg).with_webhook_url(url).text());
             Ok(())
         }
         Command::Check { url, ca, json } => {
@@ -232,9 +248,9 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(other)?;
             let report = rt.block_on(alertray::check::run(&cfg, opts));
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).map_err(other)?);
+                out!("{}", serde_json::to_string_pretty(&report).map_err(other)?);
             } else {
-                print!("{}", report.text());
+                emit(&report.text());
             }
             if report.passed {
                 Ok(())
@@ -245,25 +261,23 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
         Command::Config { action } => match action {
             ConfigAction::Init => {
                 config::init(&paths.config_file)?;
-                println!("Wrote {} with fresh secrets (readable by you only).", paths.config_file.display());
-                println!("Run `alertray guide` to see what to paste into Netdata Cloud.");
+                out!("Wrote {} with fresh secrets (readable by you only).", paths.config_file.display());
+                out!("Run `alertray guide` to see what to paste into Netdata Cloud.");
                 Ok(())
             }
             ConfigAction::Check { file } => {
                 let file = file.unwrap_or_else(|| paths.config_file.clone());
                 let cfg = Config::load(&file)?;
                 alertray::tls::check_files(&cfg).map_err(|e| Failure::Config(e.to_string()))?;
-                println!("{} is valid.", file.display());
+                out!("{} is valid.", file.display());
                 if cfg.auth.challenge_secret.is_none() {
-                    println!(
-                        "Note: auth.challenge_secret is not set; Netdata's challenge will be refused until it is."
-                    );
+                    out!("Note: auth.challenge_secret is not set; Netdata's challenge will be refused until it is.");
                 }
                 Ok(())
             }
             ConfigAction::Path => {
-                println!("config: {}", paths.config_file.display());
-                println!("data:   {}", paths.data_dir.display());
+                out!("config: {}", paths.config_file.display());
+                out!("data:   {}", paths.data_dir.display());
                 Ok(())
             }
         },
@@ -272,12 +286,12 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
 
 fn print_active(active: &[Alert]) {
     if active.is_empty() {
-        println!("All clear: no active alerts.");
+        out!("All clear: no active alerts.");
         return;
     }
-    println!("{}", Summary::of(active).describe());
+    out!("{}", Summary::of(active).describe());
     for a in active {
-        println!(
+        out!(
             "{:<11} {:<20} {:<28} {:<10} since {}{}",
             a.level.label(),
             one_line(&a.host),

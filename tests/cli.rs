@@ -445,3 +445,24 @@ fn an_edit_of_the_config_file_is_applied_and_a_broken_one_is_not() {
     serve.wait_for_line("cannot be read", Duration::from_secs(10));
     assert_eq!(post("test-token"), 200);
 }
+
+/// `alertray ... | head -1`: a reader that goes away ends the command quietly (exit 0), not
+/// with a panic about a broken pipe.
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _) = write_config(dir.path(), "");
+    for args in [&["config", "path"][..], &["guide"], &["config", "check"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .args(["--config", cfg.to_str().unwrap(), "--data-dir", dir.path().join("data").to_str().unwrap()])
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+}
