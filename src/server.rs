@@ -118,8 +118,12 @@ pub fn router(state: ReceiverState) -> Router {
 
 /// The request's path for a log line: at most 100 characters (it is the client's to choose).
 fn logged_path(uri: &axum::http::Uri) -> &str {
-    let path = uri.path();
-    path.char_indices().nth(100).map_or(path, |(i, _)| &path[..i])
+    cut(uri.path(), 100)
+}
+
+/// `text`'s first `chars` characters, for a log line.
+fn cut(text: &str, chars: usize) -> &str {
+    text.char_indices().nth(chars).map_or(text, |(i, _)| &text[..i])
 }
 
 async fn no_such_path(info: Option<Extension<ConnectionInfo>>, req: Request) -> ApiError {
@@ -130,8 +134,7 @@ async fn no_such_path(info: Option<Extension<ConnectionInfo>>, req: Request) -> 
 }
 
 async fn method_not_allowed(info: Option<Extension<ConnectionInfo>>, req: Request) -> ApiError {
-    let method = req.method().as_str();
-    let method = method.char_indices().nth(20).map_or(method, |(i, _)| &method[..i]);
+    let method = cut(req.method().as_str(), 20);
     let path = logged_path(req.uri());
     tracing::info!(peer = %peer_of(&info), method, path, "refused: method not allowed");
     discard_body(req.into_body()).await;
