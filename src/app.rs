@@ -427,9 +427,9 @@ impl Alertray {
                 self.note_config_text(Some((text, true)));
                 self.apply(cfg).await
             }
-            Err(_) => {
+            Err(source) => {
                 self.note_config_text(None);
-                self.apply(Config::load(path)).await
+                self.apply(Err(ConfigError::reading(path, source))).await
             }
         }
     }
@@ -518,8 +518,7 @@ impl Alertray {
                         continue;
                     }
                     // Comments, spacing or order only: nothing to restart for.
-                    let running = self.status().error().is_none();
-                    if applied && running && crate::config::same_settings(&known, &text) {
+                    if applied && self.running() && crate::config::same_settings(&known, &text) {
                         tracing::info!("{} changed, but not its settings", path.display());
                         self.note_config_text(Some((text, true)));
                         continue;
@@ -532,7 +531,7 @@ impl Alertray {
                 Ok(cfg) => self.usable(cfg).await.err(),
             };
             match problem {
-                Some(reason) if matches!(self.status(), ReceiverStatus::Running { .. }) => {
+                Some(reason) if self.running() => {
                     self.note_config_text(Some((text, false)));
                     tracing::warn!(
                         "{} changed, but the receiver keeps its settings until the file is fixed: {reason}",
@@ -584,6 +583,11 @@ impl Alertray {
     /// The receiver's status now.
     pub fn status(&self) -> ReceiverStatus {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the receiver runs now.
+    fn running(&self) -> bool {
+        matches!(*self.status.lock().unwrap_or_else(|p| p.into_inner()), ReceiverStatus::Running { .. })
     }
 
     /// The config in use, if one loaded.

@@ -98,7 +98,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// Reading `path` failed with `source`: a missing file says how to make one.
-    fn reading(path: &Path, source: std::io::Error) -> ConfigError {
+    pub(crate) fn reading(path: &Path, source: std::io::Error) -> ConfigError {
         match source.kind() {
             std::io::ErrorKind::NotFound => ConfigError::Missing { path: path.to_path_buf() },
             _ => ConfigError::Read { path: path.to_path_buf(), source },

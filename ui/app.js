@@ -1056,8 +1056,9 @@ const redrawChanged = throttle(async () => {
   changed.clear();
   const r = route();
   await drawReceiver().catch(() => {});
-  const rejected = [...what].find((w) => w.startsWith("config-rejected:"));
-  if (rejected) toast(`The config file's edit is not applied (the receiver keeps its settings): ${rejected.slice(16)}`);
+  const REJECTED = "config-rejected:";
+  const rejected = [...what].find((w) => w.startsWith(REJECTED));
+  if (rejected) toast(`The config file's edit is not applied (the receiver keeps its settings): ${rejected.slice(REJECTED.length)}`);
   if (r.name === "alerts") {
     // Not while the tab is being drawn (its body is not in the page yet): it shows the news.
     if (alertsView.tab === "active") redrawActive();
