@@ -210,6 +210,15 @@ impl ReceiverStatus {
     }
 }
 
+/// What the watcher of the config file knows of it.
+#[derive(Debug, Clone, Default)]
+struct FileState {
+    /// What the file held when it was last applied; `None` before, or when it could not be read.
+    applied: Option<Vec<u8>>,
+    /// An edit by hand left unapplied while the receiver runs on, and why.
+    refused: Option<(Vec<u8>, String)>,
+}
+
 struct ReceiverSlot {
     config: Option<Arc<Config>>,
     running: Option<(Running, CancellationToken)>,
@@ -233,9 +242,9 @@ pub struct Alertray {
     slot: tokio::sync::Mutex<ReceiverSlot>,
     status: std::sync::Mutex<ReceiverStatus>,
     tunnel: std::sync::Mutex<Option<tokio::sync::watch::Receiver<TunnelStatus>>>,
-    /// The config file's content when last read or written, to tell an edit by hand, and
-    /// whether it was applied (not an edit left unapplied); `None` until known.
-    config_text: std::sync::Mutex<Option<(Vec<u8>, bool)>>,
+    /// What the config file held when last applied, and an edit of it left unapplied; to
+    /// tell an edit by hand.
+    config_text: std::sync::Mutex<FileState>,
     /// Held by whoever reads the config file to apply it, or writes it: Settings' Save, the
     /// watcher of edits by hand, and stopping. One at a time, so that what was applied last
     /// is what the file holds.
@@ -274,7 +283,7 @@ impl Alertray {
             }),
             status: std::sync::Mutex::new(stopped),
             tunnel: std::sync::Mutex::new(None),
-            config_text: std::sync::Mutex::new(None),
+            config_text: std::sync::Mutex::new(FileState::default()),
             config_io: tokio::sync::Mutex::new(()),
         }
     }
@@ -424,11 +433,11 @@ impl Alertray {
         match std::fs::read(path) {
             Ok(text) => {
                 let cfg = Config::from_file_bytes(path, &text);
-                self.note_config_text(Some((text, true)));
+                self.note_applied(Some(text));
                 self.apply(cfg).await
             }
             Err(source) => {
-                self.note_config_text(None);
+                self.note_applied(None);
                 self.apply(Err(ConfigError::reading(path, source))).await
             }
         }
@@ -454,7 +463,7 @@ impl Alertray {
             });
         }
         let text = crate::config::write(&self.paths.config_file, raw)?;
-        self.note_config_text(Some((text.into_bytes(), true)));
+        self.note_applied(Some(text.into_bytes()));
         Ok(self.apply(Ok(cfg)).await)
     }
 
@@ -494,16 +503,10 @@ impl Alertray {
             };
             unreadable = None;
             let known = self.config_text.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            match known {
-                // Started from a config read before this watched (`alertray serve`).
-                None => {
-                    self.note_config_text(Some((text, true)));
-                    continue;
-                }
-                Some((known, true)) if known == text => continue,
+            match (&known.applied, &known.refused) {
                 // An edit left unapplied for a cause outside the file (TLS files not there
                 // yet, a port held): applied, without a word more, once the cause is gone.
-                Some((known, false)) if known == text => {
+                (_, Some((refused, _))) if *refused == text => {
                     if let Ok(cfg) = Config::from_file_bytes(&path, &text) {
                         if self.usable(&cfg).await.is_ok() {
                             tracing::info!("{} can be applied now; applying it", path.display());
@@ -512,18 +515,25 @@ impl Alertray {
                     }
                     continue;
                 }
-                Some((known, applied)) => {
+                (Some(applied), None) if *applied == text => continue,
+                _ => {
                     tokio::time::sleep(CONFIG_SETTLE).await;
                     if tokio::fs::read(&path).await.ok().as_ref() != Some(&text) {
                         continue;
                     }
-                    // Comments, spacing or order only: nothing to restart for.
-                    if applied && self.running() && crate::config::same_settings(&known, &text) {
-                        tracing::info!("{} changed, but not its settings", path.display());
-                        self.note_config_text(Some((text, true)));
-                        continue;
-                    }
                 }
+            }
+            // Comments, spacing or order only, or a refused edit undone: nothing to restart.
+            let settings_kept = known.applied.as_ref().is_some_and(|a| crate::config::same_settings(a, &text));
+            if settings_kept && self.running() {
+                self.note_applied(Some(text));
+                if known.refused.is_some() {
+                    tracing::info!("{} is back to the settings in use", path.display());
+                    let _ = self.events.send(Event::ConfigFileApplied);
+                } else {
+                    tracing::info!("{} changed, but not its settings", path.display());
+                }
+                continue;
             }
             let cfg = Config::from_file_bytes(&path, &text);
             let problem = match &cfg {
@@ -532,7 +542,7 @@ impl Alertray {
             };
             match problem {
                 Some(reason) if self.running() => {
-                    self.note_config_text(Some((text, false)));
+                    self.config_text.lock().unwrap_or_else(|p| p.into_inner()).refused = Some((text, reason.clone()));
                     tracing::warn!(
                         "{} changed, but the receiver keeps its settings until the file is fixed: {reason}",
                         path.display()
@@ -549,13 +559,29 @@ impl Alertray {
 
     /// Applies `cfg`, read from the config file's `text` edited by hand.
     async fn apply_edit(&self, text: Vec<u8>, cfg: Result<Config, ConfigError>) {
-        self.note_config_text(Some((text, true)));
+        self.note_applied(Some(text));
         self.apply(cfg).await;
         let _ = self.events.send(Event::ConfigFileApplied);
     }
 
-    fn note_config_text(&self, text: Option<(Vec<u8>, bool)>) {
-        *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = text;
+    /// Applies `cfg`, read from the config file's `text` by the caller (`alertray serve`,
+    /// which checks it before anything starts), so that an edit made since is told apart.
+    pub async fn apply_file(&self, text: Vec<u8>, cfg: Config) -> ReceiverStatus {
+        let _io = self.config_io.lock().await;
+        self.note_applied(Some(text));
+        self.apply(Ok(cfg)).await
+    }
+
+    /// Notes `text` as what the config file holds and the receiver applied (`None`: not
+    /// known); no edit of it is left unapplied.
+    fn note_applied(&self, text: Option<Vec<u8>>) {
+        *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = FileState { applied: text, refused: None };
+    }
+
+    /// Why the config file's latest edit by hand is not applied, while the receiver keeps
+    /// the settings it had ([`Event::ConfigFileRejected`]); `None` when nothing is held back.
+    pub fn refused_edit(&self) -> Option<String> {
+        self.config_text.lock().unwrap_or_else(|p| p.into_inner()).refused.as_ref().map(|(_, why)| why.clone())
     }
 
     /// Whether `cfg` can replace the running config: its TLS files load and its listen

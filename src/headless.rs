@@ -54,7 +54,8 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
     }
     // A bad config is refused before anything else happens, with exit code 2: the files it
     // names for TLS too.
-    let cfg = Config::load(&paths.config_file)?;
+    let text = std::fs::read(&paths.config_file).map_err(|e| config::ConfigError::reading(&paths.config_file, e))?;
+    let cfg = Config::from_file_bytes(&paths.config_file, &text)?;
     crate::tls::check_files(&cfg).map_err(|e| HeadlessError::Config(e.to_string()))?;
     crate::app::raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(other)?;
@@ -62,7 +63,7 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
         let core = Arc::new(Alertray::open(paths.clone()));
         let shutdown = CancellationToken::new();
         let log_events = core.events.subscribe();
-        let status = core.apply(Ok(cfg)).await;
+        let status = core.apply_file(text, cfg).await;
         let ReceiverStatus::Running { addr, fingerprint, cert_path, self_signed } = status else {
             // Said once: by the log line ("receiver not running: ..."), unless the log filter
             // leaves it out.

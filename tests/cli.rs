@@ -435,6 +435,16 @@ fn an_edit_of_the_config_file_is_applied_and_a_broken_one_is_not() {
     serve.wait_for_line("can be applied now; applying it", Duration::from_secs(10));
     let line = serve.wait_for_line("receiver listening", Duration::from_secs(10));
     assert!(line.contains(&taken.to_string()), "{line}");
+    // A broken edit undone (a comment kept): the receiver was not restarted for it, nor is it now.
+    let moved = everywhere.replace(&format!("0.0.0.0:{}", serve.port), &taken.to_string());
+    edit(&moved.replace("edited-token", ""));
+    let seen = serve.lines_until("the receiver keeps its settings", Duration::from_secs(10));
+    edit(&format!("# put back\n{moved}"));
+    let seen = [seen, serve.lines_until("is back to the settings in use", Duration::from_secs(10))].concat();
+    assert!(!seen.iter().any(|l| l.contains("applying it") || l.contains("receiver listening")), "{seen:#?}");
+    let client = serve.client();
+    let at_taken = format!("https://localhost:{}/", taken.port());
+    assert_eq!(client.post(&at_taken).bearer_auth("edited-token").body(body.clone()).send().unwrap().status(), 200);
     // Fixed, written in place this time: applied once the file is whole.
     std::fs::write(&serve.config, &original).unwrap();
     serve.wait_for_line("changed; applying it", Duration::from_secs(10));

@@ -241,6 +241,8 @@ pub struct Settings {
     raw: RawConfig,
     /// Why the file could not be read, if it could not (the form then starts from defaults).
     load_error: Option<CommandError>,
+    /// Why the file's latest edit by hand is not applied (the receiver runs on as it was).
+    refused: Option<String>,
     config_path: String,
     log_dir: String,
     autostart: bool,
@@ -256,6 +258,7 @@ fn settings<R: Runtime>(app: tauri::AppHandle<R>, shell: State<'_, Shell>) -> Se
     Settings {
         raw,
         load_error,
+        refused: shell.core.refused_edit(),
         config_path: shell.core.paths.config_file.display().to_string(),
         log_dir: shell.log_dir.display().to_string(),
         autostart: autostart_enabled(&app),

@@ -37,8 +37,13 @@ fn harness_with(config: &str) -> Harness {
 }
 
 fn harness_in(dir: tempfile::TempDir, config: &str) -> Harness {
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    harness_at(dir)
+}
+
+/// The app started on `dir/config.toml` as it is (or is not) there.
+fn harness_at(dir: tempfile::TempDir) -> Harness {
     let config_file = dir.path().join("config.toml");
-    std::fs::write(&config_file, config).unwrap();
     let paths = Paths { config_file, data_dir: dir.path().join("data") };
     let core = Arc::new(Alertray::open(paths));
     let mut app = alertray_app::build_app(
@@ -311,6 +316,37 @@ fn the_app_follows_the_config_file_edited_by_hand() {
     let popup = alertray::notify::popup_for(&Event::ConfigFileRejected { reason }).expect("a popup says so");
     assert!(popup.body.contains("auth.token"), "{}", popup.body);
     assert_eq!(h.core.status(), before, "the receiver runs on as it was");
+    // Settings says so for as long as the edit is left unapplied.
+    let refused = h.invoke("settings", json!({})).unwrap()["refused"].clone();
+    assert!(refused.as_str().is_some_and(|r| r.contains("auth.token")), "{refused}");
+    // The edit undone (a comment kept): the rejection is over, and nothing restarts (a restart
+    // on port 0 would listen on another port).
+    std::fs::write(&h.core.paths.config_file, format!("# put back\n{GOOD_CONFIG}")).unwrap();
+    wait("the rejection over", &|| h.invoke("settings", json!({})).unwrap()["refused"].is_null());
+    assert_eq!(h.core.status(), before, "nothing restarted");
+}
+
+/// A config file that cannot be read at start stops the receiver; once it can be read, it is
+/// applied, as an edit would be.
+#[test]
+fn a_config_file_unreadable_at_start_is_applied_once_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("config.toml");
+    // A folder where the file should be: unreadable as a file, for root too.
+    std::fs::create_dir(&config_file).unwrap();
+    let h = harness_at(dir);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !matches!(h.core.status(), ReceiverStatus::Stopped { ref reason, .. } if reason.contains("directory")) {
+        assert!(Instant::now() < deadline, "{:?}", h.core.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_dir(&config_file).unwrap();
+    std::fs::write(&config_file, GOOD_CONFIG).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !matches!(h.core.status(), ReceiverStatus::Running { .. }) {
+        assert!(Instant::now() < deadline, "not applied once readable: {:?}", h.core.status());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

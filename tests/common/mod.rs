@@ -100,12 +100,23 @@ impl Serve {
 
     /// Waits for a stderr line containing `needle`; panics with everything seen if none.
     pub fn wait_for_line(&self, needle: &str, within: Duration) -> String {
+        self.lines_until(needle, within).pop().expect("the line found")
+    }
+
+    /// The stderr lines up to the first containing `needle`, that one last; panics with
+    /// everything seen if none comes `within`.
+    pub fn lines_until(&self, needle: &str, within: Duration) -> Vec<String> {
         let deadline = std::time::Instant::now() + within;
         let mut seen = Vec::new();
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
             match self.lines.recv_timeout(left) {
-                Ok(l) if l.contains(needle) => return l,
-                Ok(l) => seen.push(l),
+                Ok(l) => {
+                    let found = l.contains(needle);
+                    seen.push(l);
+                    if found {
+                        return seen;
+                    }
+                }
                 Err(_) => break,
             }
         }
