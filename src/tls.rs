@@ -135,8 +135,14 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 fn certified_key(cert: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
-    let chain = read_chain("tls.cert", cert)?;
-    let key = read_key(key_path)?;
+    let (chain, key) = match (read_chain("tls.cert", cert), read_key(key_path)) {
+        (Ok(chain), Ok(key)) => (chain, key),
+        // Both wrong (often both missing): both said, under the first one's setting.
+        (Err(TlsError::Pem { setting, path, reason }), Err(key)) => {
+            return Err(TlsError::Pem { setting, path, reason: format!("{reason}; and {key}") })
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
     let signing = provider().key_provider.load_private_key(key).map_err(|e| TlsError::Pem {
         setting: "tls.key",
         path: key_path.into(),

@@ -87,34 +87,38 @@ fn a_bad_config_exits_2_naming_key_value_and_accepted() {
     std::fs::write(&b, ca.server_pem("b", &["b.example"])).unwrap();
     let auth = "[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n";
     let files = [
-        (format!("[tls]\ncert = {a:?}\nkey = {a:?}\n{auth}"), None),
-        (format!("[tls]\ncert = {a:?}\nkey = {b:?}\n{auth}"), Some("is not the key of the certificate")),
-        (format!("[tls]\ncert = \"missing.pem\"\nkey = {a:?}\n{auth}"), Some("missing.pem")),
-        (format!("{auth}client_certificate = \"required\"\nclient_ca = \"no-such-ca.pem\"\n"), Some("auth.client_ca")),
-        (format!("{auth}client_certificate = \"required\"\nclient_ca = \"Netdata\"\n"), None),
+        (format!("[tls]\ncert = {a:?}\nkey = {a:?}\n{auth}"), &[][..]),
+        (format!("[tls]\ncert = {a:?}\nkey = {b:?}\n{auth}"), &["is not the key of the certificate"]),
+        (format!("[tls]\ncert = \"missing.pem\"\nkey = {a:?}\n{auth}"), &["missing.pem"]),
+        // Both files wrong: both named.
+        (
+            format!("[tls]\ncert = \"missing-cert.pem\"\nkey = \"missing-key.pem\"\n{auth}"),
+            &["tls.cert = ", "missing-cert.pem", "tls.key = ", "missing-key.pem"],
+        ),
+        (format!("{auth}client_certificate = \"required\"\nclient_ca = \"no-such-ca.pem\"\n"), &["auth.client_ca"]),
+        (format!("{auth}client_certificate = \"required\"\nclient_ca = \"Netdata\"\n"), &[][..]),
         (
             format!(
                 "[server]\npublic_url = \"https://alerts.example.com/\"\n[tls.acme]\nemail = \"me@example.com\"\n\
                  directory_ca = \"no-such-acme-ca.pem\"\n{auth}"
             ),
-            Some("tls.acme.directory_ca"),
+            &["tls.acme.directory_ca"],
         ),
     ];
     for (i, (toml, wrong)) in files.iter().enumerate() {
         let p = dir.path().join(format!("tls{i}.toml"));
         std::fs::write(&p, toml).unwrap();
         let (code, out, err) = run(&["config", "check", p.to_str().unwrap()], &[]);
-        match wrong {
-            None => assert_eq!(code, 0, "{toml}: {out}{err}"),
-            Some(wrong) => {
-                assert_eq!(code, 2, "{toml}: {out}{err}");
-                assert!(err.contains(wrong), "{toml}: {err}");
-                let data = dir.path().join(format!("data{i}"));
-                let (code, _, err) =
-                    run(&["serve", "--config", p.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], &[]);
-                assert_eq!((code, err.contains(wrong)), (2, true), "{err}");
-            }
+        if wrong.is_empty() {
+            assert_eq!(code, 0, "{toml}: {out}{err}");
+            continue;
         }
+        assert_eq!(code, 2, "{toml}: {out}{err}");
+        assert!(wrong.iter().all(|w| err.contains(w)), "{toml}: {err}");
+        let data = dir.path().join(format!("data{i}"));
+        let (code, _, err) =
+            run(&["serve", "--config", p.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], &[]);
+        assert_eq!((code, wrong.iter().all(|w| err.contains(w))), (2, true), "{err}");
     }
 }
 
