@@ -490,7 +490,9 @@ const SETTINGS = [
   ] },
 ];
 
-const settingsView = { raw: {}, errors: {} };
+// raw: what the file held when the form was drawn; drawn: each field's value then (JSON);
+// fresh: what the file holds since an edit by hand arrived while the form held edits.
+const settingsView = { raw: {}, errors: {}, drawn: {}, fresh: null };
 
 function getPath(obj, key) {
   return key.split(".").reduce((o, k) => (o == null ? undefined : o[k]), obj);
@@ -554,8 +556,9 @@ function fieldInput(f) {
   }
 }
 
-function readForm() {
-  const raw = JSON.parse(JSON.stringify(settingsView.raw));
+// Each field's value as the form has it: [key, value] pairs.
+function formValues() {
+  const values = [];
   for (const g of SETTINGS) for (const f of g.fields) {
     const el = document.getElementById(fieldId(f.key));
     if (!el) continue;
@@ -575,9 +578,27 @@ function readForm() {
       }
       default: v = el.value.trim() === "" ? null : el.value.trim();
     }
-    setPath(raw, f.key, v);
+    values.push([f.key, v]);
+  }
+  return values;
+}
+
+// The config the form stands for: what the file held, with the form's values. After an edit
+// by hand (fresh), only the fields edited here replace what the file holds now.
+function readForm() {
+  const raw = JSON.parse(JSON.stringify(settingsView.fresh || settingsView.raw));
+  for (const [key, v] of formValues()) {
+    if (settingsView.fresh && JSON.stringify(v) === settingsView.drawn[key]) continue;
+    setPath(raw, key, v);
   }
   return raw;
+}
+
+// Notes the form as it shows now as the file's content: nothing to discard or save.
+function noteFormSaved() {
+  const values = formValues();
+  settingsView.drawn = Object.fromEntries(values.map(([k, v]) => [k, JSON.stringify(v)]));
+  settingsView.saved = JSON.stringify(values);
 }
 
 // The id of the input of the setting `key` ("server.listen" -> "f-server-listen").
@@ -654,6 +675,7 @@ async function validate() {
 async function drawSettings(anchor) {
   const s = await invoke("settings");
   settingsView.raw = s.raw || {};
+  settingsView.fresh = null;
   const groups = SETTINGS.map((g) => h("fieldset", { id: `group-${g.anchor || g.group.toLowerCase()}` }, h("legend", {}, g.group),
     g.fields.map((f) => h("div", { class: "field", "data-key": f.key },
       h("label", { for: fieldId(f.key) }, f.label), fieldInput(f),
@@ -667,6 +689,7 @@ async function drawSettings(anchor) {
   fill(page, 
     h("h1", {}, "Settings"),
     s.load_error ? h("div", { class: "note warn" }, `The config file could not be read: ${s.load_error.message}. The form shows the rest of what it holds (or the defaults, where it is not TOML at all); saving keeps the current file as ${s.config_path}.unreadable.`) : null,
+    s.refused && !s.load_error ? h("div", { class: "note warn", id: "refused" }, `The config file's latest edit is not applied, and the receiver keeps the settings it had: ${s.refused}. It is applied once that is fixed; the form shows the file as it is now.`) : null,
     h("div", { class: "small" }, `Config file: ${s.config_path}`),
     h("div", { id: "form-error", class: "note warn", style: "display:none" }),
     groups,
@@ -683,8 +706,8 @@ async function drawSettings(anchor) {
   // A file that did not load leaves the defaults in the form: their own gaps (no token yet)
   // are not the user's mistakes, so they show once the form is edited or saved.
   showMethodFields();
+  noteFormSaved();
   if (!s.load_error) await validate();
-  settingsView.saved = JSON.stringify(readForm());
   syncDiscard();
   if (anchor) pointAt(anchor);
 }
@@ -760,7 +783,7 @@ document.addEventListener("keydown", (e) => {
 // The form is asked about, not the address: on the way to Settings from another page, the
 // address already says "settings" while that page still shows.
 function settingsDirty() {
-  return !!document.getElementById("save") && settingsView.saved !== undefined && JSON.stringify(readForm()) !== settingsView.saved;
+  return !!document.getElementById("save") && settingsView.saved !== undefined && JSON.stringify(formValues()) !== settingsView.saved;
 }
 
 function focusField(key) {
@@ -788,7 +811,7 @@ async function save() {
 }
 
 async function saveNow() {
-  const result = $("#save-result");
+  let result = $("#save-result");
   result.className = "result";
   result.textContent = "Saving...";
   const bad = numberProblem();
@@ -801,10 +824,16 @@ async function saveNow() {
   }
   try {
     const st = await invoke("save_settings", { raw: readForm() });
-    showErrors(null);
-    settingsView.raw = readForm();
-    settingsView.saved = JSON.stringify(settingsView.raw);
-    syncDiscard();
+    if (settingsView.fresh) {
+      // Merged with an edit by hand: the form shows the file as saved.
+      await drawSettings(null);
+      result = $("#save-result");
+    } else {
+      showErrors(null);
+      settingsView.raw = readForm();
+      noteFormSaved();
+      syncDiscard();
+    }
     if (st.state === "running") {
       result.className = "result ok";
       result.textContent = `Saved. The receiver is listening on ${st.addr}.`;
@@ -1063,10 +1092,15 @@ const redrawChanged = throttle(async () => {
     // Not while the tab is being drawn (its body is not in the page yet): it shows the news.
     if (alertsView.tab === "active") redrawActive();
     else if (!alertsView.pages.length && $("#history-list")) loadHistory($("#history-list"));
-  } else if (r.name === "settings" && what.has("config") && document.getElementById("save")) {
-    // The file was edited by hand and applied: the form shows it, unless it holds edits.
-    if (settingsDirty()) toast("The config file changed on disk; saving these edits replaces it");
-    else { await drawSettings(null); toast("The config file changed on disk; the form shows it"); }
+  } else if (r.name === "settings" && (what.has("config") || rejected) && document.getElementById("save")) {
+    // The file was edited by hand: the form shows it (and why it is not applied, if it is
+    // not), unless it holds edits of its own.
+    if (settingsDirty() && what.has("config")) {
+      settingsView.fresh = (await invoke("settings")).raw || {};
+      validate();
+      toast("The config file changed on disk; saving keeps its changes, with your edits on top");
+    } else if (settingsDirty()) toast("The config file changed on disk; saving these edits replaces it");
+    else { await drawSettings(null); if (!rejected) toast("The config file changed on disk; the form shows it"); }
   } else if (r.name === "guide" && [...what].some((w) => w !== "alerts")) {
     // The guide shows no alerts: a stream of them leaves it (and a token shown) alone.
     drawGuide();

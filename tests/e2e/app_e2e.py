@@ -494,6 +494,27 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             wait_for("the edit in the form", lambda: driver.find_element(By.ID, "f-store-retention_days").get_attribute("value") == "46", 15)
             wait_for("the toast saying so", lambda: "changed on disk" in driver.find_element(By.ID, "toast").text, 10)
             assert receiver.up(), "the receiver runs with the edited file"
+            # A bad edit: left unapplied, and the open form says why for as long as it is.
+            good = cfg.read_text()
+            cfg.write_text(good.replace("retention_days = 46", "retention_days = -1"))
+            refused = lambda: driver.find_elements(By.ID, "refused")  # noqa: E731
+            wait_for("the note on the edit left unapplied", lambda: refused() and "store.retention_days" in refused()[0].text, 15)
+            assert receiver.up(), "the receiver runs on with the settings it had"
+            cfg.write_text("# put back\n" + good)
+            wait_for("the note gone once the edit is undone", lambda: not refused(), 15)
+            # Edits in the form while the file is edited by hand: saving keeps both.
+            popups = driver.find_element(By.ID, "f-notifications-max_popups_per_minute")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", popups)
+            popups.send_keys(Keys.CONTROL, "a")
+            popups.send_keys("7")
+            wait_for("Discard enabled by the edit", lambda: driver.find_element(By.ID, "discard").is_enabled(), 10)
+            cfg.write_text(good.replace("retention_days = 46", "retention_days = 47"))
+            wait_for("the toast on the edit by hand", lambda: "with your edits on top" in driver.find_element(By.ID, "toast").text, 15)
+            popups.send_keys(Keys.ENTER)
+            wait_for("the save's result", lambda: driver.find_element(By.ID, "save-result").text.startswith("Saved."), 15)
+            text = cfg.read_text()
+            assert "retention_days = 47" in text and "max_popups_per_minute = 7" in text, text
+            wait_for("the form showing both", lambda: driver.find_element(By.ID, "f-store-retention_days").get_attribute("value") == "47", 10)
         check("an edit of the config file by hand is applied and shows in Settings", settings_follow_a_hand_edit)
 
         def alerts_dismiss():
