@@ -126,12 +126,13 @@ pub fn tray_model(active: &[Alert], receiver_error: Option<&str>, snoozed_until:
         .iter()
         .take(MAX_MENU_ALERTS)
         .map(|a| {
-            let mut label = format!("{}: {}", a.host, a.name);
+            let host = cut(&crate::text::one_line(&a.host), MAX_HOST_CHARS);
+            let mut label = format!("{host}: {}", a.name);
             if let Some(v) = &a.value {
                 label.push_str(&format!(" = {v}"));
             }
             if a.level == Level::Unreachable {
-                label = format!("{} is unreachable", a.host);
+                label = format!("{host} is unreachable");
             }
             let marker = match (a.acknowledged, a.level) {
                 (true, _) => "✓ ",
@@ -161,17 +162,24 @@ pub fn tray_model(active: &[Alert], receiver_error: Option<&str>, snoozed_until:
 /// The most characters of one menu label taken from a notification.
 const MAX_LABEL_CHARS: usize = 80;
 
+/// The most characters of a host name in a menu label, so that a long one leaves room for
+/// the alert's name.
+const MAX_HOST_CHARS: usize = 40;
+
+/// `text` cut to `max` characters, an ellipsis in place of the rest.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", text[..i].trim_end()),
+        None => text.to_string(),
+    }
+}
+
 /// Text from the network made fit for a menu label: control and bidirectional-formatting
 /// characters dropped, white space runs (line breaks too) made one space, cut to
 /// [`MAX_LABEL_CHARS`] with an ellipsis, and `&` doubled, since menus take a single `&` for a
 /// keyboard mnemonic ("R&D" showed as "RD").
 pub fn menu_text(text: &str) -> String {
-    let plain = crate::text::one_line(text);
-    let cut = match plain.char_indices().nth(MAX_LABEL_CHARS) {
-        Some((i, _)) => format!("{}…", plain[..i].trim_end()),
-        None => plain,
-    };
-    cut.replace('&', "&&")
+    cut(&crate::text::one_line(text), MAX_LABEL_CHARS).replace('&', "&&")
 }
 
 #[cfg(test)]
@@ -233,5 +241,22 @@ mod tests {
         assert_eq!(m.entries[1].key, "w19", "then newest");
         assert_eq!(m.entries[0].label, "● host-c: cpu = 97%");
         assert_eq!(m.tooltip, "Alertray: 1 critical, 20 warning");
+    }
+
+    #[test]
+    fn a_long_host_name_leaves_room_for_the_alert() {
+        let host = format!("{}.example.internal", "k8s-worker-pool-b-7f9c".repeat(4));
+        let a = Alert { host: host.clone(), ..alert("c", Level::Critical, 1, false) };
+        let label = &tray_model(&[a.clone()], None, None).entries[0].label;
+        assert!(label.ends_with("…: cpu = 97%"), "{label}");
+        assert!(label.starts_with(&format!("● {}", &host[..MAX_HOST_CHARS])), "{label}");
+        let down = Alert { level: Level::Unreachable, ..a };
+        let label = &tray_model(&[down], None, None).entries[0].label;
+        assert!(label.ends_with("… is unreachable"), "{label}");
+        // A short one is left whole.
+        assert_eq!(
+            tray_model(&[alert("c", Level::Critical, 1, false)], None, None).entries[0].label,
+            "● host-c: cpu = 97%"
+        );
     }
 }
