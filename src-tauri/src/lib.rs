@@ -8,6 +8,8 @@
 
 mod commands;
 mod tray;
+/// What a click on the tray menu's item `id` does; public for the tests, which run without a tray.
+pub use tray::on_menu;
 mod windows;
 
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! The tray icon and its menu, drawn from the core's tray model. On Linux, clicks on the icon
 //! itself do not reach the app, so every action is in the menu.
 
+use alertray::app::ReceiverStatus;
 use alertray::policy::{Snooze, SnoozeScope};
 use alertray::store::{self, SnoozeChange};
 use alertray::tray::{tray_model, TrayIcon, TrayModel};
@@ -103,9 +104,12 @@ fn item<R: Runtime>(app: &tauri::AppHandle<R>, id: &str, text: &str, enabled: bo
 
 fn build_menu<R: Runtime>(app: &tauri::AppHandle<R>, model: &TrayModel) -> tauri::Result<Menu<R>> {
     let menu = Menu::new(app)?;
-    menu.append(&item(app, "status", &model.status_line, false)?)?;
+    // Not running: a click on why opens Settings at the setting at fault, where it is said
+    // in full (the menu cuts a long line).
+    let stopped = model.icon == TrayIcon::NotRunning;
+    menu.append(&item(app, "status", &alertray::tray::menu_text(&model.status_line), stopped)?)?;
     if let Some(line) = &model.tunnel_line {
-        menu.append(&item(app, "tunnel", line, false)?)?;
+        menu.append(&item(app, "tunnel", &alertray::tray::menu_text(line), false)?)?;
     }
     menu.append(&PredefinedMenuItem::separator(app)?)?;
     // Each alert's items name it by its key, not by its place in the list: the list may
@@ -206,6 +210,10 @@ pub fn on_menu<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
         "resume" => snooze(app, SnoozeChange::Clear(SnoozeScope::All)),
         "show-alerts" => windows::open(app, Page::Alerts),
         "settings" => windows::open(app, Page::Settings),
+        "status" => match core.status() {
+            ReceiverStatus::Stopped { key, .. } => windows::open_at(app, Page::Settings, key.as_deref()),
+            ReceiverStatus::Running { .. } => windows::open(app, Page::Settings),
+        },
         "guide" => windows::open(app, Page::Guide),
         // A new anchor at each click, so that an open guide runs the check again.
         "check" => windows::open_at(app, Page::Guide, Some(&format!("check-{}", store::now_ms()))),

@@ -326,6 +326,22 @@ fn the_app_follows_the_config_file_edited_by_hand() {
     assert_eq!(h.core.status(), before, "nothing restarted");
 }
 
+/// A click on the tray's status line, while the receiver is not running, opens Settings at
+/// the setting at fault.
+#[test]
+fn the_tray_status_line_leads_to_the_setting_at_fault() {
+    use tauri::Manager as _;
+    let h = harness();
+    assert!(h._app.get_webview_window("settings").is_none());
+    let bad = alertray::config::Config::from_toml("[auth]\nmethod = \"bearer\"\n");
+    assert!(bad.is_err());
+    tauri::async_runtime::block_on(h.core.apply(bad));
+    assert!(matches!(h.core.status(), ReceiverStatus::Stopped { key: Some(ref k), .. } if k == "auth.token"));
+    alertray_app::on_menu(h._app.handle(), "status");
+    let url = h._app.get_webview_window("settings").expect("Settings opened by the status line").url().unwrap();
+    assert_eq!(url.fragment(), Some("settings/auth.token"), "{url}");
+}
+
 /// A config file that cannot be read at start stops the receiver; once it can be read, it is
 /// applied, as an edit would be.
 #[test]
