@@ -247,7 +247,7 @@ mod tests {
     fn a_long_host_name_leaves_room_for_the_alert() {
         let host = format!("{}.example.internal", "k8s-worker-pool-b-7f9c".repeat(4));
         let a = Alert { host: host.clone(), ..alert("c", Level::Critical, 1, false) };
-        let label = &tray_model(&[a.clone()], None, None).entries[0].label;
+        let label = &tray_model(std::slice::from_ref(&a), None, None).entries[0].label;
         assert!(label.ends_with("…: cpu = 97%"), "{label}");
         assert!(label.starts_with(&format!("● {}", &host[..MAX_HOST_CHARS])), "{label}");
         let down = Alert { level: Level::Unreachable, ..a };
