@@ -137,10 +137,12 @@ pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> R
     Ok(how.join("+"))
 }
 
-/// The `WWW-Authenticate` value of a 401 under `method`.
+/// The `WWW-Authenticate` value of a 401 under `method`. Every 401 carries one (RFC 9110);
+/// with no method, only the extra headers can be wrong, and the challenge says that much
+/// without naming them.
 fn challenge(method: &AuthMethod) -> Option<&'static str> {
     match method {
-        AuthMethod::None => None,
+        AuthMethod::None => Some("Headers realm=\"alertray\""),
         AuthMethod::Basic { .. } => Some("Basic realm=\"alertray\", charset=\"UTF-8\""),
         AuthMethod::Bearer { .. } => Some("Bearer realm=\"alertray\""),
     }
@@ -368,7 +370,8 @@ mod tests {
         c.headers = vec![("x-api-key".parse().unwrap(), Secret::new("k1"))];
         let none = PeerCertificate::default();
         let mut h = HeaderMap::new();
-        assert!(check(&c, &none, &h).is_err());
+        let e = check(&c, &none, &h).unwrap_err();
+        assert_eq!((e.status, e.www_authenticate), (StatusCode::UNAUTHORIZED, Some("Headers realm=\"alertray\"")));
         h.insert("x-api-key", HeaderValue::from_static("k2"));
         assert!(check(&c, &none, &h).is_err());
         h.insert("X-Api-Key", HeaderValue::from_static("k1"));
