@@ -501,6 +501,15 @@ fn error_key(text: &str, line_no: usize) -> Option<ErrorKey<'_>> {
     }
     let (key, value) = line(at).trim().split_once('=')?;
     let written = key.trim();
+    // Spaces only around the dots of a dotted key or inside quotes: `this is = 1` is no key,
+    // and naming it `thisis` would send the reader after a key they never wrote.
+    let whole_parts = written
+        .split('.')
+        .map(str::trim)
+        .all(|part| !part.is_empty() && (part.starts_with(['"', '\'']) || !part.contains(char::is_whitespace)));
+    if !whole_parts {
+        return None;
+    }
     let bare = written.replace(['"', '\'', ' '], "");
     if bare.is_empty() || !bare.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
         return None;
@@ -1373,6 +1382,11 @@ mod tests {
             assert!(!err.contains(secret), "{err}");
             assert!(err.contains("line "), "{err}");
         }
+        // A line that is no `key = value` is not named after a key.
+        let err = RawConfig::from_toml("[auth]\nthis is = = bad\n", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(err.contains("line 2: ") && !err.contains("thisis") && !err.contains("(hidden)"), "{err}");
+        let err = RawConfig::from_toml("[ auth ]\nheaders . X-Key = 5\n", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(err.contains("auth.headers.X-Key = (hidden)"), "spaces around a dot are TOML: {err}");
         let err = RawConfig::from_toml("[auth]\ntoken = \"\"\"a\nb\"\"\" junk\n", Path::new("c.toml")).unwrap_err();
         assert!(err.to_string().contains("line 3: auth.token = (hidden): "), "{err}");
         // Settings that hold no secret are shown, whatever the header looks like.
