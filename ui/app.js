@@ -25,6 +25,8 @@ function h(tag, attrs = {}, ...children) {
 // Replaces an element's children, flattening arrays and skipping null/undefined/false.
 function fill(el, ...children) {
   el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  // A page opened from another starts at its top, in the same frame as its content.
+  if (el === page && toTop) { toTop = false; window.scrollTo(0, 0); }
 }
 
 function toast(text) {
@@ -1032,13 +1034,18 @@ function route() {
   return { name: name || "alerts", anchor: rest.join("/") || null };
 }
 
-// The page shown last, so that going to another page starts at its top.
+// The page shown last, so that going to another page starts at its top; toTop: the next
+// page drawn scrolls to its top (see fill).
 let shownPage = null;
+let toTop = false;
 
 async function draw() {
   const r = route();
   const otherPage = r.name !== shownPage;
   shownPage = r.name;
+  // The browser would keep the old page's scroll offset; a page pointed at a setting scrolls
+  // to it itself.
+  toTop = otherPage && !(r.name === "settings" && r.anchor);
   document.title = { alerts: "Alertray: alerts", settings: "Alertray: settings", guide: "Alertray: connect Netdata Cloud" }[r.name] || "Alertray";
   await drawReceiver().catch(() => {});
   // Pointed at a setting while editing (the tray's Copy webhook URL): keep the edits.
@@ -1046,9 +1053,7 @@ async function draw() {
   else if (r.name === "settings") await drawSettings(r.anchor);
   else if (r.name === "guide") await drawGuide(r.anchor);
   else await drawAlerts();
-  // A page opened from another starts at its top (the browser would keep the old page's
-  // scroll offset), unless it was pointed at a setting, which it scrolls to itself.
-  if (otherPage && !(r.name === "settings" && r.anchor)) window.scrollTo(0, 0);
+  if (toTop) { toTop = false; window.scrollTo(0, 0); }
 }
 
 window.addEventListener("hashchange", draw);
