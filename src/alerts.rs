@@ -279,7 +279,7 @@ pub fn transition(prev: Option<&Alert>, n: &Notification, id: i64, now_ms: i64, 
         },
         // An unknown status word changes nothing; the notification is still stored.
         _ => match describe(n, id, now_ms) {
-            Some(alert) if !is_stale(newest_ms, alert.triggered_at) => apply_level(prev, alert),
+            Some(alert) if !is_stale(newest_ms, ordering_ms(alert.triggered_at, now_ms)) => apply_level(prev, alert),
             _ => keep(),
         },
     }
@@ -292,8 +292,15 @@ fn keep() -> Transition {
     Transition { update: StateUpdate::Keep, event: None }
 }
 
-fn is_stale(newest_ms: Option<i64>, at: Option<DateTime<FixedOffset>>) -> bool {
-    matches!((newest_ms, at), (Some(newest), Some(at)) if at.timestamp_millis() < newest)
+/// When a notification received at `received_ms` happened, to order it among the others of
+/// its alert: its `triggered_at`, but never later than its arrival, so that a node's clock
+/// ahead of ours (or a date in the far future) cannot leave every later change "older".
+pub fn ordering_ms(triggered_at: Option<DateTime<FixedOffset>>, received_ms: i64) -> Option<i64> {
+    triggered_at.map(|t| t.timestamp_millis().min(received_ms))
+}
+
+fn is_stale(newest_ms: Option<i64>, at_ms: Option<i64>) -> bool {
+    matches!((newest_ms, at_ms), (Some(newest), Some(at)) if at < newest)
 }
 
 fn apply_level(prev: Option<&Alert>, mut alert: Alert) -> Transition {
@@ -507,47 +514,55 @@ mod tests {
 
     #[test]
     fn raise_escalate_update_clear() {
+        // Received a few minutes after the times they carry.
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:10:00Z").unwrap().timestamp_millis();
         let w = alert_body("Warning", "2026-01-01T00:00:00Z", "90%");
-        let t = transition(None, &w, 1, 1000, newest(None));
+        let t = transition(None, &w, 1, t0 + 1000, newest(None));
         assert_eq!(change(&t), Some(Change::Raised));
         let mut a = upserted(&t);
         a.acknowledged = true;
 
         let c = alert_body("Critical", "2026-01-01T00:01:00Z", "99%");
-        let t = transition(Some(&a), &c, 2, 2000, newest(Some(&a)));
+        let t = transition(Some(&a), &c, 2, t0 + 2000, newest(Some(&a)));
         assert_eq!(change(&t), Some(Change::Escalated));
         let a2 = upserted(&t);
         assert!(!a2.acknowledged, "escalation drops the acknowledgement");
-        assert_eq!(a2.since_ms, 1000);
+        // Active since it was raised, as Netdata dates it.
+        assert_eq!(a2.since_ms, t0 - 600_000);
 
         let mut acked = a2.clone();
         acked.acknowledged = true;
         let w2 = alert_body("Warning", "2026-01-01T00:02:00Z", "91%");
-        let t = transition(Some(&acked), &w2, 3, 3000, newest(Some(&acked)));
+        let t = transition(Some(&acked), &w2, 3, t0 + 3000, newest(Some(&acked)));
         assert_eq!(change(&t), Some(Change::Updated));
         assert!(upserted(&t).acknowledged, "de-escalation keeps it");
 
         let clear = alert_body("Clear", "2026-01-01T00:03:00Z", "10%");
-        let t = transition(Some(&a2), &clear, 4, 4000, newest(Some(&a2)));
+        let t = transition(Some(&a2), &clear, 4, t0 + 4000, newest(Some(&a2)));
         assert_eq!(t.update, StateUpdate::Remove(a2.key.clone()));
         assert_eq!(change(&t), Some(Change::Cleared));
     }
 
     #[test]
     fn stale_and_repeated_notifications_change_nothing_visible() {
+        // Received a few minutes after the times they carry.
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:10:00Z").unwrap().timestamp_millis();
         let c = alert_body("Critical", "2026-01-01T00:05:00Z", "99%");
-        let a = upserted(&transition(None, &c, 1, 1000, newest(None)));
+        let a = upserted(&transition(None, &c, 1, t0 + 1000, newest(None)));
         let old_clear = alert_body("Clear", "2026-01-01T00:04:00Z", "1%");
-        assert_eq!(transition(Some(&a), &old_clear, 2, 2000, newest(Some(&a))), keep());
-        let repeat = transition(Some(&a), &c, 3, 3000, newest(Some(&a)));
+        assert_eq!(transition(Some(&a), &old_clear, 2, t0 + 2000, newest(Some(&a))), keep());
+        let repeat = transition(Some(&a), &c, 3, t0 + 3000, newest(Some(&a)));
         assert!(repeat.event.is_none());
         assert!(matches!(repeat.update, StateUpdate::Upsert(_)));
         // Cleared, then an older raise arrives late: it must not raise the alert again.
         let clear = alert_body("Clear", "2026-01-01T00:06:00Z", "1%");
-        assert_eq!(transition(Some(&a), &clear, 4, 4000, newest(Some(&a))).update, StateUpdate::Remove(a.key.clone()));
+        assert_eq!(
+            transition(Some(&a), &clear, 4, t0 + 4000, newest(Some(&a))).update,
+            StateUpdate::Remove(a.key.clone())
+        );
         let late_raise = alert_body("Critical", "2026-01-01T00:05:30Z", "98%");
         let cleared_at = Some(chrono::DateTime::parse_from_rfc3339("2026-01-01T00:06:00Z").unwrap().timestamp_millis());
-        assert_eq!(transition(None, &late_raise, 5, 5000, cleared_at), keep());
+        assert_eq!(transition(None, &late_raise, 5, t0 + 5000, cleared_at), keep());
     }
 
     #[test]

@@ -494,14 +494,21 @@ fn rooms(v: Option<&Json<'_>>) -> Vec<Room> {
 }
 
 /// Parses a timestamp: RFC 3339 (keeping its offset), ISO 8601 without offset (taken as
-/// UTC), or Unix seconds.
+/// UTC), or Unix seconds (Unix milliseconds for a number too large to be seconds).
 fn timestamp(v: Option<&Json<'_>>) -> Option<DateTime<FixedOffset>> {
     match v? {
-        // Unix seconds, whole or not.
+        // Unix seconds, whole or not; from 10^11 (the year 5138 in seconds, 1973 in
+        // milliseconds) it can only be milliseconds.
         Json::Number(n) => {
-            let ms = n.as_i64().and_then(|secs| secs.checked_mul(1000)).or_else(|| {
-                n.as_f64().map(|secs| secs * 1000.0).filter(|ms| ms.abs() < 1e17).map(|ms| ms.round() as i64)
-            })?;
+            let ms = match n.as_i64() {
+                Some(whole) if whole.unsigned_abs() >= 100_000_000_000 => whole,
+                Some(secs) => secs * 1000,
+                None => {
+                    let f = n.as_f64()?;
+                    let ms = if f.abs() >= 1e11 { f } else { f * 1000.0 };
+                    Some(ms).filter(|ms| ms.abs() < 1e17)?.round() as i64
+                }
+            };
             Utc.timestamp_millis_opt(ms).single().map(|t| t.fixed_offset())
         }
         Json::String(s) => {
@@ -904,6 +911,12 @@ mod tests {
         let Notification::Alert(b) = n else { panic!("{n:?}") };
         assert_eq!(b.triggered_at.unwrap().timestamp_millis(), 1_775_872_308_250);
         assert_eq!(b.rooms[0].name, "https://u/nameless");
+        // Unix milliseconds, as a number or as text, whole or not.
+        for at in [json!(1_775_872_308_250_i64), json!("1775872308250"), json!(1_775_872_308_250.0)] {
+            let n = parse_value(json!({"alarm": "x", "status": "WARNING", "when": at.clone()}));
+            let Notification::Alert(m) = n else { panic!("{n:?}") };
+            assert_eq!(m.triggered_at.map(|t| t.timestamp_millis()), Some(1_775_872_308_250), "{at}");
+        }
         let rooms: Vec<(&str, Option<&str>)> = a.rooms.iter().map(|r| (r.name.as_str(), r.url.as_deref())).collect();
         assert_eq!(
             rooms,

@@ -1045,7 +1045,7 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
         let newest = key.and_then(|k| b.seen(k)).and_then(|s| s.newest_ms);
         let t = alerts::transition(prev, &single, id, d.received_ms, newest);
         if let Some(k) = key {
-            let newest_ms = newest.max(f.triggered_ms);
+            let newest_ms = newest.max(f.triggered_ms.map(|t| t.min(d.received_ms)));
             b.new_seen.insert(k.to_string(), Seen { last_id: id, newest_ms });
         }
         if let (Some((old, old_part)), StateUpdate::Upsert(_) | StateUpdate::Remove(_)) = (prev_entry, &t.update) {
@@ -1282,7 +1282,8 @@ fn load_active_rows(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
 
 fn load_seen(conn: &Connection) -> Result<HashMap<String, Seen>, rusqlite::Error> {
     let mut stmt = conn.prepare(
-        "SELECT alert_key, MAX(id), MAX(triggered_ms) FROM notifications
+        // As alerts::ordering_ms: a time after the arrival counts as the arrival.
+        "SELECT alert_key, MAX(id), MAX(MIN(triggered_ms, received_at)) FROM notifications
          WHERE alert_key IS NOT NULL GROUP BY alert_key",
     )?;
     let rows =

@@ -241,6 +241,46 @@ async fn history_older_than_the_retention_is_pruned_but_active_alerts_are_kept()
     drop(s);
 }
 
+/// A node's clock ahead of ours (or a date in the far future) dates an alert after its
+/// arrival: its later changes still apply, before a restart and after one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_dated_in_the_future_still_clears() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::db_path(dir.path());
+    let body = |status: &str, name: &str, at: serde_json::Value| {
+        serde_json::json!({
+            "node": {"id": "n-fut", "hostname": "h-fut"},
+            "alert": {"name": name, "state": {"status": status}, "triggered_at": at}
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let now = store::now_ms();
+    let active = |s: &store::Store| store::active(&store::open_reader(s.path()).unwrap()).unwrap();
+    let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+    for (name, at) in [("far", serde_json::json!("2099-01-01T00:00:00Z")), ("ms", serde_json::json!(now + 3_600_000))] {
+        s.record(delivery_at(body("Critical", name, at), now)).await.unwrap();
+        assert!(active(&s).iter().any(|a| a.name == name), "{name} raised");
+        // Dated by our clock, received a second later.
+        let clear = body("Clear", name, serde_json::json!((now + 500) as f64 / 1000.0));
+        s.record(delivery_at(clear, now + 1000)).await.unwrap();
+        assert!(!active(&s).iter().any(|a| a.name == name), "{name} cleared: {:?}", active(&s));
+    }
+    // The same across a restart, which reads the order back from the stored notifications.
+    s.record(delivery_at(body("Warning", "restart", serde_json::json!("2099-01-01T00:00:00Z")), now)).await.unwrap();
+    drop(s);
+    let s = store::Store::open(&db, tokio::sync::broadcast::channel(16).0, 0).unwrap();
+    assert!(active(&s).iter().any(|a| a.name == "restart"));
+    s.record(delivery_at(body("Clear", "restart", serde_json::json!((now + 500) as f64 / 1000.0)), now + 1000))
+        .await
+        .unwrap();
+    assert!(!active(&s).iter().any(|a| a.name == "restart"), "{:?}", active(&s));
+    // Still, a clear dated before the raise is older than it and changes nothing.
+    s.record(delivery_at(body("Critical", "order", serde_json::json!(now / 1000)), now)).await.unwrap();
+    s.record(delivery_at(body("Clear", "order", serde_json::json!(now / 1000 - 60)), now + 1000)).await.unwrap();
+    assert!(active(&s).iter().any(|a| a.name == "order"), "an older clear left it active");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_deliveries_pause_the_database_file_alone_holds_them() {
     let dir = tempfile::tempdir().unwrap();
