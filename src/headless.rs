@@ -11,7 +11,7 @@ use crate::alerts::Event;
 use crate::app::{Alertray, Paths, ReceiverStatus};
 use crate::config::{self, Config};
 use crate::notify::DesktopNotifier;
-use crate::text::one_line;
+use crate::text::for_log;
 
 /// Why the headless receiver stopped with an error.
 #[derive(Debug)]
@@ -137,14 +137,14 @@ async fn log_events_until(mut events: broadcast::Receiver<Event>, core: Arc<Aler
             _ = shutdown.cancelled() => break,
             ev = events.recv() => match ev {
                 Ok(Event::Alert { change, alert, .. }) => {
-                    let (host, name) = (one_line(&alert.host), one_line(&alert.name));
-                    tracing::info!(%host, alert = %name, level = alert.level.label(), "{change:?}");
+                    let (host, name) = (for_log(&alert.host), for_log(&alert.name));
+                    tracing::info!(?host, alert = ?name, level = alert.level.label(), "{change:?}");
                 }
                 Ok(Event::TestReceived { .. }) => {
                     tracing::info!("Test notification received; `alertray token` shows its verification token")
                 }
                 Ok(Event::Unknown { message, notification_id }) => {
-                    tracing::info!(id = notification_id, "notification of unknown shape: {}", one_line(&message))
+                    tracing::info!(id = notification_id, "notification of unknown shape: {:?}", for_log(&message))
                 }
                 Ok(Event::TunnelChanged) => {
                     let url = match core.config().await {

@@ -9,7 +9,7 @@ use alertray::alerts::{Alert, Summary};
 use alertray::app::Paths;
 use alertray::config::{self, Config, ConfigError};
 use alertray::store::{self, HistoryQuery};
-use alertray::text::one_line;
+use alertray::text::{one_line, shorten};
 
 // The receiver allocates and frees a body, a JSON tree and a response per request from many
 // threads at once; mimalloc measured about 10% cheaper than glibc's allocator at load.
@@ -194,11 +194,12 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
                 } else {
                     for r in rows {
                         out!(
-                            "{}  {:<11} {:<20} {}",
+                            "{}  {:<11} {:<20} {:<24} {}",
                             local_time(r.received_ms),
                             r.status.as_deref().unwrap_or(&r.kind),
-                            one_line(r.host.as_deref().unwrap_or("-")),
-                            one_line(&r.message)
+                            column(r.host.as_deref().unwrap_or("-"), 40),
+                            column(r.name.as_deref().unwrap_or("-"), 60),
+                            column(&r.message, 200)
                         );
                     }
                 }
@@ -284,6 +285,11 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
     }
 }
 
+/// A sender's text for a column of the terminal: one line, at most `max` characters.
+fn column(text: &str, max: usize) -> String {
+    shorten(&one_line(text), max)
+}
+
 fn print_active(active: &[Alert]) {
     if active.is_empty() {
         out!("All clear: no active alerts.");
@@ -294,9 +300,9 @@ fn print_active(active: &[Alert]) {
         out!(
             "{:<11} {:<20} {:<28} {:<10} since {}{}",
             a.level.label(),
-            one_line(&a.host),
-            one_line(&a.name),
-            one_line(a.value.as_deref().unwrap_or("")),
+            column(&a.host, 40),
+            column(&a.name, 60),
+            column(a.value.as_deref().unwrap_or(""), 40),
             local_time(a.since_ms),
             if a.acknowledged { "  (acknowledged)" } else { "" }
         );

@@ -35,6 +35,7 @@ use crate::auth::{self, FailureThrottle, PeerCertificate};
 use crate::config::{ClientCertMode, Config};
 use crate::payload;
 use crate::store::{Delivery, Store};
+use crate::text::shorten;
 use crate::{challenge, store};
 
 /// The largest body accepted; Netdata's are a few KiB.
@@ -117,13 +118,8 @@ pub fn router(state: ReceiverState) -> Router {
 }
 
 /// The request's path for a log line: at most 100 characters (it is the client's to choose).
-fn logged_path(uri: &axum::http::Uri) -> &str {
-    cut(uri.path(), 100)
-}
-
-/// `text`'s first `chars` characters, for a log line.
-fn cut(text: &str, chars: usize) -> &str {
-    text.char_indices().nth(chars).map_or(text, |(i, _)| &text[..i])
+fn logged_path(uri: &axum::http::Uri) -> String {
+    shorten(uri.path(), 100)
 }
 
 async fn no_such_path(info: Option<Extension<ConnectionInfo>>, req: Request) -> ApiError {
@@ -134,7 +130,7 @@ async fn no_such_path(info: Option<Extension<ConnectionInfo>>, req: Request) -> 
 }
 
 async fn method_not_allowed(info: Option<Extension<ConnectionInfo>>, req: Request) -> ApiError {
-    let method = cut(req.method().as_str(), 20);
+    let method = shorten(req.method().as_str(), 20);
     let path = logged_path(req.uri());
     tracing::info!(peer = %peer_of(&info), method, path, "refused: method not allowed");
     discard_body(req.into_body()).await;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Local};
 use serde::Serialize;
 
 use crate::alerts::{self, Alert, Level, Summary};
+use crate::text::{one_line, shorten};
 
 /// The most alerts listed in the tray menu; the rest are summed up in "N more...".
 pub const MAX_MENU_ALERTS: usize = 15;
@@ -126,7 +127,7 @@ pub fn tray_model(active: &[Alert], receiver_error: Option<&str>, snoozed_until:
         .iter()
         .take(MAX_MENU_ALERTS)
         .map(|a| {
-            let host = cut(&crate::text::one_line(&a.host), MAX_HOST_CHARS);
+            let host = shorten(&one_line(&a.host), MAX_HOST_CHARS);
             let mut label = format!("{host}: {}", a.name);
             if let Some(v) = &a.value {
                 label.push_str(&format!(" = {v}"));
@@ -166,20 +167,12 @@ const MAX_LABEL_CHARS: usize = 80;
 /// the alert's name.
 const MAX_HOST_CHARS: usize = 40;
 
-/// `text` cut to `max` characters, an ellipsis in place of the rest.
-fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", text[..i].trim_end()),
-        None => text.to_string(),
-    }
-}
-
 /// Text from the network made fit for a menu label: control and bidirectional-formatting
 /// characters dropped, white space runs (line breaks too) made one space, cut to
 /// [`MAX_LABEL_CHARS`] with an ellipsis, and `&` doubled, since menus take a single `&` for a
 /// keyboard mnemonic ("R&D" showed as "RD").
 pub fn menu_text(text: &str) -> String {
-    cut(&crate::text::one_line(text), MAX_LABEL_CHARS).replace('&', "&&")
+    shorten(&one_line(text), MAX_LABEL_CHARS).replace('&', "&&")
 }
 
 #[cfg(test)]

@@ -291,8 +291,29 @@ fn text_from_a_sender_reaches_the_terminal_as_one_plain_line() {
     assert!(!out.contains('\u{1b}') && !out.lines().any(|l| l.starts_with("2026-11-29T10:00:00Z")), "{out:?}");
     let (_, out, _) = run(&["token", "--data-dir", d], &[]);
     assert!(out.starts_with("tok-[2J-en d  (received"), "{out:?}");
+    // Long text is shortened, in the terminal and in the log; a field's text cannot pass for
+    // other fields of the log line.
+    let spoof = format!("h alert=spoof level=\\\"Clear\\\" {}", "x".repeat(300));
+    let long = format!(
+        r#"{{"node": {{"id": "n-long", "hostname": "{spoof}"}}, "alert": {{"name": "name_{}", "state": {{"status": "Critical", "value_str": "{}"}}}}, "message": "{}"}}"#,
+        "n".repeat(300),
+        "9".repeat(100_000),
+        "m".repeat(100_000)
+    );
+    assert_eq!(serve.post(long.into_bytes()), 200);
+    for args in [&["alerts"][..], &["alerts", "--history"]] {
+        let (_, out, _) = run(&[args, &["--data-dir", d]].concat(), &[]);
+        let line = out.lines().find(|l| l.contains("alert=spoof")).unwrap_or_else(|| panic!("{out}"));
+        assert!(line.chars().count() < 500 && line.contains("name_nnn"), "{args:?}: {line}");
+    }
+    let (_, out, _) = run(&["alerts", "--history", "--data-dir", d], &[]);
+    let line = out.lines().find(|l| l.contains("RED")).unwrap();
+    assert!(line.contains(" - "), "no alert name shows as -: {line}");
     let log = serve.terminate_and_read_log();
-    assert!(log.iter().any(|l| l.contains("unknown shape: ansi [31mRED[0m 2026-11-29T10:00:00Z ERROR")), "{log:?}");
+    let raised = log.iter().find(|l| l.contains("alert=spoof")).unwrap_or_else(|| panic!("{log:?}"));
+    assert!(raised.contains(r#"host="h alert=spoof level=\"Clear\""#) && raised.len() < 1000, "{raised}");
+    assert!(log.iter().all(|l| l.len() < 2000), "a log line of a sender's whole text: {log:?}");
+    assert!(log.iter().any(|l| l.contains("unknown shape: \"ansi [31mRED[0m 2026-11-29T10:00:00Z ERROR")), "{log:?}");
     assert!(!log.iter().any(|l| l.contains('\u{1b}')), "{log:?}");
     assert!(!log.iter().any(|l| l.starts_with("2026-11-29T10:00:00Z ERROR")), "a forged log line: {log:?}");
 }
