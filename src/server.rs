@@ -91,6 +91,14 @@ impl ApiError {
         ApiError { status, reason: reason.into(), headers: Vec::new() }
     }
 
+    /// A refusal of `peer`'s request, said in the log with the peer and the status: a warning
+    /// (what may be a misconfigured sender, or an attack).
+    fn refuse(peer: &str, status: StatusCode, reason: impl Into<Cow<'static, str>>) -> ApiError {
+        let e = ApiError::new(status, reason);
+        tracing::warn!(%peer, status = status.as_u16(), "refused: {}", e.reason);
+        e
+    }
+
     fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> ApiError {
         self.headers.push((name, value));
         self
@@ -104,6 +112,27 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(k, v);
         }
         resp
+    }
+}
+
+/// Says why a connection ended in error. What the HTTP library refused by itself (a request
+/// it could not read as HTTP, answered 400 or 431 with no body, or a head that did not
+/// arrive in time) is a refusal like any other, and said as one; a client that went away is
+/// only a debug line.
+fn log_connection_error(peer: SocketAddr, e: &(dyn std::error::Error + 'static), timeout: Duration) {
+    match e.downcast_ref::<hyper::Error>() {
+        Some(h) if h.is_parse_too_large() => {
+            tracing::warn!(%peer, status = 431, "refused: the request's head is far over the limits ({h})")
+        }
+        Some(h) if h.is_parse() || h.is_parse_status() => {
+            tracing::warn!(%peer, status = 400, "refused: the request is not valid HTTP ({h})")
+        }
+        Some(h) if h.is_timeout() => tracing::warn!(
+            %peer,
+            "refused: the request's head did not arrive within {} s; connection closed",
+            timeout.as_secs()
+        ),
+        _ => tracing::debug!(%peer, "connection ended: {e}"),
     }
 }
 
@@ -124,7 +153,7 @@ fn logged_path(uri: &axum::http::Uri) -> String {
 
 async fn no_such_path(info: Option<Extension<ConnectionInfo>>, req: Request) -> ApiError {
     // Info, not a warning: the internet's scanners knock on every path of every address.
-    tracing::info!(peer = %peer_of(&info), path = logged_path(req.uri()), "refused: no such path");
+    tracing::info!(peer = %peer_of(&info), status = 404, path = logged_path(req.uri()), "refused: no such path");
     discard_body(req.into_body()).await;
     ApiError::new(StatusCode::NOT_FOUND, "no such path")
 }
@@ -132,7 +161,7 @@ async fn no_such_path(info: Option<Extension<ConnectionInfo>>, req: Request) -> 
 async fn method_not_allowed(info: Option<Extension<ConnectionInfo>>, req: Request) -> ApiError {
     let method = shorten(req.method().as_str(), 20);
     let path = logged_path(req.uri());
-    tracing::info!(peer = %peer_of(&info), method, path, "refused: method not allowed");
+    tracing::info!(peer = %peer_of(&info), status = 405, method, path, "refused: method not allowed");
     discard_body(req.into_body()).await;
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "only GET (challenge) and POST (notifications) are served")
         .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"))
@@ -144,6 +173,7 @@ async fn method_not_allowed(info: Option<Extension<ConnectionInfo>>, req: Reques
 ///   than [`MAX_HEADERS`] headers: 431. The HTTP library's own limits are set well above
 ///   these, so that a request over them gets a JSON reason like every other refusal; only
 ///   one far over them is refused by the library itself, with no body.
+/// - A transfer coding other than `chunked`: 501.
 /// - An HTTP/1.1 request without exactly one Host header: 400, as HTTP/1.1 requires (RFC
 ///   9112, section 3.2): it did not come from a client that follows HTTP/1.1, and the host it
 ///   was meant for is unknown. HTTP/1.0 needs none; HTTP/2 names the host in `:authority`.
@@ -158,6 +188,15 @@ fn head_problem<B>(req: &hyper::Request<B>) -> Option<(StatusCode, &'static str)
         return Some((
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "the request's method, target and headers are larger than 32768 bytes",
+        ));
+    }
+    // A transfer coding besides chunked (`gzip, chunked`) would reach the parser still coded;
+    // RFC 9112 (section 6.1) answers one it does not know with 501.
+    let codings = headers.get_all(header::TRANSFER_ENCODING).iter().flat_map(|v| v.as_bytes().split(|&b| b == b','));
+    if codings.map(|c| c.trim_ascii()).any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked")) {
+        return Some((
+            StatusCode::NOT_IMPLEMENTED,
+            "a Transfer-Encoding other than chunked is not supported; send the body as it is, or chunked",
         ));
     }
     if req.version() != axum::http::Version::HTTP_11 {
@@ -183,11 +222,11 @@ async fn challenge_handler(
     let token = match challenge::crc_token_from_query(req.uri().query()) {
         Ok(Some(t)) => t,
         Ok(None) => {
-            tracing::info!(%peer, "challenge refused: no crc_token in the query");
+            tracing::info!(%peer, status = 400, "challenge refused: no crc_token in the query");
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "missing crc_token query parameter"));
         }
         Err(reason) => {
-            tracing::info!(%peer, "challenge refused: {reason}");
+            tracing::info!(%peer, status = 400, "challenge refused: {reason}");
             return Err(ApiError::new(StatusCode::BAD_REQUEST, reason));
         }
     };
@@ -287,10 +326,10 @@ fn admit(
         (Ok(how), Some(_)) if state.strong_secrets || by_certificate(&state.config, &cert) => how,
         (_, Some(retry)) => {
             let secs = whole_seconds_after(retry);
-            tracing::warn!(%peer, "refused: too many authentication failures, retry in {secs}s");
-            return Err(ApiError::new(
+            return Err(ApiError::refuse(
+                peer,
                 StatusCode::TOO_MANY_REQUESTS,
-                "too many authentication failures from this address",
+                format!("too many authentication failures from this address; retry in {secs} s"),
             )
             .with_header(header::RETRY_AFTER, HeaderValue::from(secs)));
         }
@@ -302,8 +341,7 @@ fn admit(
             if f.guess {
                 state.throttle.failed(ip, Instant::now());
             }
-            tracing::warn!(%peer, status = f.status.as_u16(), "refused: {}", f.reason);
-            let mut e = ApiError::new(f.status, f.reason);
+            let mut e = ApiError::refuse(peer, f.status, f.reason);
             if let Some(w) = f.www_authenticate {
                 e = e.with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static(w));
             }
@@ -322,12 +360,22 @@ fn admit(
         return Ok(Admitted::Check);
     }
     if let Some(coding) = content_coding(headers) {
-        tracing::warn!(%peer, "refused: the body is sent with Content-Encoding {coding:?}");
-        return Err(ApiError::new(
+        return Err(ApiError::refuse(
+            peer,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("Content-Encoding {coding:?} is not accepted; send the JSON body uncompressed"),
         )
         .with_header(header::ACCEPT_ENCODING, HeaderValue::from_static("identity")));
+    }
+    // Refused before the body is read (and before a client that expects 100 Continue is
+    // told to send it): a body declared larger than the limit.
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&len| len > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::refuse(
+            peer,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY_BYTES} bytes (Content-Length: {len})"),
+        ));
     }
     Ok(Admitted::Deliver(how))
 }
@@ -337,27 +385,28 @@ async fn deliver(state: &ReceiverState, peer: &str, how: String, body: Body) -> 
     let timeout = state.config.server.request_timeout;
     let body = match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
         Err(_) => {
-            tracing::warn!(%peer, "refused: the body did not arrive within {}s", timeout.as_secs());
-            return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time"));
+            return Err(ApiError::refuse(
+                peer,
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {} s", timeout.as_secs()),
+            ));
         }
         Ok(Err(e)) => {
             let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_large {
-                tracing::warn!(%peer, "refused: body larger than {MAX_BODY_BYTES} bytes");
-                return Err(ApiError::new(
+                return Err(ApiError::refuse(
+                    peer,
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("the body is larger than {MAX_BODY_BYTES} bytes"),
                 ));
             }
-            tracing::warn!(%peer, "refused: the body could not be read: {e}");
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "the body could not be read"));
+            tracing::debug!(%peer, "the body could not be read: {e}");
+            return Err(ApiError::refuse(peer, StatusCode::BAD_REQUEST, "the body could not be read"));
         }
         Ok(Ok(b)) => b,
     };
-    let notification = payload::parse(&body).map_err(|e| {
-        tracing::warn!(%peer, "refused: {e}");
-        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-    })?;
+    let notification =
+        payload::parse(&body).map_err(|e| ApiError::refuse(peer, StatusCode::BAD_REQUEST, e.to_string()))?;
     let kind = notification.kind();
     let delivery =
         Delivery { body: body.to_vec(), notification, received_ms: store::now_ms(), peer: peer.to_string(), auth: how };
@@ -538,6 +587,9 @@ struct Activity {
     opened: Instant,
     /// Cancelled to make it close (it is idle and its slot is needed).
     evict: CancellationToken,
+    /// HTTP/1: bytes of a request arrived that did not make a whole head yet (a client
+    /// trickling its head in). Set by [`NotedReads`], cleared when a request begins.
+    partial_head: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -547,6 +599,7 @@ impl Activity {
             active_ms: Default::default(),
             opened: Instant::now(),
             evict: CancellationToken::new(),
+            partial_head: Default::default(),
         }
     }
 
@@ -568,12 +621,75 @@ impl Activity {
 
     /// Marks a request begun; the guard marks it done when dropped.
     fn begin(self: &Arc<Activity>) -> RequestGuard {
+        self.partial_head.store(false, std::sync::atomic::Ordering::SeqCst);
         self.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         RequestGuard(self.clone())
     }
 }
 
 struct RequestGuard(Arc<Activity>);
+
+/// An HTTP/1 connection's stream, noting in its [`Activity`] when bytes arrive while no
+/// request is in flight: the start of a head that may never be finished.
+struct NotedReads<T> {
+    io: T,
+    /// `None` over HTTP/2, whose pings and settings arrive with no request in flight.
+    activity: Option<Arc<Activity>>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for NotedReads<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if let Some(a) = self.activity.as_ref().filter(|_| buf.filled().len() > before) {
+            if a.in_flight.load(SeqCst) == 0 {
+                a.partial_head.store(true, SeqCst);
+            }
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for NotedReads<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
@@ -715,9 +831,9 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         async move {
             let response = match refused {
                 Some((status, reason)) => {
-                    tracing::warn!(%peer, status = status.as_u16(), "refused: {reason}");
+                    let refused = ApiError::refuse(&peer.to_string(), status, reason);
                     discard_body(Body::new(req.into_body())).await;
-                    Ok(ApiError::new(status, reason).into_response())
+                    Ok(refused.into_response())
                 }
                 None => router.oneshot(req.map(Body::new)).await,
             };
@@ -741,7 +857,9 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         .max_concurrent_streams(64)
         .keep_alive_interval(Some(Duration::from_secs(20).min(timeout / 2)))
         .keep_alive_timeout(timeout);
-    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = NotedReads { io: tls, activity: (!h2).then(|| activity.clone()) };
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let age = tokio::time::sleep(MAX_CONNECTION_AGE);
     tokio::pin!(age);
@@ -754,11 +872,14 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
     let hard_stop = tokio::time::sleep(timeout);
     tokio::pin!(hard_stop);
     let mut closing = false;
+    // A head that trickled in was refused (and said so) when the connection was closed.
+    let mut head_refused = false;
     loop {
         let why = tokio::select! {
             r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%peer, "connection ended: {e}");
+                match r {
+                    Err(e) if !head_refused => log_connection_error(peer, &*e, timeout),
+                    _ => {}
                 }
                 break;
             }
@@ -770,6 +891,15 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
             _ = &mut age, if !closing => "it reached the longest connection age",
             _ = activity.evict.cancelled(), if !closing => "every slot is taken (server.max_connections) and it was idle",
             _ = idle_check.tick(), if !closing => match activity.idle_for() {
+                Some(idle) if idle >= timeout && activity.partial_head.load(std::sync::atomic::Ordering::SeqCst) => {
+                    head_refused = true;
+                    tracing::warn!(
+                        %peer,
+                        "refused: the request's head did not arrive within {} s; connection closed",
+                        timeout.as_secs()
+                    );
+                    "its request's head did not arrive in time"
+                }
                 Some(idle) if idle >= timeout => "it sent no request within server.request_timeout_secs",
                 _ => continue,
             },

@@ -208,15 +208,53 @@ fn every_refusal_is_logged_with_the_peer() {
     let mut expected = Vec::new();
     for (status, reason, request) in refusals {
         assert_eq!(request.send().unwrap().status().as_u16(), status, "{reason}");
-        expected.push(reason);
+        expected.push((status, reason));
+    }
+    // What a client that does not follow HTTP sends, some of it refused by the HTTP library
+    // itself before Alertray sees a request.
+    let head = |extra: &str| {
+        format!("POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer test-token\r\nConnection: close\r\n{extra}\r\n")
+    };
+    let raw: Vec<(u16, &str, String)> = vec![
+        (400, "not valid HTTP", head("Content-Length: -1\r\n")),
+        (400, "not valid HTTP", head("Content-Length: 2\r\nContent-Length: 3\r\n") + "{}"),
+        (431, "far over the limits", head(&format!("X-Huge: {}\r\n", "h".repeat(300 * 1024)))),
+        (
+            501,
+            "Transfer-Encoding other than chunked",
+            head("Transfer-Encoding: gzip, chunked\r\n") + "2\r\n{}\r\n0\r\n\r\n",
+        ),
+        // Told at once, before the client is invited to send 5 MB.
+        (413, "Content-Length: 5000000", head("Content-Length: 5000000\r\nExpect: 100-continue\r\n")),
+    ];
+    for (status, reason, request) in raw {
+        let answer = serve.raw_http1(request.as_bytes(), Duration::from_secs(10));
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{reason}: {answer:?}");
+        expected.push((status, reason));
     }
     let log = serve.terminate_and_read_log();
-    for reason in expected {
+    for (status, reason) in expected {
         let line = log.iter().find(|l| l.contains("refused") && l.contains(reason));
         let line = line.unwrap_or_else(|| panic!("no log line for {reason:?}:\n{}", log.join("\n")));
-        assert!(line.contains("peer=127.0.0.1:"), "{line}");
+        assert!(line.contains("peer=127.0.0.1:") && line.contains(&format!("status={status}")), "{line}");
         assert!(!line.contains("test-token") && !line.contains("guess-7f3a"), "no secret, no guess: {line}");
     }
+}
+
+/// A client that sends its request's head too slowly is cut off at the request timeout, and
+/// the log says so.
+#[test]
+fn a_head_that_trickles_in_is_cut_off_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, port) = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[server]\n", "[server]\nrequest_timeout_secs = 2\n");
+    std::fs::write(&config, text).unwrap();
+    let serve = Serve::start(&config, &dir.path().join("data"), port, &[], &["--no-popups"]);
+    let started = Instant::now();
+    let answer = serve.raw_http1(b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ", Duration::from_secs(30));
+    assert!(!answer.contains("200") && started.elapsed() < Duration::from_secs(25), "{answer:?}");
+    let log = serve.terminate_and_read_log();
+    assert!(log.iter().any(|l| l.contains("refused") && l.contains("did not arrive within 2 s")), "{log:#?}");
 }
 
 /// Someone trying the receiver by hand with curl over HTTP/2 sees each refusal's status and

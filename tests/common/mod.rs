@@ -179,6 +179,38 @@ pub fn https_client(roots_pem: &[u8]) -> reqwest::blocking::Client {
         .unwrap()
 }
 
+impl Serve {
+    /// Sends `raw` bytes as one HTTP/1.1 exchange over TLS, the way a client that misbehaves
+    /// on purpose would, and returns what the receiver sent back before closing (or within
+    /// `within`).
+    pub fn raw_http1(&self, raw: &[u8], within: Duration) -> String {
+        use rustls::pki_types::pem::PemObject as _;
+        use std::io::{Read as _, Write as _};
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(self.data_dir.join("tls/cert.pem")).unwrap();
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let mut cfg =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        tcp.set_read_timeout(Some(within)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        // The receiver may answer and close before it has read everything.
+        let _ = tls.write_all(raw).and_then(|_| tls.flush());
+        let mut got = Vec::new();
+        let _ = tls.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    }
+}
+
 /// A child process killed when dropped.
 pub struct Killed(pub Child);
 
