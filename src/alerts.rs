@@ -279,7 +279,11 @@ pub fn transition(prev: Option<&Alert>, n: &Notification, id: i64, now_ms: i64, 
         },
         // An unknown status word changes nothing; the notification is still stored.
         _ => match describe(n, id, now_ms) {
-            Some(alert) if !is_stale(newest_ms, ordering_ms(alert.triggered_at, now_ms)) => apply_level(prev, alert),
+            Some(alert)
+                if !is_stale(newest_ms, ordering_ms(alert.triggered_at.map(|t| t.timestamp_millis()), now_ms)) =>
+            {
+                apply_level(prev, alert)
+            }
             _ => keep(),
         },
     }
@@ -292,11 +296,16 @@ fn keep() -> Transition {
     Transition { update: StateUpdate::Keep, event: None }
 }
 
+/// How far after its arrival a notification's `triggered_at` is still taken as it is: a
+/// node's clock a little ahead of ours keeps the order Netdata gave.
+pub const FUTURE_SLACK_MS: i64 = 5 * 60 * 1000;
+
 /// When a notification received at `received_ms` happened, to order it among the others of
-/// its alert: its `triggered_at`, but never later than its arrival, so that a node's clock
-/// ahead of ours (or a date in the far future) cannot leave every later change "older".
-pub fn ordering_ms(triggered_at: Option<DateTime<FixedOffset>>, received_ms: i64) -> Option<i64> {
-    triggered_at.map(|t| t.timestamp_millis().min(received_ms))
+/// its alert: its `triggered_at`, but no later than [`FUTURE_SLACK_MS`] after its arrival
+/// (then its arrival), so that a node's clock far ahead of ours (or a date in the far future)
+/// cannot leave every later change "older".
+pub fn ordering_ms(triggered_ms: Option<i64>, received_ms: i64) -> Option<i64> {
+    triggered_ms.map(|t| if t > received_ms + FUTURE_SLACK_MS { received_ms } else { t })
 }
 
 fn is_stale(newest_ms: Option<i64>, at_ms: Option<i64>) -> bool {

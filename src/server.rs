@@ -116,20 +116,27 @@ impl IntoResponse for ApiError {
 }
 
 /// Says why a connection ended in error. What the HTTP library refused by itself (a request
-/// it could not read as HTTP, answered 400 or 431 with no body, or a head that did not
-/// arrive in time) is a refusal like any other, and said as one; a client that went away is
-/// only a debug line.
-fn log_connection_error(peer: SocketAddr, e: &(dyn std::error::Error + 'static), timeout: Duration) {
+/// it could not read as HTTP, answered 400, 414 or 431 with no body, or a head that began to
+/// arrive and did not finish in time) is a refusal like any other, and said as one; a client
+/// that went away, or an idle keep-alive connection timed out, is only a debug line.
+fn log_connection_error(
+    peer: SocketAddr,
+    e: &(dyn std::error::Error + 'static),
+    timeout: Duration,
+    partial_head: bool,
+) {
     match e.downcast_ref::<hyper::Error>() {
         Some(h) if h.is_parse_too_large() => {
-            tracing::warn!(%peer, status = 431, "refused: the request's head is far over the limits ({h})")
+            // hyper says which: "URI too long" (answered 414) or a head too large (431).
+            let status = if h.to_string().contains("URI too long") { 414 } else { 431 };
+            tracing::warn!(%peer, status, "refused: the request's head is far over the limits ({h})")
         }
         Some(h) if h.is_parse() || h.is_parse_status() => {
             tracing::warn!(%peer, status = 400, "refused: the request is not valid HTTP ({h})")
         }
-        Some(h) if h.is_timeout() => tracing::warn!(
+        Some(h) if h.is_timeout() && partial_head => tracing::warn!(
             %peer,
-            "refused: the request's head did not arrive within {} s; connection closed",
+            "refused: the request's head did not arrive within {} s; connection closed (no answer)",
             timeout.as_secs()
         ),
         _ => tracing::debug!(%peer, "connection ended: {e}"),
@@ -635,7 +642,13 @@ struct NotedReads<T> {
     io: T,
     /// `None` over HTTP/2, whose pings and settings arrive with no request in flight.
     activity: Option<Arc<Activity>>,
+    /// Whether the first bytes were looked at (HTTP/2 spoken without ALPN starts with its
+    /// preface).
+    started: bool,
 }
+
+/// How an HTTP/2 connection begins, ALPN or not.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for NotedReads<T> {
     fn poll_read(
@@ -646,6 +659,14 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for NotedReads<T> {
         use std::sync::atomic::Ordering::SeqCst;
         let before = buf.filled().len();
         let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = &buf.filled()[before..];
+        if !self.started && !read.is_empty() {
+            self.started = true;
+            // Prior knowledge of HTTP/2, without ALPN: noted as HTTP/2.
+            if read.starts_with(&H2_PREFACE[..read.len().min(H2_PREFACE.len())]) {
+                self.activity = None;
+            }
+        }
         if let Some(a) = self.activity.as_ref().filter(|_| buf.filled().len() > before) {
             if a.in_flight.load(SeqCst) == 0 {
                 a.partial_head.store(true, SeqCst);
@@ -858,7 +879,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         .keep_alive_interval(Some(Duration::from_secs(20).min(timeout / 2)))
         .keep_alive_timeout(timeout);
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let io = NotedReads { io: tls, activity: (!h2).then(|| activity.clone()) };
+    let io = NotedReads { io: tls, activity: (!h2).then(|| activity.clone()), started: false };
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let age = tokio::time::sleep(MAX_CONNECTION_AGE);
@@ -878,7 +899,10 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         let why = tokio::select! {
             r = conn.as_mut() => {
                 match r {
-                    Err(e) if !head_refused => log_connection_error(peer, &*e, timeout),
+                    Err(e) if !head_refused => {
+                        let partial = activity.partial_head.load(std::sync::atomic::Ordering::SeqCst);
+                        log_connection_error(peer, &*e, timeout, partial)
+                    }
                     _ => {}
                 }
                 break;
@@ -895,7 +919,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
                     head_refused = true;
                     tracing::warn!(
                         %peer,
-                        "refused: the request's head did not arrive within {} s; connection closed",
+                        "refused: the request's head did not arrive within {} s; connection closed (no answer)",
                         timeout.as_secs()
                     );
                     "its request's head did not arrive in time"

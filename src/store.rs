@@ -1045,7 +1045,7 @@ fn record(b: &mut Batch<'_>, d: &Delivery) -> Result<(Recorded, Vec<Event>), rus
         let newest = key.and_then(|k| b.seen(k)).and_then(|s| s.newest_ms);
         let t = alerts::transition(prev, &single, id, d.received_ms, newest);
         if let Some(k) = key {
-            let newest_ms = newest.max(f.triggered_ms.map(|t| t.min(d.received_ms)));
+            let newest_ms = newest.max(alerts::ordering_ms(f.triggered_ms, d.received_ms));
             b.new_seen.insert(k.to_string(), Seen { last_id: id, newest_ms });
         }
         if let (Some((old, old_part)), StateUpdate::Upsert(_) | StateUpdate::Remove(_)) = (prev_entry, &t.update) {
@@ -1281,11 +1281,13 @@ fn load_active_rows(conn: &Connection) -> Result<Vec<Alert>, rusqlite::Error> {
 }
 
 fn load_seen(conn: &Connection) -> Result<HashMap<String, Seen>, rusqlite::Error> {
-    let mut stmt = conn.prepare(
-        // As alerts::ordering_ms: a time after the arrival counts as the arrival.
-        "SELECT alert_key, MAX(id), MAX(MIN(triggered_ms, received_at)) FROM notifications
-         WHERE alert_key IS NOT NULL GROUP BY alert_key",
-    )?;
+    // As alerts::ordering_ms: a time too far after the arrival counts as the arrival.
+    let mut stmt = conn.prepare(&format!(
+        "SELECT alert_key, MAX(id),
+                MAX(CASE WHEN triggered_ms > received_at + {slack} THEN received_at ELSE triggered_ms END)
+         FROM notifications WHERE alert_key IS NOT NULL GROUP BY alert_key",
+        slack = alerts::FUTURE_SLACK_MS
+    ))?;
     let rows =
         stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, Seen { last_id: r.get(1)?, newest_ms: r.get(2)? })))?;
     let mut seen: HashMap<String, Seen> = rows.collect::<Result<_, _>>()?;

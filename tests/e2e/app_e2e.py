@@ -502,6 +502,20 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             assert receiver.up(), "the receiver runs on with the settings it had"
             cfg.write_text("# put back\n" + good)
             wait_for("the note gone once the edit is undone", lambda: not refused(), 15)
+            # Again, and this time put right in the form: the save replaces the edit, and the
+            # note goes.
+            cfg.write_text(good.replace("retention_days = 46", "retention_days = -1"))
+            wait_for("the note again", lambda: refused(), 15)
+            days = driver.find_element(By.ID, "f-store-retention_days")
+            wait_for("the form showing the file", lambda: days.get_attribute("value") == "-1", 10)
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", days)
+            days.send_keys(Keys.CONTROL, "a")
+            days.send_keys("46")
+            wait_for("Discard enabled by the edit", lambda: driver.find_element(By.ID, "discard").is_enabled(), 10)
+            days.send_keys(Keys.ENTER)
+            wait_for("the save's result", lambda: driver.find_element(By.ID, "save-result").text.startswith("Saved."), 15)
+            wait_for("the note gone once saved", lambda: not refused(), 5)
+            good = cfg.read_text()
             # Edits in the form while the file is edited by hand: saving keeps both.
             popups = driver.find_element(By.ID, "f-notifications-max_popups_per_minute")
             driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", popups)

@@ -275,6 +275,15 @@ async fn an_alert_dated_in_the_future_still_clears() {
         .await
         .unwrap();
     assert!(!active(&s).iter().any(|a| a.name == "restart"), "{:?}", active(&s));
+    // A node a minute ahead of us keeps the order it gives: its older clear, arriving after
+    // the raise, changes nothing.
+    s.record(delivery_at(body("Critical", "ahead", serde_json::json!((now + 60_000) as f64 / 1000.0)), now))
+        .await
+        .unwrap();
+    s.record(delivery_at(body("Clear", "ahead", serde_json::json!((now + 30_000) as f64 / 1000.0)), now + 1000))
+        .await
+        .unwrap();
+    assert!(active(&s).iter().any(|a| a.name == "ahead"), "an older clear from a node slightly ahead applied");
     // Still, a clear dated before the raise is older than it and changes nothing.
     s.record(delivery_at(body("Critical", "order", serde_json::json!(now / 1000)), now)).await.unwrap();
     s.record(delivery_at(body("Clear", "order", serde_json::json!(now / 1000 - 60)), now + 1000)).await.unwrap();
