@@ -691,7 +691,7 @@ async function drawSettings(anchor) {
   fill(page, 
     h("h1", {}, "Settings"),
     s.load_error ? h("div", { class: "note warn" }, `The config file could not be read: ${s.load_error.message}. The form shows the rest of what it holds (or the defaults, where it is not TOML at all); saving keeps the current file as ${s.config_path}.unreadable.`) : null,
-    s.refused && !s.load_error ? h("div", { class: "note warn", id: "refused" }, `The config file's latest edit is not applied, and the receiver keeps the settings it had: ${s.refused}. It is applied once that is fixed; the form shows the file as it is now.`) : null,
+    s.refused && !s.load_error ? refusedNote(s.refused) : null,
     h("div", { class: "small" }, `Config file: ${s.config_path}`),
     h("div", { id: "form-error", class: "note warn", style: "display:none" }),
     groups,
@@ -712,6 +712,20 @@ async function drawSettings(anchor) {
   if (!s.load_error) await validate();
   syncDiscard();
   if (anchor) pointAt(anchor);
+}
+
+// The note on an edit of the file by hand left unapplied (the receiver runs on as it was).
+function refusedNote(reason) {
+  return h("div", { class: "note warn", id: "refused" }, `The config file's latest edit is not applied, and the receiver keeps the settings it had: ${reason}. It is applied once that is fixed; the form shows the file as it is now.`);
+}
+
+// Brings the note on an edit left unapplied up to date without redrawing the form (it may
+// hold edits): shown with `reason`, or gone with none.
+function showRefused(reason) {
+  const note = document.getElementById("refused");
+  if (!reason) { if (note) note.remove(); return; }
+  if (note) note.replaceWith(refusedNote(reason));
+  else { const title = $("h1", page); if (title) title.after(refusedNote(reason)); }
 }
 
 // Discard changes is there to press only while the form holds edits.
@@ -835,6 +849,8 @@ async function saveNow() {
       settingsView.raw = readForm();
       noteFormSaved();
       syncDiscard();
+      // What was saved replaced any edit by hand left unapplied.
+      showRefused(null);
     }
     if (st.state === "running") {
       result.className = "result ok";
@@ -1100,12 +1116,23 @@ const redrawChanged = throttle(async () => {
   } else if (r.name === "settings" && (what.has("config") || rejected) && document.getElementById("save")) {
     // The file was edited by hand: the form shows it (and why it is not applied, if it is
     // not), unless it holds edits of its own.
-    if (settingsDirty() && what.has("config")) {
-      settingsView.fresh = (await invoke("settings")).raw || {};
-      validate();
-      toast("The config file changed on disk; saving keeps its changes, with your edits on top");
-    } else if (settingsDirty()) toast("The config file changed on disk; saving these edits replaces it");
-    else { await drawSettings(null); if (!rejected) toast("The config file changed on disk; the form shows it"); }
+    if (settingsDirty()) {
+      const s = await invoke("settings");
+      showRefused(s.load_error ? null : s.refused);
+      // A file that does not load has nothing to merge with: saving replaces it (and keeps
+      // it as .unreadable).
+      if (what.has("config") && !s.load_error) {
+        settingsView.fresh = s.raw || {};
+        validate();
+        toast("The config file changed on disk; saving keeps its changes, with your edits on top");
+      } else {
+        if (s.load_error) settingsView.fresh = null;
+        toast("The config file changed on disk; saving these edits replaces it");
+      }
+    } else {
+      await drawSettings(null);
+      if (!rejected) toast("The config file changed on disk; the form shows it");
+    }
   } else if (r.name === "guide" && [...what].some((w) => w !== "alerts")) {
     // The guide shows no alerts: a stream of them leaves it (and a token shown) alone.
     drawGuide();
