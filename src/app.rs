@@ -125,6 +125,9 @@ pub struct Running {
     /// The store it writes to.
     pub store: Store,
     task: JoinHandle<()>,
+    /// Fires once it no longer listens (its port is free again), after its shutdown token
+    /// is cancelled.
+    released: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Running {
@@ -133,9 +136,17 @@ impl Running {
         Event::Listening { addr: self.addr.to_string(), fingerprint: self.cert.fingerprint.clone() }
     }
 
-    /// Waits until the receiver has stopped (after its shutdown token is cancelled).
+    /// Waits until the receiver has stopped (after its shutdown token is cancelled): it
+    /// listens no more, and the requests it was answering are answered.
     pub async fn stopped(self) {
         let _ = self.task.await;
+    }
+
+    /// Waits until the receiver no longer listens (after its shutdown token is cancelled),
+    /// leaving the requests it was answering to finish on their own: what a restart waits
+    /// for, so that a slow client cannot keep the new receiver from listening.
+    pub async fn released(self) {
+        let _ = self.released.await;
     }
 }
 
@@ -172,8 +183,9 @@ pub async fn start_with(
         let files = crate::acme::AcmeFiles::in_data_dir(data_dir);
         tokio::spawn(crate::acme::run(acme.clone(), files, resolver.clone(), shutdown.clone()));
     }
-    let task = tokio::spawn(server::serve(listener, acceptor, router, config, shutdown));
-    Ok(Running { addr, cert: tls.cert, store, task })
+    let (release, released) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(server::serve(listener, acceptor, router, config, shutdown, release));
+    Ok(Running { addr, cert: tls.cert, store, task, released })
 }
 
 /// Whether the receiver runs, as the tray and the Settings window show it.
@@ -300,7 +312,7 @@ impl Alertray {
         let mut slot = self.slot.lock().await;
         if let Some((running, token)) = slot.running.take() {
             token.cancel();
-            running.stopped().await;
+            running.released().await;
         }
         let status = match config {
             Err(e) => ReceiverStatus::Stopped { key: e.key().map(str::to_string), reason: e.to_string() },

@@ -456,14 +456,16 @@ fn content_coding(headers: &HeaderMap) -> Option<String> {
     (!codings.is_empty()).then(|| codings.join(", "))
 }
 
-/// Serves `router` over TLS on `listener` until `shutdown`, then lets requests in flight
-/// finish (up to the request timeout) before returning.
+/// Serves `router` over TLS on `listener` until `shutdown`; then stops listening (and says
+/// so on `released`), closes the connections with no request in flight, and lets the
+/// requests in flight finish (up to the request timeout) before returning.
 pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     router: Router,
     config: Arc<Config>,
     shutdown: CancellationToken,
+    released: tokio::sync::oneshot::Sender<()>,
 ) {
     let active = Arc::new(Semaphore::new(config.server.max_connections));
     let served = Arc::new(ServedConnections::default());
@@ -495,6 +497,10 @@ pub async fn serve(
             serve_connection(tcp, conn, id, evicted, slots).await;
         });
     }
+    // The port is free at once (a restart may listen there again); the connections left
+    // finish what they are answering.
+    drop(listener);
+    let _ = released.send(());
     tracker.close();
     let _ = tokio::time::timeout(timeout + Duration::from_secs(1), tracker.wait()).await;
 }
@@ -776,14 +782,16 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
     let Conn { peer, acceptor, router, timeout, shutdown } = conn;
     let Slots { pending, active, served } = slots;
     let _ = tcp.set_nodelay(true);
+    // A handshake has nothing to finish at shutdown either.
     let handshake = tokio::select! {
         r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => Some(r),
         _ = evicted.cancelled() => None,
+        _ = shutdown.cancelled() => None,
     };
     let tls = match handshake {
         None => {
             pending.done(id);
-            tracing::debug!(%peer, "dropped a connection still waiting for its TLS handshake, to make room");
+            tracing::debug!(%peer, "dropped a connection still in its TLS handshake (to make room, or shutting down)");
             return;
         }
         Some(Ok(Ok(s))) => s,
@@ -819,6 +827,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
                     p = active.clone().acquire_owned() => break p.ok(),
                     _ = &mut waited => break None,
                     _ = evicted.cancelled() => break None,
+                    _ = shutdown.cancelled() => break None,
                     _ = ask.tick() => {
                         served.evict_idle();
                     }
@@ -828,7 +837,9 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
     };
     pending.done(id);
     let Some(_permit) = permit else {
-        tracing::warn!(%peer, "no free connection slot within {}s (server.max_connections); closing", timeout.as_secs());
+        if !shutdown.is_cancelled() {
+            tracing::warn!(%peer, "no free connection slot within {}s (server.max_connections); closing", timeout.as_secs());
+        }
         return;
     };
     let cert = PeerCertificate {
@@ -929,6 +940,11 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
             },
         };
         tracing::debug!(%peer, "closing the connection: {why}");
+        // With no request in flight there is nothing to finish: a client in the middle of
+        // sending a head (or of nothing) does not hold the shutdown up.
+        if activity.idle_for().is_some() {
+            break;
+        }
         conn.as_mut().graceful_shutdown();
         closing = true;
         hard_stop.as_mut().reset(tokio::time::Instant::now() + timeout);

@@ -481,6 +481,40 @@ fn an_edit_of_the_config_file_is_applied_and_a_broken_one_is_not() {
     assert_eq!(post("test-token"), 200);
 }
 
+/// A client that holds a request unfinished cannot keep an edited config from being applied,
+/// nor hold up the shutdown: the port is let go at once, and a connection with no request in
+/// flight has nothing to finish.
+#[test]
+fn a_slow_client_holds_up_neither_an_edit_nor_the_shutdown() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, port) = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[server]\n", "[server]\nrequest_timeout_secs = 60\n");
+    std::fs::write(&config, &text).unwrap();
+    let serve = Serve::start(&config, &dir.path().join("data"), port, &[], &["--no-popups"]);
+    let mut slow = serve.raw_tls(Duration::from_secs(60));
+    slow.write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").unwrap();
+    slow.flush().unwrap();
+    // Let the receiver read that much.
+    std::thread::sleep(Duration::from_millis(300));
+    let edited = std::time::Instant::now();
+    std::fs::write(&config, text.replace("token = \"test-token\"", "token = \"edited-token\"")).unwrap();
+    serve.wait_for_line("receiver listening", Duration::from_secs(20));
+    assert!(edited.elapsed() < Duration::from_secs(15), "the edit waited for the slow client: {:?}", edited.elapsed());
+    let body = captured("netdata-alert-critical.json");
+    let status = serve.client().post(serve.url()).bearer_auth("edited-token").body(body).send().unwrap().status();
+    assert_eq!(status, 200);
+    // Another unfinished request, then SIGTERM: the process ends long before the 60 s timeout.
+    let mut slow2 = serve.raw_tls(Duration::from_secs(60));
+    slow2.write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").unwrap();
+    slow2.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = std::time::Instant::now();
+    assert_eq!(serve.terminate(), Some(0), "SIGTERM ends it cleanly within 10 s");
+    assert!(stopping.elapsed() < Duration::from_secs(10), "{:?}", stopping.elapsed());
+    drop((slow, slow2));
+}
+
 /// `alertray ... | head -1`: a reader that goes away ends the command quietly (exit 0), not
 /// with a panic about a broken pipe.
 #[test]

@@ -184,8 +184,18 @@ impl Serve {
     /// on purpose would, and returns what the receiver sent back before closing (or within
     /// `within`).
     pub fn raw_http1(&self, raw: &[u8], within: Duration) -> String {
-        use rustls::pki_types::pem::PemObject as _;
         use std::io::{Read as _, Write as _};
+        let mut tls = self.raw_tls(within);
+        // The receiver may answer and close before it has read everything.
+        let _ = tls.write_all(raw).and_then(|_| tls.flush());
+        let mut got = Vec::new();
+        let _ = tls.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    /// A TLS connection to the receiver speaking HTTP/1.1, reads timing out after `within`.
+    pub fn raw_tls(&self, within: Duration) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+        use rustls::pki_types::pem::PemObject as _;
         let mut roots = rustls::RootCertStore::empty();
         let pem = std::fs::read(self.data_dir.join("tls/cert.pem")).unwrap();
         for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
@@ -202,12 +212,7 @@ impl Serve {
         let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
         let tcp = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         tcp.set_read_timeout(Some(within)).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        // The receiver may answer and close before it has read everything.
-        let _ = tls.write_all(raw).and_then(|_| tls.flush());
-        let mut got = Vec::new();
-        let _ = tls.read_to_end(&mut got);
-        String::from_utf8_lossy(&got).into_owned()
+        rustls::StreamOwned::new(conn, tcp)
     }
 }
 
