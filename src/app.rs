@@ -261,6 +261,71 @@ pub struct Alertray {
     /// watcher of edits by hand, and stopping. One at a time, so that what was applied last
     /// is what the file holds.
     config_io: tokio::sync::Mutex<()>,
+    /// Why the data dir is not this Alertray's: another one uses it.
+    data_dir_taken: Option<String>,
+}
+
+/// The lock on the data dir of this process's Alertray, held until the process ends (a
+/// second [`Alertray::open`] of the same dir in one process, as tests do after dropping the
+/// first, takes it over).
+static DATA_DIR_LOCK: std::sync::Mutex<Option<DataDirLock>> = std::sync::Mutex::new(None);
+
+/// An exclusive lock on `alertray.lock` in a data dir (released by the system when the
+/// process ends, however it ends).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+    dir: PathBuf,
+}
+
+/// Why a data dir could not be locked.
+#[derive(Debug)]
+pub enum DataDirLockError {
+    /// Another process holds it (said in words, with its process id when known).
+    Taken(String),
+    /// Locking failed (a file system without locks): going on is better than not starting.
+    Other(std::io::Error),
+}
+
+/// Locks `dir` (made if missing) for this process: one Alertray at a time writes a data dir,
+/// since two would each keep their own idea of the active alerts.
+pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, DataDirLockError> {
+    {
+        let held = DATA_DIR_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        if held.as_ref().is_some_and(|l| l.dir == dir) {
+            // This process holds it already: a new Alertray on the same dir replaces the old.
+            drop(held);
+            return DATA_DIR_LOCK
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .ok_or_else(|| DataDirLockError::Other(std::io::Error::other("lock taken meanwhile")));
+        }
+    }
+    store::create_private_dir(dir).map_err(DataDirLockError::Other)?;
+    let path = dir.join("alertray.lock");
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(DataDirLockError::Other)?;
+    match file.try_lock() {
+        Ok(()) => {
+            use std::io::Write as _;
+            let _ = file.set_len(0).and_then(|_| write!(file, "{}", std::process::id()));
+            Ok(DataDirLock { _file: file, dir: dir.to_path_buf() })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).ok().filter(|p| !p.trim().is_empty());
+            let who =
+                pid.map_or("another Alertray".to_string(), |p| format!("another Alertray (process {})", p.trim()));
+            Err(DataDirLockError::Taken(format!(
+                "{who} already uses the data dir {}: stop it, or give this one another data dir (--data-dir)",
+                dir.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(DataDirLockError::Other(e)),
+    }
 }
 
 impl Alertray {
@@ -268,14 +333,35 @@ impl Alertray {
     /// until [`Alertray::apply`]. A store that cannot be opened (no permission, read-only,
     /// newer schema) does not stop Alertray: it runs degraded, answering deliveries 503 so
     /// that Netdata retries, and [`Alertray::store_error`] says why.
+    ///
+    /// One Alertray at a time uses a data dir: another one (the app, or `alertray serve`)
+    /// already there leaves this one degraded, and [`Alertray::data_dir_taken`] says by whom.
     pub fn open(paths: Paths) -> Alertray {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let store = Store::open(&paths.db(), events.clone(), 90).unwrap_or_else(|e| {
+        let lock = lock_data_dir(&paths.data_dir);
+        let opened = match &lock {
+            Err(DataDirLockError::Taken(why)) => Err(why.clone()),
+            _ => Store::open(&paths.db(), events.clone(), 90).map_err(|e| e.to_string()),
+        };
+        let store = opened.unwrap_or_else(|e| {
             tracing::error!(
                 "cannot open the store, so deliveries are answered 503 until this is fixed and Alertray restarted: {e}"
             );
-            Store::unavailable(&paths.db(), e.to_string())
+            Store::unavailable(&paths.db(), e)
         });
+        let data_dir_taken = match lock {
+            Ok(lock) => {
+                *DATA_DIR_LOCK.lock().unwrap_or_else(|p| p.into_inner()) = Some(lock);
+                None
+            }
+            Err(DataDirLockError::Taken(why)) => Some(why),
+            Err(DataDirLockError::Other(e)) => {
+                tracing::warn!(
+                    "cannot lock the data dir ({e}); going on without making sure no other Alertray uses it"
+                );
+                None
+            }
+        };
         let snoozes = store::open_reader(&paths.db())
             .and_then(|c| store::snoozes(&c).map_err(|source| StoreError::Sqlite { path: paths.db(), source }))
             .unwrap_or_default();
@@ -297,6 +383,7 @@ impl Alertray {
             tunnel: std::sync::Mutex::new(None),
             config_text: std::sync::Mutex::new(FileState::default()),
             config_io: tokio::sync::Mutex::new(()),
+            data_dir_taken,
         }
     }
 
@@ -616,6 +703,12 @@ impl Alertray {
         }
         let e = std::net::TcpListener::bind(addr).err()?;
         Some((StartError::Bind { addr, source: e }.to_string(), current))
+    }
+
+    /// Why this Alertray does not have its data dir to itself: another Alertray (process)
+    /// uses it, so it stores nothing.
+    pub fn data_dir_taken(&self) -> Option<&str> {
+        self.data_dir_taken.as_deref()
     }
 
     /// The receiver's status now.

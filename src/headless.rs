@@ -61,6 +61,10 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(other)?;
     rt.block_on(async move {
         let core = Arc::new(Alertray::open(paths.clone()));
+        // Two receivers on one store would each keep their own idea of the active alerts.
+        if let Some(why) = core.data_dir_taken() {
+            return Err(HeadlessError::Other(why.to_string()));
+        }
         let shutdown = CancellationToken::new();
         let log_events = core.events.subscribe();
         let status = core.apply_file(text, cfg).await;

@@ -515,6 +515,41 @@ fn a_slow_client_holds_up_neither_an_edit_nor_the_shutdown() {
     drop((slow, slow2));
 }
 
+/// One Alertray at a time uses a data dir: a second `serve` on it is refused, naming the
+/// first, and can start once the first has stopped. Reading (`alerts`) is always allowed.
+#[test]
+fn a_second_serve_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Serve::in_dir(dir.path(), "", &[]);
+    let other = tempfile::tempdir().unwrap();
+    let (config, _) = write_config(other.path(), "");
+    let data = first.data_dir.to_str().unwrap().to_string();
+    // Killed after 15 s if it runs (the lock not working), so that the test fails, not hangs.
+    let mut second = std::process::Command::new(BIN)
+        .args(["serve", "--no-popups", "--config", config.to_str().unwrap(), "--data-dir", &data])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while second.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = second.kill();
+    let out = second.wait_with_output().unwrap();
+    let (code, err) = (out.status.code(), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(code, Some(1), "{err}");
+    let pid = first.pid().to_string();
+    assert!(err.contains("already uses the data dir") && err.contains(&pid), "{err}");
+    assert_eq!(first.post(captured("netdata-alert-critical.json")), 200, "the first one is untouched");
+    let (code, out, err) = run(&["alerts", "--data-dir", &data], &[]);
+    assert!(code == 0 && out.contains("1 critical"), "{out}{err}");
+    assert_eq!(first.terminate(), Some(0));
+    let port = std::fs::read_to_string(&config).unwrap();
+    let port: u16 = port.split("127.0.0.1:").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+    let again = Serve::start(&config, std::path::Path::new(&data), port, &[], &["--no-popups"]);
+    assert_eq!(again.post(captured("netdata-alert-recovered.json")), 200, "free once the first stopped");
+}
+
 /// `alertray ... | head -1`: a reader that goes away ends the command quietly (exit 0), not
 /// with a panic about a broken pipe.
 #[test]

@@ -123,6 +123,11 @@ impl Serve {
         panic!("no line containing {needle:?}; stderr so far:\n{}", seen.join("\n"));
     }
 
+    /// The process id of `alertray serve`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// An HTTPS client trusting this receiver's self-signed certificate.
     pub fn client(&self) -> reqwest::blocking::Client {
         https_client(&std::fs::read(self.data_dir.join("tls/cert.pem")).unwrap())
