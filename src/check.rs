@@ -177,7 +177,7 @@ pub async fn run(cfg: &Config, opts: CheckOptions) -> Report {
     let mut c = Checker { steps: Vec::new() };
     check(cfg, &opts, &mut c).await;
     let passed = !c.steps.iter().any(|s| s.status == StepStatus::Failed);
-    let url = opts.webhook_url.as_deref().map(crate::config::without_userinfo);
+    let url = opts.webhook_url.as_deref().map(crate::config::shown_url);
     Report { url, steps: c.steps, passed }
 }
 
@@ -199,7 +199,7 @@ async fn check(cfg: &Config, opts: &CheckOptions, c: &mut Checker) {
         _ => {
             c.fail(
                 "Public URL",
-                format!("{} is not an https:// URL", crate::config::without_userinfo(url)),
+                format!("{} is not an https:// URL", crate::config::shown_url(url)),
                 "Netdata only posts to https:// URLs: use your tunnel's https:// address.",
             );
             return c.skip_rest(&STEPS[1..]);
@@ -208,7 +208,7 @@ async fn check(cfg: &Config, opts: &CheckOptions, c: &mut Checker) {
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         c.fail(
             "Public URL",
-            format!("{} holds a user name or password", crate::config::without_userinfo(url)),
+            format!("{} holds a user name or password", crate::config::shown_url(url)),
             "Netdata's webhook URL takes none: set auth.method = \"basic\" with auth.username and \
              auth.password, and paste them into Netdata Cloud's Basic fields.",
         );

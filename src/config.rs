@@ -430,14 +430,18 @@ fn padded(secret: &Secret) -> bool {
     s.trim_ascii() != s
 }
 
-/// `url` with a user name and password, if any, replaced by "(hidden)", to show it:
-/// everything between the scheme and the last `@` (a password may hold `/`, `?` or `#`; hiding
-/// a path's text too is harmless).
-pub(crate) fn without_userinfo(url: &str) -> String {
+/// `url` fit to show: a user name and password replaced by "(hidden)" (everything between
+/// the scheme and the last `@`: a password may hold `/`, `?` or `#`; hiding a path's text too
+/// is harmless), and so are a query and a fragment, which may carry a key.
+pub(crate) fn shown_url(url: &str) -> String {
     let rest_at = url.find("://").map_or(0, |i| i + 3);
-    match url[rest_at..].rfind('@') {
+    let shown = match url[rest_at..].rfind('@') {
         Some(at) => format!("{}(hidden){}", &url[..rest_at], &url[rest_at + at..]),
         None => url.to_string(),
+    };
+    match shown.find(['?', '#']) {
+        Some(i) => format!("{}{}(hidden)", &shown[..i], &shown[i..=i]),
+        None => shown,
     }
 }
 
@@ -459,7 +463,6 @@ const SHOWN_VALUES: &[&str] = &[
     "tls.acme.enabled",
     "tls.acme.email",
     "tls.acme.domain",
-    "tls.acme.directory",
     "tls.acme.directory_ca",
     "auth.client_certificate",
     "auth.client_ca",
@@ -672,7 +675,7 @@ fn public_url(v: Option<String>) -> Result<Option<Uri>, ConfigError> {
     let bad = || {
         ConfigError::invalid(
             "server.public_url",
-            format!("{:?}", without_userinfo(&u)),
+            format!("{:?}", shown_url(&u)),
             "an https:// URL with a host and no user name, password or query, like \"https://name.ngrok.app/\" (Netdata only posts to HTTPS; Basic credentials go in auth.username and auth.password)",
         )
     };
@@ -705,19 +708,22 @@ fn validate_tls(
         a.enabled
             .unwrap_or(a.email.is_some() || a.domain.is_some() || a.directory.is_some() || a.directory_ca.is_some())
     };
+    // An empty path is no path (as the Settings form leaves a field it clears).
+    let given = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().to_string_lossy().trim().is_empty());
+    let (cert, key) = (given(t.cert), given(t.key));
     let acme = match t.acme.filter(acme_on) {
         None => None,
         Some(a) => Some(validate_acme(a, public_url, resolve)?),
     };
     Ok(match acme {
-        Some(acme) if t.cert.is_none() && t.key.is_none() => TlsConfig::Acme(acme),
+        Some(acme) if cert.is_none() && key.is_none() => TlsConfig::Acme(acme),
         Some(_) => return Err(ConfigError::invalid(
             "tls.acme",
             "(set with tls.cert/tls.key)",
             "either [tls.acme] (Alertray obtains the certificate) or tls.cert and tls.key (your own files), not both",
         )),
         None => {
-            match (t.cert, t.key) {
+            match (cert, key) {
                 (None, None) => TlsConfig::SelfSigned,
                 (Some(cert), Some(key)) => TlsConfig::Files { cert: resolve(cert), key: resolve(key) },
                 (Some(_), None) => {
@@ -997,7 +1003,7 @@ fn validate_acme(
     if !ok {
         return Err(ConfigError::invalid(
             "tls.acme.directory",
-            format!("{directory:?}"),
+            format!("{:?}", shown_url(&directory)),
             format!("an https:// ACME directory URL, like \"{}\"", crate::acme::LETS_ENCRYPT),
         ));
     }
@@ -1466,6 +1472,18 @@ mod tests {
             e.to_string().contains("\"https://(hidden)@alerts.example.com/\"") && !e.to_string().contains("s3cr3t"),
             "{e}"
         );
+        // Nor a key in its query or fragment, nor a password in the ACME directory's URL.
+        for (toml, shown) in [
+            ("[server]\npublic_url = \"https://alerts.example.com/?key=s3cr3t\"", "\"https://alerts.example.com/?(hidden)\""),
+            ("[server]\npublic_url = \"http://alerts.example.com/#s3cr3t\"", "\"http://alerts.example.com/#(hidden)\""),
+            (
+                "[server]\npublic_url = \"https://a.example/\"\n[tls.acme]\nemail = \"me@example.com\"\ndirectory = \"http://u:s3cr3t@ca.example/dir\"",
+                "\"http://(hidden)@ca.example/dir\"",
+            ),
+        ] {
+            let e = err(&format!("{toml}\n[auth]\nallow_unauthenticated = true"));
+            assert!(e.to_string().contains(shown) && !e.to_string().contains("s3cr3t"), "{e}");
+        }
         let e =
             err("[tunnel]\ncommand = \"ngrok http 8443 --authtoken 's3cr3t\"\n[auth]\nallow_unauthenticated = true");
         assert!(
@@ -1642,6 +1660,12 @@ mod tests {
         let cfg = Config::from_toml(&format!("[server]\npublic_url = \"https://a.example.org/\"\n{base}[tls.acme]\n"))
             .unwrap();
         assert_eq!(cfg.tls, TlsConfig::SelfSigned, "an empty [tls.acme] turns nothing on");
+        // Empty TLS paths are no paths: none at all is a self-signed certificate, and one
+        // alone names the other as missing (not "cannot read the folder").
+        let cfg = Config::from_toml(&format!("{base}[tls]\ncert = \"\"\nkey = \" \"")).unwrap();
+        assert_eq!(cfg.tls, TlsConfig::SelfSigned);
+        let e = err(&format!("{base}[tls]\ncert = \"c.pem\"\nkey = \"\""));
+        assert_eq!((e.key(), e.to_string().contains("(missing)")), (Some("tls.key"), true), "{e}");
     }
 
     #[test]
