@@ -277,12 +277,21 @@ pub fn ensure_self_signed(dir: &Path, public_host: Option<&str>) -> Result<(Path
     let key_path = dir.join("key.pem");
     let wanted = self_signed_names(public_host);
     if cert_path.exists() && key_path.exists() {
-        let chain = read_chain("tls.cert", &cert_path)?;
-        let have = san_names(&chain[0]);
-        if wanted.iter().all(|n| have.contains(n)) {
-            return Ok((cert_path, key_path));
+        // Alertray's own pair: one that does not load (a file damaged, or the two from
+        // different runs) is made again rather than refused, since nobody chose those files.
+        match certified_key(&cert_path, &key_path) {
+            Ok(ck) => {
+                let have = san_names(&ck.cert[0]);
+                if wanted.iter().all(|n| have.contains(n)) {
+                    return Ok((cert_path, key_path));
+                }
+                tracing::info!(names = ?wanted, "the self-signed certificate does not cover the public host; generating a new one");
+            }
+            Err(e) => tracing::warn!(
+                "the self-signed certificate in {} does not load ({e}); generating a new one",
+                dir.display()
+            ),
         }
-        tracing::info!(names = ?wanted, "the self-signed certificate does not cover the public host; generating a new one");
     }
     let key = rcgen::KeyPair::generate().map_err(|e| TlsError::Setup(e.to_string()))?;
     let mut params = rcgen::CertificateParams::new(wanted).map_err(|e| TlsError::Setup(e.to_string()))?;
@@ -530,13 +539,21 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_generated_certificate_is_not_blamed_on_a_setting() {
+    fn a_broken_generated_certificate_is_made_again() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Config::from_toml("[auth]\nallow_unauthenticated = true").unwrap();
-        receiver_tls(&cfg, dir.path()).unwrap();
+        let first = receiver_tls(&cfg, dir.path()).unwrap().cert.fingerprint;
+        // A damaged key, then a key from another pair (two first runs at once): nobody chose
+        // these files, so they are made again rather than refused.
         std::fs::write(dir.path().join("tls/key.pem"), "garbage").unwrap();
-        let e = receiver_tls(&cfg, dir.path()).err().unwrap().to_string();
-        assert!(e.starts_with("Alertray's own certificate = "), "{e}");
+        let second = receiver_tls(&cfg, dir.path()).unwrap().cert.fingerprint;
+        assert_ne!(first, second);
+        let other = tempfile::tempdir().unwrap();
+        let (_, other_key) = ensure_self_signed(other.path(), None).unwrap();
+        std::fs::copy(other_key, dir.path().join("tls/key.pem")).unwrap();
+        let third = receiver_tls(&cfg, dir.path()).unwrap().cert.fingerprint;
+        assert!(third != second && third != first);
+        assert_eq!(receiver_tls(&cfg, dir.path()).unwrap().cert.fingerprint, third, "and kept from then on");
     }
 
     #[test]
