@@ -465,6 +465,19 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             assert driver.find_element(By.ID, "f-server-max_connections").get_attribute("value") == "2.5"
         check("Settings keeps unsaved edits from a stray Escape and names a bad number", settings_unsaved)
 
+        def edit_field(field_id, value):
+            """Types value into a Settings field, as a user would; returns the field."""
+            box = driver.find_element(By.ID, field_id)
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", box)
+            box.send_keys(Keys.CONTROL, "a")
+            box.send_keys(value)
+            wait_for("Discard enabled by the edit", lambda: driver.find_element(By.ID, "discard").is_enabled(), 10)
+            return box
+
+        def press_enter_to_save(box):
+            box.send_keys(Keys.ENTER)
+            wait_for("the save's result", lambda: driver.find_element(By.ID, "save-result").text.startswith("Saved."), 15)
+
         def settings_discard_and_enter():
             value = lambda key: driver.find_element(By.ID, "f-" + key.replace(".", "-")).get_attribute("value")  # noqa: E731
             discard = driver.find_element(By.ID, "discard")
@@ -476,13 +489,7 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             wait_for("no error left", lambda: not driver.find_elements(By.CSS_SELECTOR, ".field.invalid"), 10)
             assert not driver.find_element(By.ID, "discard").is_enabled(), "nothing left to discard"
             # Enter in a field saves.
-            days = driver.find_element(By.ID, "f-store-retention_days")
-            driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", days)
-            days.send_keys(Keys.CONTROL, "a")
-            days.send_keys("45")
-            wait_for("Discard enabled by the edit", lambda: driver.find_element(By.ID, "discard").is_enabled(), 10)
-            days.send_keys(Keys.ENTER)
-            wait_for("the save's result", lambda: driver.find_element(By.ID, "save-result").text.startswith("Saved."), 15)
+            press_enter_to_save(edit_field("f-store-retention_days", "45"))
             assert "retention_days = 45" in cfg.read_text(), cfg.read_text()
             assert not driver.find_element(By.ID, "discard").is_enabled(), "saved: nothing to discard"
         check("Settings: Discard changes puts the file's values back, Enter saves", settings_discard_and_enter)
@@ -506,26 +513,16 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             # note goes.
             cfg.write_text(good.replace("retention_days = 46", "retention_days = -1"))
             wait_for("the note again", lambda: refused(), 15)
-            days = driver.find_element(By.ID, "f-store-retention_days")
-            wait_for("the form showing the file", lambda: days.get_attribute("value") == "-1", 10)
-            driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", days)
-            days.send_keys(Keys.CONTROL, "a")
-            days.send_keys("46")
-            wait_for("Discard enabled by the edit", lambda: driver.find_element(By.ID, "discard").is_enabled(), 10)
-            days.send_keys(Keys.ENTER)
-            wait_for("the save's result", lambda: driver.find_element(By.ID, "save-result").text.startswith("Saved."), 15)
+            value = lambda: driver.find_element(By.ID, "f-store-retention_days").get_attribute("value")  # noqa: E731
+            wait_for("the form showing the file", lambda: value() == "-1", 10)
+            press_enter_to_save(edit_field("f-store-retention_days", "46"))
             wait_for("the note gone once saved", lambda: not refused(), 5)
             good = cfg.read_text()
             # Edits in the form while the file is edited by hand: saving keeps both.
-            popups = driver.find_element(By.ID, "f-notifications-max_popups_per_minute")
-            driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", popups)
-            popups.send_keys(Keys.CONTROL, "a")
-            popups.send_keys("7")
-            wait_for("Discard enabled by the edit", lambda: driver.find_element(By.ID, "discard").is_enabled(), 10)
+            popups = edit_field("f-notifications-max_popups_per_minute", "7")
             cfg.write_text(good.replace("retention_days = 46", "retention_days = 47"))
             wait_for("the toast on the edit by hand", lambda: "with your edits on top" in driver.find_element(By.ID, "toast").text, 15)
-            popups.send_keys(Keys.ENTER)
-            wait_for("the save's result", lambda: driver.find_element(By.ID, "save-result").text.startswith("Saved."), 15)
+            press_enter_to_save(popups)
             text = cfg.read_text()
             assert "retention_days = 47" in text and "max_popups_per_minute = 7" in text, text
             wait_for("the form showing both", lambda: driver.find_element(By.ID, "f-store-retention_days").get_attribute("value") == "47", 10)
