@@ -291,15 +291,10 @@ pub enum DataDirLockError {
 /// since two would each keep their own idea of the active alerts.
 pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, DataDirLockError> {
     {
-        let held = DATA_DIR_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        if held.as_ref().is_some_and(|l| l.dir == dir) {
-            // This process holds it already: a new Alertray on the same dir replaces the old.
-            drop(held);
-            return DATA_DIR_LOCK
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .ok_or_else(|| DataDirLockError::Other(std::io::Error::other("lock taken meanwhile")));
+        let mut held = DATA_DIR_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        // This process holds it already: a new Alertray on the same dir replaces the old.
+        if let Some(lock) = held.take_if(|l| l.dir == dir) {
+            return Ok(lock);
         }
     }
     store::create_private_dir(dir).map_err(DataDirLockError::Other)?;

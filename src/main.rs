@@ -9,7 +9,7 @@ use alertray::alerts::{Alert, Summary};
 use alertray::app::Paths;
 use alertray::config::{self, Config, ConfigError};
 use alertray::store::{self, HistoryQuery};
-use alertray::text::{one_line, shorten};
+use alertray::text::{one_line, one_line_within as column};
 
 // The receiver allocates and frees a body, a JSON tree and a response per request from many
 // threads at once; mimalloc measured about 10% cheaper than glibc's allocator at load.
@@ -283,11 +283,6 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
             }
         },
     }
-}
-
-/// A sender's text for a column of the terminal: one line, at most `max` characters.
-fn column(text: &str, max: usize) -> String {
-    shorten(&one_line(text), max)
 }
 
 fn print_active(active: &[Alert]) {

@@ -93,7 +93,7 @@ impl ApiError {
 
     /// A refusal of `peer`'s request, said in the log with the peer and the status: a warning
     /// (what may be a misconfigured sender, or an attack).
-    fn refuse(peer: &str, status: StatusCode, reason: impl Into<Cow<'static, str>>) -> ApiError {
+    fn refuse(peer: impl std::fmt::Display, status: StatusCode, reason: impl Into<Cow<'static, str>>) -> ApiError {
         let e = ApiError::new(status, reason);
         tracing::warn!(%peer, status = status.as_u16(), "refused: {}", e.reason);
         e
@@ -134,13 +134,19 @@ fn log_connection_error(
         Some(h) if h.is_parse() || h.is_parse_status() => {
             tracing::warn!(%peer, status = 400, "refused: the request is not valid HTTP ({h})")
         }
-        Some(h) if h.is_timeout() && partial_head => tracing::warn!(
-            %peer,
-            "refused: the request's head did not arrive within {} s; connection closed (no answer)",
-            timeout.as_secs()
-        ),
+        Some(h) if h.is_timeout() && partial_head => log_slow_head(peer, timeout),
         _ => tracing::debug!(%peer, "connection ended: {e}"),
     }
+}
+
+/// Says that a request's head began to arrive and did not finish within `timeout`, which
+/// either hyper's timer or the idle check cut off.
+fn log_slow_head(peer: SocketAddr, timeout: Duration) {
+    tracing::warn!(
+        %peer,
+        "refused: the request's head did not arrive within {} s; connection closed (no answer)",
+        timeout.as_secs()
+    );
 }
 
 /// The receiver's routes: GET (challenge) and POST (delivery) on `server.path`.
@@ -863,7 +869,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         async move {
             let response = match refused {
                 Some((status, reason)) => {
-                    let refused = ApiError::refuse(&peer.to_string(), status, reason);
+                    let refused = ApiError::refuse(peer, status, reason);
                     discard_body(Body::new(req.into_body())).await;
                     Ok(refused.into_response())
                 }
@@ -928,11 +934,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
             _ = idle_check.tick(), if !closing => match activity.idle_for() {
                 Some(idle) if idle >= timeout && activity.partial_head.load(std::sync::atomic::Ordering::SeqCst) => {
                     head_refused = true;
-                    tracing::warn!(
-                        %peer,
-                        "refused: the request's head did not arrive within {} s; connection closed (no answer)",
-                        timeout.as_secs()
-                    );
+                    log_slow_head(peer, timeout);
                     "its request's head did not arrive in time"
                 }
                 Some(idle) if idle >= timeout => "it sent no request within server.request_timeout_secs",

@@ -25,13 +25,19 @@ pub fn shorten(text: &str, max: usize) -> String {
     }
 }
 
+/// `text` as [`one_line`], [`shorten`]ed to `max` characters: a sender's text for a terminal
+/// column or a menu label.
+pub fn one_line_within(text: &str, max: usize) -> String {
+    shorten(&one_line(text), max)
+}
+
 /// The most characters of a sender's text in a log line.
 const LOG_CHARS: usize = 200;
 
 /// A sender's text for a log line: one line, at most [`LOG_CHARS`] characters (a body may
 /// hold a megabyte of it). Log it quoted (`?`), so that it cannot pass for other fields.
 pub fn for_log(text: &str) -> String {
-    shorten(&one_line(text), LOG_CHARS)
+    one_line_within(text, LOG_CHARS)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use chrono::{DateTime, Local};
 use serde::Serialize;
 
 use crate::alerts::{self, Alert, Level, Summary};
-use crate::text::{one_line, shorten};
+use crate::text::one_line_within;
 
 /// The most alerts listed in the tray menu; the rest are summed up in "N more...".
 pub const MAX_MENU_ALERTS: usize = 15;
@@ -127,7 +127,7 @@ pub fn tray_model(active: &[Alert], receiver_error: Option<&str>, snoozed_until:
         .iter()
         .take(MAX_MENU_ALERTS)
         .map(|a| {
-            let host = shorten(&one_line(&a.host), MAX_HOST_CHARS);
+            let host = one_line_within(&a.host, MAX_HOST_CHARS);
             let mut label = format!("{host}: {}", a.name);
             if let Some(v) = &a.value {
                 label.push_str(&format!(" = {v}"));
@@ -172,7 +172,7 @@ const MAX_HOST_CHARS: usize = 40;
 /// [`MAX_LABEL_CHARS`] with an ellipsis, and `&` doubled, since menus take a single `&` for a
 /// keyboard mnemonic ("R&D" showed as "RD").
 pub fn menu_text(text: &str) -> String {
-    shorten(&one_line(text), MAX_LABEL_CHARS).replace('&', "&&")
+    one_line_within(text, MAX_LABEL_CHARS).replace('&', "&&")
 }
 
 #[cfg(test)]
