@@ -515,6 +515,27 @@ fn a_slow_client_holds_up_neither_an_edit_nor_the_shutdown() {
     drop((slow, slow2));
 }
 
+/// The SHA-256 fingerprint `serve` prints at start is the one of the certificate it serves
+/// (what the user compares with what their tunnel or client sees).
+#[test]
+fn the_fingerprint_printed_at_start_is_the_served_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::in_dir(dir.path(), "", &[]);
+    let line = serve.wait_for_line("Certificate: ", Duration::from_secs(10));
+    let printed = line.split("SHA-256 ").nth(1).unwrap_or_else(|| panic!("{line}")).trim().to_string();
+    let pem = std::fs::read(serve.data_dir.join("tls/cert.pem")).unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .tls_info(true)
+        .build()
+        .unwrap();
+    let resp = client.get(format!("{}?crc_token=fp", serve.url())).send().unwrap();
+    let leaf = resp.extensions().get::<reqwest::tls::TlsInfo>().unwrap().peer_certificate().unwrap().to_vec();
+    assert_eq!(printed, alertray::tls::fingerprint(&leaf), "{line}");
+}
+
 /// One Alertray at a time uses a data dir: a second `serve` on it is refused, naming the
 /// first, and can start once the first has stopped. Reading (`alerts`) is always allowed.
 #[test]
