@@ -1,5 +1,5 @@
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 use reqwest::StatusCode;
@@ -274,6 +274,25 @@ async fn renewed_certificate_files_are_picked_up_without_a_restart() {
     assert_eq!(cn, "second");
 }
 
+/// A TLS connection that sends no request, returned once the server has finished its side
+/// of the handshake (it sends its session tickets then) and so holds a slot for it. A client
+/// finishes its side first, so without this wait the next connection could take the slot.
+async fn served_tls(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut tls = raw_tls(s).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tls.get_ref().1.tls13_tickets_received() == 0 {
+        assert!(Instant::now() < deadline, "the server never finished the handshake");
+        // Reading processes the tickets; there is no data to read, so it only times out.
+        let mut buf = [0u8; 1];
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(20), tls.read(&mut buf)).await {
+            panic!("the server sent data or closed unasked: {r:?}");
+        }
+    }
+    // The server registers it right after its handshake, in the same step; leave it a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tls
+}
+
 /// A TLS connection with a POST in flight: its body is announced and never sent. Returns
 /// once the receiver has asked for the body (100 Continue), so the request is being handled.
 async fn busy_connection(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
@@ -316,8 +335,8 @@ async fn an_idle_connection_gives_its_slot_to_a_delivery() {
     // Both slots held by connections that never send a request: a delivery still goes through
     // at once (not after the 30 s timeout), and the oldest idle connection is closed for it.
     let s = TestServer::start(&format!("[server]\nmax_connections = 2\nrequest_timeout_secs = 30\n{BEARER}")).await;
-    let mut oldest = raw_tls(&s).await;
-    let _idle = raw_tls(&s).await;
+    let mut oldest = served_tls(&s).await;
+    let _idle = served_tls(&s).await;
     let resp = tokio::time::timeout(Duration::from_secs(10), s.post(unique_alert()))
         .await
         .expect("a delivery waited behind idle connections");
