@@ -60,6 +60,9 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
     crate::app::raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(other)?;
     rt.block_on(async move {
+        // Listening for the signals begins now: one sent while the receiver starts (a service
+        // manager stopping it, a script that saw "Listening on") is a shutdown, not a kill.
+        let stop = shutdown_signal();
         let core = Arc::new(Alertray::open(paths.clone()));
         // Two receivers on one store would each keep their own idea of the active alerts.
         if let Some(why) = core.data_dir_taken() {
@@ -108,7 +111,7 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
         }
         tokio::spawn(log_events_until(log_events, core.clone(), shutdown.clone()));
         tokio::spawn(core.clone().watch_config_file(shutdown.clone()));
-        wait_for_signal().await;
+        stop.await;
         eprintln!("Shutting down...");
         shutdown.cancel();
         core.stop().await;
@@ -138,7 +141,8 @@ async fn log_events_until(mut events: broadcast::Receiver<Event>, core: Arc<Aler
     let mut shown_url = None;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            // What arrived before the shutdown is still logged.
+            biased;
             ev = events.recv() => match ev {
                 Ok(Event::Alert { change, alert, .. }) => {
                     let (host, name) = (for_log(&alert.host), for_log(&alert.name));
@@ -162,29 +166,39 @@ async fn log_events_until(mut events: broadcast::Receiver<Event>, core: Arc<Aler
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => break,
-            }
+            },
+            _ = shutdown.cancelled() => break,
         }
     }
 }
 
-async fn wait_for_signal() {
+/// Starts listening for SIGINT and SIGTERM at once; the future it returns ends at the first
+/// one, even one that came before it was awaited. (Elsewhere: Ctrl-C, once awaited.)
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        async fn next(kind: &str, stream: std::io::Result<tokio::signal::unix::Signal>) {
+            match stream {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot listen for {kind}: {e}");
+                    std::future::pending::<()>().await;
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        }
+        let (term, int) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+        async move {
+            tokio::select! {
+                _ = next("SIGTERM", term) => {}
+                _ = next("SIGINT", int) => {}
             }
         }
     }
     #[cfg(not(unix))]
-    {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
