@@ -151,6 +151,51 @@ impl Desktop {
         }
     }
 
+    /// A method of the bus itself, called with dbus-send; returns its printed reply.
+    fn bus_call(&self, method: &str, arg: Option<&str>) -> String {
+        let out = Command::new("dbus-send")
+            .args(["--session", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus", method])
+            .args(arg.map(|a| format!("string:{a}")))
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// How many of the process `pid`'s bus connections have subscribed to at least `rules`
+    /// signals (the bus daemon's statistics count each connection's match rules).
+    fn subscribed_connections(&self, pid: u32, rules: u32) -> usize {
+        let last_number = |reply: &str| -> Option<u32> { reply.split_whitespace().last()?.parse().ok() };
+        let names = self.bus_call("org.freedesktop.DBus.ListNames", None);
+        names
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("string \"").and_then(|n| n.strip_suffix('"')))
+            .filter(|n| n.starts_with(':'))
+            .filter(|n| {
+                last_number(&self.bus_call("org.freedesktop.DBus.GetConnectionUnixProcessID", Some(n))) == Some(pid)
+            })
+            .filter(|n| {
+                let stats = self.bus_call("org.freedesktop.DBus.Debug.Stats.GetConnectionStats", Some(n));
+                let mut lines = stats.lines().skip_while(|l| !l.contains("\"MatchRules\""));
+                lines.nth(1).and_then(last_number).is_some_and(|r| r >= rules)
+            })
+            .count()
+    }
+
+    /// Waits until `count` popups of the process `pid` listen for clicks. notify-rust
+    /// subscribes to a popup's clicks on its own connection once the popup is shown, so a click
+    /// made at once would be lost (no person clicks that fast; a test does).
+    fn wait_for_click_listeners(&self, pid: u32, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // ActionInvoked and NotificationClosed.
+        while self.subscribed_connections(pid, 2) < count {
+            assert!(Instant::now() < deadline, "the popups' clicks were never listened for");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Its message stream is made right after its second subscription.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     fn displayed(&self) -> usize {
         self.dunstctl(&["count", "displayed"]).1.trim().parse().unwrap_or(0)
     }
@@ -219,6 +264,7 @@ fn popups_have_the_right_summary_urgency_and_click_action() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Click it (dunst's default action on the first popup): the alert opens in the browser.
+    d.wait_for_click_listeners(serve.pid(), 1);
     d.dunstctl(&["action", "0"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -300,6 +346,8 @@ fn a_click_on_a_replaced_popup_opens_the_newest_alert_once() {
     serve
         .wait_for_line("popup shown summary=gn4.node.garland.slvn.co: ram_in_use is Critical", Duration::from_secs(20));
     assert_eq!(d.displayed(), 1, "the critical popup replaced the warning one");
+    // The warning popup's listener and the critical one's.
+    d.wait_for_click_listeners(serve.pid(), 2);
     d.dunstctl(&["action", "0"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::read_to_string(&opened).unwrap_or_default().is_empty() {
