@@ -146,8 +146,10 @@ impl Serve {
     pub fn terminate_and_read_log(mut self) -> Vec<String> {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
+        // Read to the end of stderr (the reader thread then hangs up), however long a loaded
+        // machine takes to get there; the bound is for a grandchild holding the pipe open.
         let mut log = Vec::new();
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(10)) {
             log.push(l);
         }
         log
