@@ -554,6 +554,9 @@ mod tests {
 
     #[tokio::test]
     async fn popups_turned_off_mid_storm_show_no_summary() {
+        // The clock moves only while every task here waits (and not while a popup is shown),
+        // so a slow machine cannot put the loop's tick between the fold and the switch.
+        tokio::time::pause();
         let (tx, rx) = broadcast::channel(64);
         let recorder = Arc::new(Recorder::default());
         let policy = crate::policy::SharedPolicy::new(Default::default());
@@ -581,8 +584,8 @@ mod tests {
         // Two more fold into the storm; then popups go off before the summary is due.
         tx.send(raise("b")).unwrap();
         tx.send(raise("c")).unwrap();
-        // The loop shares this thread: it folds them while this test yields, well before the
-        // next tick.
+        // The loop shares this thread: it folds them while this test yields, and the clock
+        // stands still until the test sleeps.
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
