@@ -296,11 +296,18 @@ fn the_app_follows_the_config_file_edited_by_hand() {
         "stopped for the missing token",
         &|| matches!(h.core.status(), ReceiverStatus::Stopped { key: Some(ref k), .. } if k == "auth.token"),
     );
+    // As an editor saves: a new file put in place (written in place, a loaded machine could
+    // leave the watcher an empty file for a while).
+    let edit = |text: &str| {
+        let tmp = h.core.paths.config_file.with_extension("toml.edit");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &h.core.paths.config_file).unwrap();
+    };
     let mut events = h.core.events.subscribe();
-    std::fs::write(&h.core.paths.config_file, GOOD_CONFIG).unwrap();
+    edit(GOOD_CONFIG);
     wait("running once fixed by hand", &|| matches!(h.core.status(), ReceiverStatus::Running { .. }));
     let before = h.core.status();
-    std::fs::write(&h.core.paths.config_file, GOOD_CONFIG.replace("token = \"tok\"\n", "")).unwrap();
+    edit(&GOOD_CONFIG.replace("token = \"tok\"\n", ""));
     let deadline = Instant::now() + Duration::from_secs(15);
     let reason = loop {
         match events.try_recv() {
@@ -321,7 +328,7 @@ fn the_app_follows_the_config_file_edited_by_hand() {
     assert!(refused.as_str().is_some_and(|r| r.contains("auth.token")), "{refused}");
     // The edit undone (a comment kept): the rejection is over, and nothing restarts (a restart
     // on port 0 would listen on another port).
-    std::fs::write(&h.core.paths.config_file, format!("# put back\n{GOOD_CONFIG}")).unwrap();
+    edit(&format!("# put back\n{GOOD_CONFIG}"));
     wait("the rejection over", &|| h.invoke("settings", json!({})).unwrap()["refused"].is_null());
     assert_eq!(h.core.status(), before, "nothing restarted");
 }
