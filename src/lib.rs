@@ -21,7 +21,7 @@
 //! - [`payload`]: any body to one [`payload::Notification`].
 //! - [`store`]: SQLite, group-committed by one writer thread; history and token queries.
 //! - [`alerts`]: what a notification does to the active set; the [`alerts::Event`]s.
-//! - [`notify`]: the [`notify::Notifier`] port, notify-rust popups, storm folding.
+//! - [`notify`]: the [`notify::Notifier`] port, desktop popups, storm folding.
 //! - [`policy`]: which popups are held back (snooze, quiet hours, minimum severity).
 //! - [`tray`]: what the tray shows (icon, tooltip, menu entries), for the shell to draw.
 //! - [`guide`]: the values to paste into Netdata Cloud's webhook form.

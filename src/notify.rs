@@ -1,12 +1,12 @@
-//! Desktop notifications: the [`Notifier`] port, its notify-rust implementation, what each
+//! Desktop notifications: the [`Notifier`] port, its desktop implementation, what each
 //! event looks like as a popup, and storm folding.
 //!
 //! A notifier that fails logs and carries on: popups are a convenience on top of the store,
 //! never a reason to refuse a delivery.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -14,6 +14,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alert, Change, Event, Level};
+
+#[cfg(all(unix, not(target_os = "macos")))]
+mod fdo;
 
 /// How urgent a popup is (the freedesktop urgency levels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -394,25 +397,22 @@ pub fn escape_markup(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// Desktop popups through notify-rust (D-Bus on Linux and BSD, native elsewhere).
+/// Desktop popups: the freedesktop notification service on Linux and the BSDs (see
+/// [`fdo`]), notify-rust elsewhere.
 pub struct DesktopNotifier {
     app_name: String,
     icon: Option<String>,
+    /// The id of the popup shown last for each tag, for the next one to replace.
     ids: Mutex<HashMap<String, u32>>,
-    /// For each popup id, the listener of its newest version. A popup replaced in place keeps
-    /// its id; where the server does not close the earlier version, its listener still hears
-    /// clicks, and only the newest one may act on them.
-    newest_listener: Arc<Mutex<HashMap<u32, u64>>>,
-    /// Numbers the listeners.
-    generation: AtomicU64,
-    listeners: Arc<AtomicUsize>,
-    opener: Arc<dyn Fn(&str) + Send + Sync>,
-    /// Whether the notification server reads bodies as markup (asked once).
-    body_markup: OnceLock<bool>,
+    /// Opens the alert a click asks for.
+    #[cfg_attr(not(all(unix, not(target_os = "macos"))), allow(dead_code))]
+    opener: Opener,
+    #[cfg(all(unix, not(target_os = "macos")))]
+    bus: fdo::Bus,
 }
 
-/// The most threads waiting at once for a click on a popup.
-const MAX_ACTION_LISTENERS: usize = 16;
+/// Opens what a click on a popup asks for.
+type Opener = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl DesktopNotifier {
     /// A notifier showing popups as `app_name`, with `icon` (a path or icon name).
@@ -421,97 +421,35 @@ impl DesktopNotifier {
             app_name: app_name.into(),
             icon,
             ids: Mutex::new(HashMap::new()),
-            newest_listener: Arc::new(Mutex::new(HashMap::new())),
-            generation: AtomicU64::new(0),
-            listeners: Arc::new(AtomicUsize::new(0)),
-            body_markup: OnceLock::new(),
             opener: Arc::new(|url: &str| {
                 if let Err(e) = open_url(url) {
                     tracing::warn!("{e}");
                 }
             }),
+            #[cfg(all(unix, not(target_os = "macos")))]
+            bus: Default::default(),
         }
     }
 }
 
 impl Notifier for DesktopNotifier {
+    #[cfg(all(unix, not(target_os = "macos")))]
+    fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
+        let replaces = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&popup.tag).copied().unwrap_or(0);
+        let icon = self.icon.as_deref().unwrap_or_default();
+        let id = self.bus.show(&self.app_name, icon, replaces, popup, &self.opener)?;
+        self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(popup.tag.clone(), id);
+        Ok(())
+    }
+
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
     fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
         let mut n = notify_rust::Notification::new();
         n.appname(&self.app_name).summary(&popup.summary).body(&popup.body);
-        #[cfg(all(unix, not(target_os = "macos")))]
-        {
-            // Servers that read bodies as markup would take "<a href=...>" in an alert's
-            // message for a link, and drop "< 10%": the text goes as text.
-            // Kept once the server has answered; until then, assume markup (most servers).
-            let markup = match self.body_markup.get() {
-                Some(known) => *known,
-                None => match notify_rust::get_capabilities() {
-                    Ok(caps) => *self.body_markup.get_or_init(|| caps.iter().any(|c| c == "body-markup")),
-                    Err(_) => true,
-                },
-            };
-            if markup {
-                n.body(&escape_markup(&popup.body));
-            }
-        }
         if let Some(icon) = &self.icon {
             n.icon(icon);
         }
-        #[cfg(all(unix, not(target_os = "macos")))]
-        {
-            n.urgency(match popup.urgency {
-                Urgency::Low => notify_rust::Urgency::Low,
-                Urgency::Normal => notify_rust::Urgency::Normal,
-                Urgency::Critical => notify_rust::Urgency::Critical,
-            });
-            if let Some(id) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&popup.tag) {
-                n.id(*id);
-            }
-            if popup.url.is_some() {
-                n.action("default", "Open").action("open", "Open in Netdata");
-            }
-        }
-        let handle = n.show().map_err(|e| NotifyError(e.to_string()))?;
-        #[cfg(all(unix, not(target_os = "macos")))]
-        {
-            let id = handle.id();
-            self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(popup.tag.clone(), id);
-            let mut newest = self.newest_listener.lock().unwrap_or_else(|p| p.into_inner());
-            // Whatever listened to an earlier version of this popup no longer acts on clicks.
-            newest.remove(&id);
-            if let Some(url) = popup.url.clone() {
-                if self.listeners.fetch_add(1, Ordering::SeqCst) < MAX_ACTION_LISTENERS {
-                    let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-                    newest.insert(id, generation);
-                    let (newest_listener, listeners) = (self.newest_listener.clone(), self.listeners.clone());
-                    let opener = self.opener.clone();
-                    let is_newest = move |map: &Mutex<HashMap<u32, u64>>| {
-                        map.lock().unwrap_or_else(|p| p.into_inner()).get(&id) == Some(&generation)
-                    };
-                    // wait_for_action blocks until the popup is clicked or closed.
-                    let spawned = std::thread::Builder::new().name("alertray-popup".into()).spawn(move || {
-                        handle.wait_for_action(|action| {
-                            if (action == "default" || action == "open") && is_newest(&newest_listener) {
-                                opener(&url);
-                            }
-                        });
-                        let mut map = newest_listener.lock().unwrap_or_else(|p| p.into_inner());
-                        if map.get(&id) == Some(&generation) {
-                            map.remove(&id);
-                        }
-                        listeners.fetch_sub(1, Ordering::SeqCst);
-                    });
-                    if spawned.is_err() {
-                        newest.remove(&id);
-                        self.listeners.fetch_sub(1, Ordering::SeqCst);
-                    }
-                } else {
-                    self.listeners.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
-        }
-        #[cfg(not(all(unix, not(target_os = "macos"))))]
-        let _ = (handle, &self.ids, &self.newest_listener, &self.listeners, &self.opener, &self.body_markup);
+        n.show().map_err(|e| NotifyError(e.to_string()))?;
         Ok(())
     }
 

@@ -1,0 +1,184 @@
+//! Popups on Linux and the BSDs: the freedesktop notification service on the session bus.
+//!
+//! One connection sends every popup and hears every click. It subscribes to the service's
+//! signals before its first popup goes out, so:
+//! - a click is never missed, however soon it comes;
+//! - a server that sends its signals only to the popup's sender is heard;
+//! - one thread listens for all popups, however many are up.
+//!
+//! (notify-rust, used on the other platforms, opens a connection per popup and subscribes on
+//! it only once the popup is up, in a thread of its own per popup.)
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use futures_util::StreamExt as _;
+use zbus::Variant;
+
+use super::{NotifyError, Opener, Popup, Urgency};
+
+const SERVICE: &str = "org.freedesktop.Notifications";
+const PATH: &str = "/org/freedesktop/Notifications";
+
+/// How many popups' clicks are remembered; beyond that the oldest is forgotten, so a server
+/// that never says a popup closed cannot make the list grow.
+const CLICKABLE: usize = 512;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The connection to the notification service: made at the first popup, made again if it
+/// breaks (the session bus restarted).
+#[derive(Default)]
+pub(super) struct Bus {
+    session: Mutex<Option<Arc<Session>>>,
+}
+
+struct Session {
+    conn: zbus::Connection,
+    /// What a click on each popup opens, by popup id.
+    clicks: Arc<Mutex<BTreeMap<u32, String>>>,
+    /// Set by the listening thread when the connection has ended.
+    closed: Arc<AtomicBool>,
+    /// Whether the server reads bodies as markup, once it has answered.
+    body_markup: OnceLock<bool>,
+}
+
+impl Bus {
+    /// Shows `popup` in place of the popup `replaces` (0: none); returns its id.
+    pub(super) fn show(
+        &self,
+        app_name: &str,
+        icon: &str,
+        replaces: u32,
+        popup: &Popup,
+        opener: &Opener,
+    ) -> Result<u32, NotifyError> {
+        let session = self.session(opener)?;
+        // Servers that read bodies as markup would take "<a href=...>" in an alert's message
+        // for a link, and drop "< 10%": the text goes as text.
+        let body = if session.body_markup() { super::escape_markup(&popup.body) } else { popup.body.clone() };
+        let actions: &[&str] = if popup.url.is_some() { &["default", "Open", "open", "Open in Netdata"] } else { &[] };
+        let urgency: u8 = match popup.urgency {
+            Urgency::Low => 0,
+            Urgency::Normal => 1,
+            Urgency::Critical => 2,
+        };
+        let hints = HashMap::from([("urgency", Variant::U8(urgency))]);
+        // -1: the server's own timeout for the urgency.
+        let call = (app_name, replaces, icon, popup.summary.as_str(), body.as_str(), actions, hints, -1i32);
+        let id = zbus::block_on(async {
+            let reply = session.conn.call_method(Some(SERVICE), PATH, Some(SERVICE), "Notify", &call).await?;
+            reply.body().deserialize::<u32>()
+        })
+        .map_err(|e| NotifyError(e.to_string()))?;
+        // No click can come before the server has answered: it is a person's, on a popup drawn.
+        let mut clicks = lock(&session.clicks);
+        match &popup.url {
+            Some(url) => {
+                clicks.insert(id, url.clone());
+                while clicks.len() > CLICKABLE {
+                    clicks.pop_first();
+                }
+            }
+            // A replacement without a link: a click on it opens nothing, not the old link.
+            None => {
+                clicks.remove(&id);
+            }
+        }
+        Ok(id)
+    }
+
+    fn session(&self, opener: &Opener) -> Result<Arc<Session>, NotifyError> {
+        let mut current = lock(&self.session);
+        if let Some(s) = current.as_ref().filter(|s| !s.closed.load(Ordering::SeqCst)) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(Session::open(opener.clone())?);
+        *current = Some(s.clone());
+        Ok(s)
+    }
+}
+
+impl Session {
+    /// Connects, subscribes to the service's signals, and starts the thread that hears them.
+    /// The thread drives the connection and ends with it.
+    fn open(opener: Opener) -> Result<Session, NotifyError> {
+        let clicks = Arc::new(Mutex::new(BTreeMap::new()));
+        let closed = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (heard, ended) = (clicks.clone(), closed.clone());
+        std::thread::Builder::new()
+            .name("alertray-clicks".into())
+            .spawn(move || {
+                zbus::block_on(async move {
+                    let subscribed = async {
+                        let conn = zbus::Connection::session().await?;
+                        let rule = zbus::MatchRule::builder()
+                            .msg_type(zbus::message::Type::Signal)
+                            .interface(SERVICE)
+                            .path(PATH)
+                            .build()?;
+                        let signals = zbus::MessageStream::for_match_rule(rule, &conn, None).await?;
+                        Ok::<_, zbus::Error>((conn, signals))
+                    };
+                    match subscribed.await {
+                        Ok((conn, signals)) => {
+                            let _ = tx.send(Ok(conn));
+                            listen(signals, &heard, &opener).await;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                    ended.store(true, Ordering::SeqCst);
+                })
+            })
+            .map_err(|e| NotifyError(format!("cannot start the popup thread: {e}")))?;
+        let conn = rx
+            .recv()
+            .map_err(|_| NotifyError("the popup thread ended".into()))?
+            .map_err(|e| NotifyError(format!("no session bus: {e}")))?;
+        Ok(Session { conn, clicks, closed, body_markup: OnceLock::new() })
+    }
+
+    /// Whether the server reads bodies as markup; until it has answered, yes (most do).
+    fn body_markup(&self) -> bool {
+        if let Some(known) = self.body_markup.get() {
+            return *known;
+        }
+        let asked = zbus::block_on(async {
+            let reply = self.conn.call_method(Some(SERVICE), PATH, Some(SERVICE), "GetCapabilities", &()).await?;
+            reply.body().deserialize::<Vec<String>>()
+        });
+        match asked {
+            Ok(caps) => *self.body_markup.get_or_init(|| caps.iter().any(|c| c == "body-markup")),
+            Err(_) => true,
+        }
+    }
+}
+
+/// Opens what a click on one of Alertray's popups asks for, until the connection ends.
+async fn listen(mut signals: zbus::MessageStream, clicks: &Mutex<BTreeMap<u32, String>>, opener: &Opener) {
+    while let Some(Ok(msg)) = signals.next().await {
+        let header = msg.header();
+        match header.member().map(|m| m.as_str()) {
+            Some("ActionInvoked") => {
+                let Ok((id, action)) = msg.body().deserialize::<(u32, String)>() else { continue };
+                // Other programs' popups have other ids.
+                let url = lock(clicks).get(&id).cloned();
+                if let Some(url) = url.filter(|_| action == "default" || action == "open") {
+                    opener(&url);
+                }
+            }
+            Some("NotificationClosed") => {
+                if let Ok((id, _reason)) = msg.body().deserialize::<(u32, u32)>() {
+                    lock(clicks).remove(&id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
