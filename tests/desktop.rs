@@ -151,6 +151,39 @@ impl Desktop {
         }
     }
 
+    /// dbus-send on the private bus; returns whether the call was answered, and the reply.
+    fn dbus_send(&self, dest: &str, path: &str, method: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new("dbus-send")
+            .args(["--session", "--print-reply", "--reply-timeout=5000", &format!("--dest={dest}"), path, method])
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text.into_owned())
+    }
+
+    /// The unique names of the bus connections of process `pid`.
+    fn connections_of(&self, pid: u32) -> Vec<String> {
+        let (_, names) =
+            self.dbus_send("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.ListNames", &[]);
+        names
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("string \"").and_then(|n| n.strip_suffix('"')))
+            .filter(|n| n.starts_with(':'))
+            .filter(|n| {
+                let (_, reply) = self.dbus_send(
+                    "org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.GetConnectionUnixProcessID",
+                    &[&format!("string:{n}")],
+                );
+                reply.trim_end().ends_with(&format!("uint32 {pid}"))
+            })
+            .map(String::from)
+            .collect()
+    }
+
     fn displayed(&self) -> usize {
         self.dunstctl(&["count", "displayed"]).1.trim().parse().unwrap_or(0)
     }
@@ -353,6 +386,24 @@ fn every_popup_up_opens_its_own_alert() {
         }
         assert!(Instant::now() < deadline, "{} of {count} clicks opened an alert", seen.len());
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The connection Alertray keeps to the notification server answers the calls any peer may
+/// make (a tool going through the bus's connections must not wait on it for its timeout).
+#[test]
+fn the_popup_connection_answers_calls_like_any_peer() {
+    let Some(d) = desktop(true) else { return };
+    let serve = d.serve("", None);
+    assert_eq!(serve.post(captured("netdata-alert-critical.json")), 200);
+    serve.wait_for_line("popup shown", Duration::from_secs(20));
+    let names = d.connections_of(serve.pid());
+    assert!(!names.is_empty(), "alertray serve has no connection on the bus");
+    for n in names {
+        let (answered, reply) = d.dbus_send(&n, "/", "org.freedesktop.DBus.Peer.Ping", &[]);
+        assert!(answered, "{n} did not answer a Ping: {reply}");
+        let (answered, reply) = d.dbus_send(&n, "/", "org.freedesktop.DBus.Introspectable.Introspect", &[]);
+        assert!(answered, "{n} did not answer Introspect: {reply}");
     }
 }
 

@@ -116,6 +116,9 @@ impl Session {
                 zbus::block_on(async move {
                     let subscribed = async {
                         let conn = zbus::Connection::session().await?;
+                        // Answers the calls any peer may make (Ping, Introspect), so that a
+                        // tool going through the bus's connections does not wait on this one.
+                        conn.object_server();
                         let rule = zbus::MatchRule::builder()
                             .msg_type(zbus::message::Type::Signal)
                             .interface(SERVICE)
