@@ -508,7 +508,17 @@ pub async fn serve(
     drop(listener);
     let _ = released.send(());
     tracker.close();
-    let _ = tokio::time::timeout(timeout + Duration::from_secs(1), tracker.wait()).await;
+    let left = tracker.len();
+    let started = Instant::now();
+    if tokio::time::timeout(timeout + Duration::from_secs(1), tracker.wait()).await.is_err() {
+        tracing::warn!(
+            "{} connections still open after {}s; stopping without them",
+            tracker.len(),
+            timeout.as_secs() + 1
+        );
+    } else if left > 0 {
+        tracing::debug!("{left} connections finished in {} ms", started.elapsed().as_millis());
+    }
 }
 
 /// EMFILE or ENFILE: this process, or the system, has no file descriptor left.

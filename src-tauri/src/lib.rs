@@ -231,9 +231,13 @@ pub fn run_app<R: Runtime>(
             let shell = handle.state::<Shell>();
             shell.shutdown.cancel();
             let core = shell.core.clone();
+            let started = std::time::Instant::now();
             tauri::async_runtime::block_on(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), core.stop()).await;
+                if tokio::time::timeout(Duration::from_secs(5), core.stop()).await.is_err() {
+                    tracing::warn!("the receiver did not stop within 5 s; quitting without waiting for it");
+                }
             });
+            tracing::debug!("stopped in {} ms", started.elapsed().as_millis());
         }
         _ => {}
     });
