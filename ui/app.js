@@ -127,10 +127,12 @@ function restoreFocus(mark) {
   let el = mark.id ? document.getElementById(mark.id) : null;
   if (!el && mark.key !== null) {
     const rows = [...page.querySelectorAll("tr[data-key]")];
-    const acted = alertsView.acted === mark.key;
-    alertsView.acted = null;
-    const same = acted ? null : rows.find((r) => r.dataset.key === mark.key);
-    const row = same || rows[Math.min(mark.index, rows.length - 1)];
+    const same = rows.find((r) => r.dataset.key === mark.key);
+    // Moved on from only once a redraw shows it acknowledged: one drawn from what was read
+    // before the acknowledgement leaves it in its place, and the focus on it.
+    const acted = alertsView.acted === mark.key && !(same && !same.classList.contains("acknowledged"));
+    if (acted) alertsView.acted = null;
+    const row = (acted ? null : same) || rows[Math.min(mark.index, rows.length - 1)];
     if (row) el = row.querySelector(`[data-action="${mark.action}"]:not([disabled])`) || row.querySelector("button:not([disabled])");
     else el = $("#tab-active");
   }
