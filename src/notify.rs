@@ -402,7 +402,9 @@ pub fn escape_markup(text: &str) -> String {
 pub struct DesktopNotifier {
     app_name: String,
     icon: Option<String>,
-    /// The id of the popup shown last for each tag, for the next one to replace.
+    /// The id of the popup shown last for each tag, for the next one to replace. (Elsewhere
+    /// than on the freedesktop service, popups are neither replaced nor clicked through.)
+    #[cfg_attr(not(all(unix, not(target_os = "macos"))), allow(dead_code))]
     ids: Mutex<HashMap<String, u32>>,
     /// Opens the alert a click asks for.
     #[cfg_attr(not(all(unix, not(target_os = "macos"))), allow(dead_code))]
