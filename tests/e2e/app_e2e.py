@@ -908,6 +908,28 @@ def run_figures(work: Path, desktop: Desktop):
     return figures
 
 
+def run_sigterm(work: Path, desktop: Desktop):
+    """SIGTERM (a session ending) quits the app as the tray's Quit does, with exit code 0."""
+    port = free_port()
+    data = work / "sigterm-data"
+    cfg = write_config(work, port)
+    receiver = Receiver(port, data)
+    app = subprocess.Popen([str(APP)], env=app_env(desktop, work, cfg, data),
+                           stdout=open(work / "sigterm-app.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        wait_for("the receiver", receiver.up, 60)
+        wait_for("the tray", desktop.menu, 60)
+        receiver.post(fixture("netdata-alert-critical.json"))
+        app.send_signal(signal.SIGTERM)
+        code = app.wait(20)
+        assert code == 0, f"SIGTERM ended the app with {code}"
+        log = (work / "sigterm-app.log").read_text()
+        assert "asked to quit by a signal" in log, log[-2000:]
+    finally:
+        if app.poll() is None:
+            app.kill()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tauri-driver", default=shutil.which("tauri-driver") or str(Path.home() / ".cargo/bin/tauri-driver"))
@@ -925,6 +947,7 @@ def main():
     desktop = Desktop(work)
     try:
         run_ui_test(args, work, desktop)
+        check("SIGTERM quits the app as Quit does", lambda: run_sigterm(work, desktop))
         if args.figures:
             check("figures", lambda: run_figures(work, desktop))
     finally:
