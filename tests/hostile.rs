@@ -310,7 +310,6 @@ fn curl_over_http2_sees_why_a_post_is_refused() {
     drop(serve);
 }
 
-/// The resident memory of a process, in KiB.
 /// A socket bound to `ip` on a port of the kernel's choosing. Marked reusable: a receiver
 /// another test moves to 0.0.0.0 on the same port number may still listen while thousands of
 /// these are held.
@@ -326,6 +325,7 @@ fn open_files(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
 }
 
+/// The resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
