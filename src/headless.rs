@@ -174,7 +174,7 @@ async fn log_events_until(mut events: broadcast::Receiver<Event>, core: Arc<Aler
 
 /// Starts listening for SIGINT and SIGTERM at once; the future it returns ends at the first
 /// one, even one that came before it was awaited. (Elsewhere: Ctrl-C, once awaited.)
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

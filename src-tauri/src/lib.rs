@@ -276,29 +276,22 @@ pub fn build_app<R: Runtime>(
             if let Some(page) = windows::Page::from_args(std::env::args()).or(first_run) {
                 windows::open(&handle, page);
             }
+            // SIGTERM (the session ending, `kill`) or SIGINT quits as the tray's Quit does: the
+            // receiver lets the deliveries it is answering finish, rather than the app dying
+            // mid-way.
             #[cfg(unix)]
-            tauri::async_runtime::spawn(quit_on_signal(handle.clone()));
+            {
+                let quitting = handle.clone();
+                tauri::async_runtime::spawn(async move {
+                    alertray::headless::shutdown_signal().await;
+                    tracing::info!("asked to quit by a signal");
+                    quitting.exit(0);
+                });
+            }
             tauri::async_runtime::spawn(start(handle));
             Ok(())
         })
         .build(context)
-}
-
-/// SIGTERM (the session ending, `kill`) or SIGINT quits as the tray's Quit does: the
-/// receiver lets the deliveries it is answering finish, rather than the app dying mid-way.
-#[cfg(unix)]
-async fn quit_on_signal<R: Runtime>(app: tauri::AppHandle<R>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::warn!("cannot listen for SIGTERM and SIGINT: they end the app at once");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("asked to quit by a signal");
-    app.exit(0);
 }
 
 /// Starts the receiver, popups and the refresh loop; opens Settings at the problem when the
