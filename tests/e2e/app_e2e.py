@@ -794,15 +794,22 @@ def process_tree_rss_kib(pid):
     return total
 
 
+def launch_app(work: Path, desktop: Desktop, name: str, extra=""):
+    """Starts the app (no WebDriver) with a fresh data dir `<name>-data` and its log in
+    `<name>-app.log`; returns it, a client of its receiver, and when it was started."""
+    port = free_port()
+    data = work / f"{name}-data"
+    cfg = write_config(work, port, extra)
+    receiver = Receiver(port, data)
+    started = time.monotonic()
+    app = subprocess.Popen([str(APP)], env=app_env(desktop, work, cfg, data),
+                           stdout=open(work / f"{name}-app.log", "w"), stderr=subprocess.STDOUT)
+    return app, receiver, started
+
+
 def run_figures(work: Path, desktop: Desktop):
     """RSS, start-up times and POST -> Notify latency of the real app (no WebDriver)."""
-    port = free_port()
-    data = work / "figures-data"
-    cfg = write_config(work, port, "[notifications]\nmax_popups_per_minute = 1000\n")
-    receiver = Receiver(port, data)
-    t0 = time.monotonic()
-    app = subprocess.Popen([str(APP)], env=app_env(desktop, work, cfg, data),
-                           stdout=open(work / "figures-app.log", "w"), stderr=subprocess.STDOUT)
+    app, receiver, t0 = launch_app(work, desktop, "figures", "[notifications]\nmax_popups_per_minute = 1000\n")
     figures = {}
     try:
         wait_for("the receiver", receiver.up, 60, 0.02)
@@ -910,12 +917,7 @@ def run_figures(work: Path, desktop: Desktop):
 
 def run_sigterm(work: Path, desktop: Desktop):
     """SIGTERM (a session ending) quits the app as the tray's Quit does, with exit code 0."""
-    port = free_port()
-    data = work / "sigterm-data"
-    cfg = write_config(work, port)
-    receiver = Receiver(port, data)
-    app = subprocess.Popen([str(APP)], env=app_env(desktop, work, cfg, data),
-                           stdout=open(work / "sigterm-app.log", "w"), stderr=subprocess.STDOUT)
+    app, receiver, _ = launch_app(work, desktop, "sigterm")
     try:
         wait_for("the receiver", receiver.up, 60)
         wait_for("the tray", desktop.menu, 60)
