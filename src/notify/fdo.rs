@@ -9,7 +9,7 @@
 //! (notify-rust, used on the other platforms, opens a connection per popup and subscribes on
 //! it only once the popup is up, in a thread of its own per popup.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -21,8 +21,8 @@ use super::{NotifyError, Opener, Popup, Urgency};
 const SERVICE: &str = "org.freedesktop.Notifications";
 const PATH: &str = "/org/freedesktop/Notifications";
 
-/// How many popups' clicks are remembered; beyond that the oldest is forgotten, so a server
-/// that never says a popup closed cannot make the list grow.
+/// How many popups' clicks are remembered; beyond that the one shown longest ago is
+/// forgotten, so a server that never says a popup closed cannot make the list grow.
 const CLICKABLE: usize = 512;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -38,8 +38,8 @@ pub(super) struct Bus {
 
 struct Session {
     conn: zbus::Connection,
-    /// What a click on each popup opens, by popup id.
-    clicks: Arc<Mutex<BTreeMap<u32, String>>>,
+    /// What a click on each popup opens.
+    clicks: Arc<Mutex<Clickable>>,
     /// Set by the listening thread when the connection has ended.
     closed: Arc<AtomicBool>,
     /// Whether the server reads bodies as markup, once it has answered.
@@ -75,19 +75,7 @@ impl Bus {
         })
         .map_err(|e| NotifyError(e.to_string()))?;
         // No click can come before the server has answered: it is a person's, on a popup drawn.
-        let mut clicks = lock(&session.clicks);
-        match &popup.url {
-            Some(url) => {
-                clicks.insert(id, url.clone());
-                while clicks.len() > CLICKABLE {
-                    clicks.pop_first();
-                }
-            }
-            // A replacement without a link: a click on it opens nothing, not the old link.
-            None => {
-                clicks.remove(&id);
-            }
-        }
+        lock(&session.clicks).shown(id, popup.url.as_deref());
         Ok(id)
     }
 
@@ -106,7 +94,7 @@ impl Session {
     /// Connects, subscribes to the service's signals, and starts the thread that hears them.
     /// The thread drives the connection and ends with it.
     fn open(opener: Opener) -> Result<Session, NotifyError> {
-        let clicks = Arc::new(Mutex::new(BTreeMap::new()));
+        let clicks = Arc::new(Mutex::new(Clickable::default()));
         let closed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let (heard, ended) = (clicks.clone(), closed.clone());
@@ -163,25 +151,96 @@ impl Session {
     }
 }
 
+/// What a click on each of Alertray's popups opens, by popup id.
+#[derive(Default)]
+struct Clickable {
+    /// Popup id -> when it was last shown (a count of popups shown) and its link.
+    urls: HashMap<u32, (u64, String)>,
+    shown: u64,
+}
+
+impl Clickable {
+    /// Popup `id` was shown, new or in place of an earlier one with the same id.
+    fn shown(&mut self, id: u32, url: Option<&str>) {
+        let Some(url) = url else {
+            // A replacement without a link: a click on it opens nothing, not the old link.
+            self.urls.remove(&id);
+            return;
+        };
+        self.shown += 1;
+        self.urls.insert(id, (self.shown, url.to_owned()));
+        if self.urls.len() > CLICKABLE {
+            // A popup replaced in place keeps its id: the one to forget is the one shown
+            // longest ago, not the lowest id.
+            let oldest = self.urls.iter().min_by_key(|(_, (shown, _))| *shown).map(|(id, _)| *id);
+            if let Some(oldest) = oldest {
+                self.urls.remove(&oldest);
+            }
+        }
+    }
+
+    fn url(&self, id: u32) -> Option<String> {
+        self.urls.get(&id).map(|(_, url)| url.clone())
+    }
+
+    fn closed(&mut self, id: u32) {
+        self.urls.remove(&id);
+    }
+}
+
 /// Opens what a click on one of Alertray's popups asks for, until the connection ends.
-async fn listen(mut signals: zbus::MessageStream, clicks: &Mutex<BTreeMap<u32, String>>, opener: &Opener) {
+async fn listen(mut signals: zbus::MessageStream, clicks: &Mutex<Clickable>, opener: &Opener) {
     while let Some(Ok(msg)) = signals.next().await {
         let header = msg.header();
         match header.member().map(|m| m.as_str()) {
             Some("ActionInvoked") => {
                 let Ok((id, action)) = msg.body().deserialize::<(u32, String)>() else { continue };
                 // Other programs' popups have other ids.
-                let url = lock(clicks).get(&id).cloned();
+                let url = lock(clicks).url(id);
                 if let Some(url) = url.filter(|_| action == "default" || action == "open") {
                     opener(&url);
                 }
             }
             Some("NotificationClosed") => {
                 if let Ok((id, _reason)) = msg.body().deserialize::<(u32, u32)>() {
-                    lock(clicks).remove(&id);
+                    lock(clicks).closed(id);
                 }
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_popup_replaced_in_place_is_remembered_past_newer_ones() {
+        let mut clicks = Clickable::default();
+        for id in 1..=CLICKABLE as u32 {
+            clicks.shown(id, Some(&format!("https://app.netdata.cloud/a/{id}")));
+        }
+        // Popup 1 changes in place (same id), then popups keep coming.
+        clicks.shown(1, Some("https://app.netdata.cloud/a/1-updated"));
+        for id in 1000..1010 {
+            clicks.shown(id, Some("https://app.netdata.cloud/new"));
+        }
+        assert_eq!(clicks.urls.len(), CLICKABLE);
+        assert_eq!(clicks.url(1).as_deref(), Some("https://app.netdata.cloud/a/1-updated"));
+        // The ten shown longest ago went, in order.
+        assert!((2..=11).all(|id| clicks.url(id).is_none()));
+        assert_eq!(clicks.url(12).as_deref(), Some("https://app.netdata.cloud/a/12"));
+    }
+
+    #[test]
+    fn a_replacement_without_a_link_and_a_closed_popup_open_nothing() {
+        let mut clicks = Clickable::default();
+        clicks.shown(7, Some("https://app.netdata.cloud/a/7"));
+        clicks.shown(8, Some("https://app.netdata.cloud/a/8"));
+        clicks.shown(7, None);
+        clicks.closed(8);
+        assert_eq!(clicks.url(7), None);
+        assert_eq!(clicks.url(8), None);
     }
 }
