@@ -15,6 +15,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
+use crate::lock::MutexExt as _;
 use crate::tls::ReloadingCert;
 
 /// The ALPN protocol of TLS-ALPN-01 validation connections (RFC 8737).
@@ -80,7 +81,7 @@ impl AcmeResolver {
     }
 
     fn set_challenge(&self, c: Option<(String, Arc<CertifiedKey>)>) {
-        *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = c;
+        *self.challenge.locked() = c;
     }
 }
 
@@ -91,7 +92,7 @@ impl ResolvesServerCert for AcmeResolver {
             return Some(self.current.current());
         }
         let sni = hello.server_name()?;
-        let c = self.challenge.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.challenge.locked();
         c.as_ref().filter(|(d, _)| d.eq_ignore_ascii_case(sni)).map(|(_, k)| k.clone())
     }
 }

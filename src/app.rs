@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Event;
 use crate::config::{Config, ConfigError, TlsConfig};
+use crate::lock::MutexExt as _;
 use crate::server::{self, ReceiverState};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{self, ServerCertInfo, TlsError};
@@ -291,7 +292,7 @@ pub enum DataDirLockError {
 /// since two would each keep their own idea of the active alerts.
 pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, DataDirLockError> {
     {
-        let mut held = DATA_DIR_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = DATA_DIR_LOCK.locked();
         // This process holds it already: a new Alertray on the same dir replaces the old.
         if let Some(lock) = held.take_if(|l| l.dir == dir) {
             return Ok(lock);
@@ -346,7 +347,7 @@ impl Alertray {
         });
         let data_dir_taken = match lock {
             Ok(lock) => {
-                *DATA_DIR_LOCK.lock().unwrap_or_else(|p| p.into_inner()) = Some(lock);
+                *DATA_DIR_LOCK.locked() = Some(lock);
                 None
             }
             Err(DataDirLockError::Taken(why)) => Some(why),
@@ -437,7 +438,7 @@ impl Alertray {
             }
         };
         slot.status = status.clone();
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status.clone();
+        *self.status.locked() = status.clone();
         // Published once the status says so: whoever the event wakes reads the new status.
         match (&status, &slot.running) {
             (ReceiverStatus::Stopped { reason, .. }, _) => {
@@ -469,7 +470,7 @@ impl Alertray {
         if let Some((old, _)) = slot.tunnel.take() {
             old.stop().await;
         }
-        let mut watch = self.tunnel.lock().unwrap_or_else(|p| p.into_inner());
+        let mut watch = self.tunnel.locked();
         *watch = None;
         if let Some((config, port)) = want {
             let tunnel = Tunnel::spawn(config, port, self.paths.data_dir.clone(), self.events.clone());
@@ -508,7 +509,7 @@ impl Alertray {
 
     /// The tunnel's state now.
     pub fn tunnel_status(&self) -> TunnelStatus {
-        match &*self.tunnel.lock().unwrap_or_else(|p| p.into_inner()) {
+        match &*self.tunnel.locked() {
             Some(w) => w.borrow().clone(),
             None => TunnelStatus::off(),
         }
@@ -596,7 +597,7 @@ impl Alertray {
                 }
             };
             unreadable = None;
-            let known = self.config_text.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let known = self.config_text.locked().clone();
             match (&known.applied, &known.refused) {
                 // An edit left unapplied for a cause outside the file (TLS files not there
                 // yet, a port held): applied, without a word more, once the cause is gone.
@@ -636,7 +637,7 @@ impl Alertray {
             };
             match problem {
                 Some(reason) if self.running() => {
-                    self.config_text.lock().unwrap_or_else(|p| p.into_inner()).refused = Some((text, reason.clone()));
+                    self.config_text.locked().refused = Some((text, reason.clone()));
                     tracing::warn!(
                         "{} changed, but the receiver keeps its settings until the file is fixed: {reason}",
                         path.display()
@@ -669,13 +670,13 @@ impl Alertray {
     /// Notes `text` as what the config file holds and the receiver applied (`None`: not
     /// known); no edit of it is left unapplied.
     fn note_applied(&self, text: Option<Vec<u8>>) {
-        *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = FileState { applied: text, refused: None };
+        *self.config_text.locked() = FileState { applied: text, refused: None };
     }
 
     /// Why the config file's latest edit by hand is not applied, while the receiver keeps
     /// the settings it had ([`Event::ConfigFileRejected`]); `None` when nothing is held back.
     pub fn refused_edit(&self) -> Option<String> {
-        self.config_text.lock().unwrap_or_else(|p| p.into_inner()).refused.as_ref().map(|(_, why)| why.clone())
+        self.config_text.locked().refused.as_ref().map(|(_, why)| why.clone())
     }
 
     /// Whether `cfg` can replace the running config: its TLS files load and its listen
@@ -708,12 +709,12 @@ impl Alertray {
 
     /// The receiver's status now.
     pub fn status(&self) -> ReceiverStatus {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status.locked().clone()
     }
 
     /// Whether the receiver runs now.
     fn running(&self) -> bool {
-        matches!(*self.status.lock().unwrap_or_else(|p| p.into_inner()), ReceiverStatus::Running { .. })
+        matches!(*self.status.locked(), ReceiverStatus::Running { .. })
     }
 
     /// The config in use, if one loaded.

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{AuthConfig, AuthMethod, ClientCertMode};
+use crate::lock::MutexExt as _;
 
 /// `true` when `given` equals `expected`, in time that does not depend on where they differ.
 pub fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
@@ -244,7 +245,7 @@ impl FailureThrottle {
 
     /// `Err(retry_after)` if `peer` is refused now.
     pub fn check(&self, peer: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut peers = self.peers.locked();
         let Some(b) = peers.get_mut(&peer) else {
             return Ok(());
         };
@@ -259,7 +260,7 @@ impl FailureThrottle {
 
     /// Records one failure from `peer`.
     pub fn failed(&self, peer: IpAddr, now: Instant) {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut peers = self.peers.locked();
         if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&peer) {
             let full = f64::from(self.per_minute);
             let rate = full / 60.0;

@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::config::{AuthMethod, ClientCertMode, Config};
+use crate::lock::MutexExt as _;
 
 /// The request header that makes an authenticated POST a connection check: the receiver
 /// answers it after authentication and stores nothing.
@@ -338,7 +339,7 @@ async fn check(cfg: &Config, opts: &CheckOptions, c: &mut Checker) {
     c.ok("TLS", format!("{} with {}", version.replace('_', "."), suite));
 
     // Certificate
-    let chain = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let chain = seen.locked().clone();
     let leaf_fp = chain.first().map(|l| crate::tls::fingerprint(l));
     let trusted = certificate_step(c, &chain, &server_name, &host, &opts.extra_roots);
 
@@ -709,7 +710,7 @@ impl ServerCertVerifier for Recorder {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let mut chain = vec![end_entity.clone().into_owned()];
         chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = chain;
+        *self.seen.locked() = chain;
         Ok(ServerCertVerified::assertion())
     }
 

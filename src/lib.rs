@@ -30,6 +30,7 @@
 //! - [`headless`]: `alertray serve`, the receiver without a window.
 //! - [`text`]: text from notifications made safe to show on one line.
 //! - [`app`]: paths and start-up wiring shared by the CLI and the desktop shell.
+//! - [`lock`]: locks that a panic elsewhere does not poison for good.
 
 pub mod acme;
 pub mod alerts;
@@ -40,6 +41,7 @@ pub mod check;
 pub mod config;
 pub mod guide;
 pub mod headless;
+pub mod lock;
 pub mod notify;
 pub mod payload;
 pub mod policy;

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alert, Change, Event, Level};
+use crate::lock::MutexExt as _;
 
 #[cfg(all(unix, not(target_os = "macos")))]
 mod fdo;
@@ -437,10 +438,10 @@ impl DesktopNotifier {
 impl Notifier for DesktopNotifier {
     #[cfg(all(unix, not(target_os = "macos")))]
     fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
-        let replaces = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&popup.tag).copied().unwrap_or(0);
+        let replaces = self.ids.locked().get(&popup.tag).copied().unwrap_or(0);
         let icon = self.icon.as_deref().unwrap_or_default();
         let id = self.bus.show(&self.app_name, icon, replaces, popup, &self.opener)?;
-        self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(popup.tag.clone(), id);
+        self.ids.locked().insert(popup.tag.clone(), id);
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use chrono::{DateTime, Local, NaiveTime, TimeZone};
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{Alert, Change, Event, Level};
+use crate::lock::RwLockExt as _;
 use crate::notify::PopupFilter;
 
 /// What a snooze covers.
@@ -178,22 +179,22 @@ impl SharedPolicy {
 
     /// A copy of the policy now.
     pub fn get(&self) -> PopupPolicy {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.reading().clone()
     }
 
     /// Changes the policy.
     pub fn update(&self, f: impl FnOnce(&mut PopupPolicy)) {
-        f(&mut self.0.write().unwrap_or_else(|p| p.into_inner()));
+        f(&mut self.0.writing());
     }
 }
 
 impl PopupFilter for SharedPolicy {
     fn allows(&self, event: &Event) -> bool {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).allows_at(event, &Local::now())
+        self.0.reading().allows_at(event, &Local::now())
     }
 
     fn any(&self) -> bool {
-        let p = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let p = self.0.reading();
         p.any_at(&Local::now())
     }
 }

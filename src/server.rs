@@ -33,6 +33,7 @@ use tower::ServiceExt as _;
 
 use crate::auth::{self, FailureThrottle, PeerCertificate};
 use crate::config::{ClientCertMode, Config};
+use crate::lock::MutexExt as _;
 use crate::payload;
 use crate::store::{Delivery, Store};
 use crate::text::shorten;
@@ -560,14 +561,10 @@ impl PendingConnections {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Registers a new connection; evicts the oldest waiting one when full.
     fn admit(&self) -> (u64, CancellationToken) {
         let token = CancellationToken::new();
-        let mut st = self.lock();
+        let mut st = self.state.locked();
         let id = st.next_id;
         st.next_id += 1;
         st.waiting.insert(id, token.clone());
@@ -579,7 +576,7 @@ impl PendingConnections {
     }
 
     fn evict_oldest(&self) {
-        let mut st = self.lock();
+        let mut st = self.state.locked();
         let Some((_, oldest)) = st.waiting.pop_first() else { return };
         oldest.cancel();
         st.evicted += 1;
@@ -595,7 +592,7 @@ impl PendingConnections {
     }
 
     fn done(&self, id: u64) {
-        self.lock().waiting.remove(&id);
+        self.state.locked().waiting.remove(&id);
     }
 }
 
@@ -748,24 +745,20 @@ impl Drop for RequestGuard {
 const EVICTABLE_AFTER: Duration = Duration::from_millis(500);
 
 impl ServedConnections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Arc<Activity>>> {
-        self.by_age.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn add(&self, id: u64) -> Arc<Activity> {
         let activity = Arc::new(Activity::new());
-        self.lock().insert(id, activity.clone());
+        self.by_age.locked().insert(id, activity.clone());
         activity
     }
 
     fn remove(&self, id: u64) {
-        self.lock().remove(&id);
+        self.by_age.locked().remove(&id);
     }
 
     /// Asks the connection idle the longest (no request in flight for at least
     /// [`EVICTABLE_AFTER`]), if any, to close, so that its slot goes to a newcomer.
     fn evict_idle(&self) {
-        let mut by_age = self.lock();
+        let mut by_age = self.by_age.locked();
         let longest = by_age
             .iter()
             .filter_map(|(id, a)| a.idle_for().filter(|&idle| idle >= EVICTABLE_AFTER).map(|idle| (idle, *id)))

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::config::{ClientCa, ClientCertMode, Config, TlsConfig};
+use crate::lock::MutexExt as _;
 
 /// The Netdata Root CA, which issues the client certificate Netdata Cloud presents.
 pub const NETDATA_ROOT_CA_PEM: &str = include_str!("../assets/netdata-root-ca.pem");
@@ -197,7 +198,7 @@ impl ReloadingCert {
 
     /// Reloads the pair at once if the files changed (after Alertray wrote a renewed pair).
     pub fn reload_now(&self) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.state.locked();
         st.checked = Instant::now() - RELOAD_CHECK_INTERVAL;
         drop(st);
         self.current();
@@ -206,7 +207,7 @@ impl ReloadingCert {
     /// The certificate in use now, reloading it first if the files changed.
     pub fn current(&self) -> Arc<CertifiedKey> {
         // A poisoned lock only means a panic elsewhere mid-update; the data is still whole.
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.state.locked();
         if st.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
             st.checked = Instant::now();
             let stamps = (mtime(&self.cert_path), mtime(&self.key_path));

@@ -2,6 +2,7 @@
 //! itself do not reach the app, so every action is in the menu.
 
 use alertray::app::ReceiverStatus;
+use alertray::lock::MutexExt as _;
 use alertray::policy::{Snooze, SnoozeScope};
 use alertray::store::{self, SnoozeChange};
 use alertray::tray::{tray_model, TrayIcon, TrayModel};
@@ -38,7 +39,7 @@ pub fn create<R: Runtime>(app: &tauri::AppHandle<R>) -> tauri::Result<()> {
         .show_menu_on_left_click(true)
         .on_menu_event(|app, event| on_menu(app, event.id().as_ref()))
         .build(app)?;
-    *app.state::<Shell>().tray_model.lock().unwrap_or_else(|p| p.into_inner()) = Some(model);
+    *app.state::<Shell>().tray_model.locked() = Some(model);
     Ok(())
 }
 
@@ -78,7 +79,7 @@ pub fn current_model<R: Runtime>(app: &tauri::AppHandle<R>) -> TrayModel {
 pub fn refresh<R: Runtime>(app: &tauri::AppHandle<R>) {
     let model = current_model(app);
     let shell = app.state::<Shell>();
-    let mut current = shell.tray_model.lock().unwrap_or_else(|p| p.into_inner());
+    let mut current = shell.tray_model.locked();
     if current.as_ref() == Some(&model) {
         return;
     }
@@ -159,7 +160,7 @@ pub fn on_menu<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
     let shell = app.state::<Shell>();
     let core = shell.core.clone();
     let entry = |key: &str| {
-        let model = shell.tray_model.lock().unwrap_or_else(|p| p.into_inner());
+        let model = shell.tray_model.locked();
         model.as_ref()?.entries.iter().find(|e| e.key == key).cloned()
     };
     let hour_from_now = store::now_ms() + 3_600_000;

@@ -11,12 +11,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_util::StreamExt as _;
 use zbus::Variant;
 
 use super::{NotifyError, Opener, Popup, Urgency};
+use crate::lock::MutexExt as _;
 
 const SERVICE: &str = "org.freedesktop.Notifications";
 const PATH: &str = "/org/freedesktop/Notifications";
@@ -24,10 +25,6 @@ const PATH: &str = "/org/freedesktop/Notifications";
 /// How many popups' clicks are remembered; beyond that the one shown longest ago is
 /// forgotten, so a server that never says a popup closed cannot make the list grow.
 const CLICKABLE: usize = 512;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The connection to the notification service: made at the first popup, made again if it
 /// breaks (the session bus restarted).
@@ -75,12 +72,12 @@ impl Bus {
         })
         .map_err(|e| NotifyError(e.to_string()))?;
         // No click can come before the server has answered: it is a person's, on a popup drawn.
-        lock(&session.clicks).shown(id, popup.url.as_deref());
+        session.clicks.locked().shown(id, popup.url.as_deref());
         Ok(id)
     }
 
     fn session(&self, opener: &Opener) -> Result<Arc<Session>, NotifyError> {
-        let mut current = lock(&self.session);
+        let mut current = self.session.locked();
         if let Some(s) = current.as_ref().filter(|s| !s.closed.load(Ordering::SeqCst)) {
             return Ok(s.clone());
         }
@@ -196,14 +193,14 @@ async fn listen(mut signals: zbus::MessageStream, clicks: &Mutex<Clickable>, ope
             Some("ActionInvoked") => {
                 let Ok((id, action)) = msg.body().deserialize::<(u32, String)>() else { continue };
                 // Other programs' popups have other ids.
-                let url = lock(clicks).url(id);
+                let url = clicks.locked().url(id);
                 if let Some(url) = url.filter(|_| action == "default" || action == "open") {
                     opener(&url);
                 }
             }
             Some("NotificationClosed") => {
                 if let Ok((id, _reason)) = msg.body().deserialize::<(u32, u32)>() {
-                    lock(clicks).closed(id);
+                    clicks.locked().closed(id);
                 }
             }
             _ => {}
