@@ -99,13 +99,15 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
         if let Some(url) = cfg.server.webhook_url() {
             eprintln!("Webhook URL for Netdata Cloud: {url}");
         }
-        if cfg.notifications.enabled && !no_popups {
+        // Listening even while notifications.enabled is false: the popup policy reads it at each
+        // event, so an edit of the config file that turns popups on applies at once.
+        if !no_popups {
             if desktop_session() {
                 core.spawn_popups(
                     Arc::new(DesktopNotifier::new("Alertray", Some("dialog-warning".into()))),
                     shutdown.clone(),
                 );
-            } else {
+            } else if cfg.notifications.enabled {
                 tracing::warn!("no desktop session bus found: desktop notifications are off (alerts are still stored)");
             }
         }
@@ -154,6 +156,7 @@ async fn log_events_until(mut events: broadcast::Receiver<Event>, core: Arc<Aler
                 Ok(Event::Unknown { message, notification_id }) => {
                     tracing::info!(id = notification_id, "notification of unknown shape: {:?}", for_log(&message))
                 }
+                Ok(Event::ConfigFileApplied) => tracing::info!("the edited config file is in use"),
                 Ok(Event::TunnelChanged) => {
                     let url = match core.config().await {
                         Some(cfg) if core.tunnel_status().url.is_some() => core.webhook_url(&cfg),

@@ -442,6 +442,32 @@ fn a_storm_folds_into_one_summary_popup() {
     assert_eq!(alertray::store::active(&conn).unwrap().len(), 9, "everything is still stored and active");
 }
 
+/// `serve` started with popups off shows them once an edit of the config file turns them on.
+#[test]
+fn popups_turned_on_by_an_edit_of_the_config_file_show_from_then_on() {
+    let Some(d) = desktop(true) else { return };
+    let serve = d.serve("[notifications]\nenabled = false\n", None);
+    let alert = |host: &str| {
+        serde_json::json!({
+            "message": format!("Raised to Warning, load, on {host}"),
+            "node": {"id": host, "hostname": host},
+            "alert": {"name": "load", "state": {"status": "Warning", "value_str": "9"}, "transition_id": host}
+        })
+        .to_string()
+    };
+    assert_eq!(serve.post(alert("while-off")), 200);
+    // As an editor saves: a new file put in place.
+    let text = std::fs::read_to_string(&serve.config).unwrap().replace("enabled = false", "enabled = true");
+    let edited = d.dir.path().join("config.toml.edit");
+    std::fs::write(&edited, text).unwrap();
+    std::fs::rename(&edited, &serve.config).unwrap();
+    serve.wait_for_line("the edited config file is in use", Duration::from_secs(20));
+    assert_eq!(serve.post(alert("once-on")), 200);
+    // Popups go out in the order of their events: the first was decided before this one.
+    let h = d.wait_for("the popup after the edit", |h| h.iter().any(|n| n.summary.starts_with("once-on")));
+    assert!(!h.iter().any(|n| n.summary.starts_with("while-off")), "{h:#?}");
+}
+
 #[test]
 fn no_notification_server_is_a_log_line_not_a_failure() {
     let Some(d) = desktop(false) else { return };
