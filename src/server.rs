@@ -245,7 +245,7 @@ async fn challenge_handler(
         }
     };
     let Some(secret) = &state.config.auth.challenge_secret else {
-        tracing::warn!(%peer, "challenge received but auth.challenge_secret is not set; Netdata will not accept this endpoint until it is");
+        tracing::warn!(%peer, status = 503, "challenge received but auth.challenge_secret is not set; Netdata will not accept this endpoint until it is");
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no challenge secret is configured on this receiver (auth.challenge_secret)",
@@ -366,10 +366,12 @@ fn admit(
         // "Check connection" proves the credentials reach the receiver; nothing is stored.
         // With no store, it fails as a delivery would.
         if let Some(reason) = state.store.broken() {
+            tracing::warn!(%peer, status = 503, "connection check refused: deliveries cannot be stored: {reason}");
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("deliveries cannot be stored: {reason}"),
-            ));
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("30")));
         }
         return Ok(Admitted::Check);
     }
@@ -431,7 +433,7 @@ async fn deliver(state: &ReceiverState, peer: &str, how: String, body: Body) -> 
                 .into_response())
         }
         Err(e) => {
-            tracing::error!(%peer, "could not store a notification, answering 503 so Netdata retries: {e}");
+            tracing::error!(%peer, status = 503, "could not store a notification, answering 503 so Netdata retries: {e}");
             Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the notification could not be stored; retry later")
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("30")))
         }

@@ -194,7 +194,23 @@ fn a_wal_that_cannot_be_flushed_stops_the_store_and_nothing_more_is_acknowledged
     std::fs::rename(&moved, &wal).unwrap();
     let later = serde_json::json!({"message": "Raised to Critical, x, on later", "alert": {"name": "later", "transition_id": "later-1"}});
     assert_eq!(serve.post(later.to_string()), 503);
-    serve.wait_for_line("the store stopped after a disk error", Duration::from_secs(5));
+    let line = serve.wait_for_line("the store stopped after a disk error", Duration::from_secs(5));
+    assert!(line.contains("status=503"), "{line}");
+    // "Check connection" says so too, as a delivery would be answered.
+    let check = serve
+        .client()
+        .post(serve.url())
+        .bearer_auth("test-token")
+        .header(alertray::check::CHECK_HEADER, "1")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(
+        (check.status().as_u16(), check.headers().get("retry-after").map(|v| v.to_str().unwrap())),
+        (503, Some("30"))
+    );
+    let line = serve.wait_for_line("connection check refused", Duration::from_secs(5));
+    assert!(line.contains("status=503") && line.contains("alertray.db-wal"), "{line}");
     assert_eq!(serve.terminate(), Some(0));
 
     // The acknowledged delivery is there after a restart (the refused one may be too: Netdata's
