@@ -702,11 +702,16 @@ fn validate_tls(
     public_url: Option<&Uri>,
     resolve: &dyn Fn(PathBuf) -> PathBuf,
 ) -> Result<TlsConfig, ConfigError> {
-    // [tls.acme] is on when it says so, or when anything in it is set: an empty table
-    // (as an editor may leave behind) turns nothing on.
+    // [tls.acme] is on when it says so, or when anything in it is set: an empty table, or
+    // keys left empty (as an editor or a cleared form field may leave them), turn nothing on.
     let acme_on = |a: &RawAcme| {
-        a.enabled
-            .unwrap_or(a.email.is_some() || a.domain.is_some() || a.directory.is_some() || a.directory_ca.is_some())
+        let set = |v: Option<&str>| v.is_some_and(|v| !v.trim().is_empty());
+        a.enabled.unwrap_or(
+            set(a.email.as_deref())
+                || set(a.domain.as_deref())
+                || set(a.directory.as_deref())
+                || set(a.directory_ca.as_deref().map(|p| p.to_str().unwrap_or("?"))),
+        )
     };
     // An empty path is no path (as the Settings form leaves a field it clears).
     let given = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().to_string_lossy().trim().is_empty());
@@ -998,7 +1003,11 @@ fn validate_acme(
             ))
         }
     };
-    let directory = a.directory.map(|d| d.trim().to_string()).unwrap_or_else(|| crate::acme::LETS_ENCRYPT.to_string());
+    let directory = a
+        .directory
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| crate::acme::LETS_ENCRYPT.to_string());
     let ok = directory.parse::<Uri>().is_ok_and(|u| u.scheme_str() == Some("https") && u.host().is_some());
     if !ok {
         return Err(ConfigError::invalid(
@@ -1007,7 +1016,8 @@ fn validate_acme(
             format!("an https:// ACME directory URL, like \"{}\"", crate::acme::LETS_ENCRYPT),
         ));
     }
-    Ok(crate::acme::AcmeConfig { directory, email, domain, directory_ca: a.directory_ca.map(resolve) })
+    let directory_ca = a.directory_ca.filter(|p| !p.as_os_str().to_string_lossy().trim().is_empty()).map(resolve);
+    Ok(crate::acme::AcmeConfig { directory, email, domain, directory_ca })
 }
 
 fn validate_tunnel(t: RawTunnel) -> Result<Option<crate::tunnel::TunnelConfig>, ConfigError> {
@@ -1660,6 +1670,21 @@ mod tests {
         let cfg = Config::from_toml(&format!("[server]\npublic_url = \"https://a.example.org/\"\n{base}[tls.acme]\n"))
             .unwrap();
         assert_eq!(cfg.tls, TlsConfig::SelfSigned, "an empty [tls.acme] turns nothing on");
+        let cfg = Config::from_toml(&format!(
+            "[server]\npublic_url = \"https://a.example.org/\"\n{base}[tls.acme]\nemail = \"\"\ndomain = \" \"\ndirectory = \"\"\ndirectory_ca = \"\""
+        ))
+        .unwrap();
+        assert_eq!(cfg.tls, TlsConfig::SelfSigned, "keys left empty turn nothing on");
+        let cfg = Config::from_toml(&format!(
+            "{base}[tls.acme]\nenabled = true\ndomain = \"a.example.org\"\nemail = \"\"\ndirectory = \" \"\ndirectory_ca = \"\""
+        ))
+        .unwrap();
+        let TlsConfig::Acme(acme) = cfg.tls else { panic!("{:?}", cfg.tls) };
+        assert_eq!(
+            (acme.email, acme.directory.as_str(), acme.directory_ca),
+            (None, crate::acme::LETS_ENCRYPT, None),
+            "keys left empty are unset"
+        );
         // Empty TLS paths are no paths: none at all is a self-signed certificate, and one
         // alone names the other as missing (not "cannot read the folder").
         let cfg = Config::from_toml(&format!("{base}[tls]\ncert = \"\"\nkey = \" \"")).unwrap();

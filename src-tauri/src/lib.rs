@@ -113,11 +113,12 @@ pub fn tray_menu_click<R: Runtime>(app: &tauri::AppHandle<R>, id: &str) {
 static FIRST_RUN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What `alertray-app --help` prints.
-const USAGE: &str = "Usage: alertray-app [--show alerts|settings|guide]
+const USAGE: &str = "Usage: alertray-app [--show alerts|settings|guide] [--version]
 
 Runs Alertray in the tray (or, with no display, the receiver alone). With --show, opens
 that window, in the Alertray already running if there is one.
-Environment: ALERTRAY_CONFIG (the config file), ALERTRAY_DATA_DIR (the data folder).";
+Environment: ALERTRAY_CONFIG (the config file), ALERTRAY_DATA_DIR (the data folder),
+ALERTRAY_LOG (the log filter), ALERTRAY_NO_POPUPS (set: no desktop popups).";
 
 /// The command line, checked: `Err` with what is wrong, `Ok(true)` when it asked for help or
 /// the version (printed), `Ok(false)` to run.
