@@ -4,23 +4,27 @@
 #   bench/load.sh            # from anywhere; builds release first
 #
 # 1. Builds `alertray` and the `bare_responder` example in release.
-# 2. Bare responder (same axum/hyper/rustls stack, does nothing): wrk GET and wrk POST.
-# 3. `alertray serve` with a throw-away config and data dir: wrk GET /?crc_token=abc123
-#    (the challenge) and wrk POST of a different nested-shape alert per request
-#    (bench/post_unique.lua) with the bearer token.
+# 2. Starts the bare responder (same axum/hyper/rustls stack, does nothing) and `alertray
+#    serve` with a throw-away config and data dir, side by side (the one not measured idles).
+# 3. ROUNDS rounds of four wrk runs, one after the other: bare GET, the challenge
+#    (GET /?crc_token=abc123), bare POST, and POSTs of a different nested-shape alert per
+#    request (bench/post_unique.lua) with the bearer token. This machine's speed drifts
+#    within minutes, so each ratio compares runs made one after the other, and the summary
+#    gives each round's ratios and their median.
 # 4. Checks the store holds every notification wrk saw acknowledged with a 2xx, and fails
 #    loudly on any non-2xx answer.
 # 5. Prints req/s and latency percentiles per run, and the receiver/bare ratios.
 #
 # wrk: HTTPS with keep-alive, THREADS threads, CONNECTIONS connections, DURATION per run.
-# Environment overrides: DURATION (10s), THREADS (2), CONNECTIONS (64), SKIP_BUILD=1,
-# ALERTRAY_LOG (the receiver's log filter; its default when unset).
+# Environment overrides: DURATION (10s), ROUNDS (3), THREADS (2), CONNECTIONS (64),
+# SKIP_BUILD=1, ALERTRAY_LOG (the receiver's log filter; its default when unset).
 # Everything listens on 127.0.0.1 only, on ports that were free; everything started here is
 # stopped on exit.
 
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 
@@ -153,7 +157,7 @@ check_all_2xx() { # check_all_2xx <name>
     fi
 }
 
-# --- bare responder ------------------------------------------------------------------------
+# --- the two servers ------------------------------------------------------------------------
 BARE_PORT=$(free_port)
 BARE_URL="https://127.0.0.1:$BARE_PORT/"
 "$BARE" "127.0.0.1:$BARE_PORT" >"$WORK/bare.log" 2>&1 &
@@ -165,14 +169,6 @@ TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 CHALLENGE_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 RUN_TAG="load$(date +%s)"
 
-run_wrk bare_get "$BARE_URL"
-check_all_2xx bare_get
-# The same script as the ingest run, so the client does the same work per request.
-run_wrk bare_post "$BARE_URL" bench/post_unique.lua "$TOKEN" "$RUN_TAG-bare"
-check_all_2xx bare_post
-stop "$BARE_PID"
-
-# --- alertray ------------------------------------------------------------------------------
 RX_PORT=$(free_port)
 RX_URL="https://127.0.0.1:$RX_PORT/"
 CONFIG=$WORK/config.toml
@@ -206,34 +202,49 @@ ANSWER=$(curl -sk --max-time 5 "${RX_URL}?crc_token=abc123")
 python3 -c 'import json, sys; got = json.loads(sys.argv[1]).get("response_token"); sys.exit(0 if got == sys.argv[2] else f"challenge answer {got!r} != {sys.argv[2]!r}")' "$ANSWER" "$EXPECTED" \
     || die "the receiver's challenge answer is wrong: $ANSWER"
 
-run_wrk challenge "${RX_URL}?crc_token=abc123"
-check_all_2xx challenge
-run_wrk ingest "$RX_URL" bench/post_unique.lua "$TOKEN" "$RUN_TAG"
-INGEST_NON2XX=$(field ingest non2xx)
-if [[ $INGEST_NON2XX -ne 0 ]]; then
-    echo >&2
-    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
-    echo "!! INGEST: $INGEST_NON2XX responses were not 2xx (receiver log: $WORK/alertray.log)" >&2
-    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
-    grep -E "WARN|ERROR" "$WORK/alertray.log" | sort | uniq -c | sort -rn | head -20 >&2 || true
-    die "ingest run had non-2xx responses"
-fi
-check_all_2xx ingest
+# --- the rounds ----------------------------------------------------------------------------
+OK_2XX=0
+GENERATED=0
+for round in $(seq 1 "$ROUNDS"); do
+    run_wrk "bare_get.$round" "$BARE_URL"
+    check_all_2xx "bare_get.$round"
+    run_wrk "challenge.$round" "${RX_URL}?crc_token=abc123"
+    check_all_2xx "challenge.$round"
+    # The same script as the ingest run, so the client does the same work per request.
+    run_wrk "bare_post.$round" "$BARE_URL" bench/post_unique.lua "$TOKEN" "$RUN_TAG-bare-$round"
+    check_all_2xx "bare_post.$round"
+    run_wrk "ingest.$round" "$RX_URL" bench/post_unique.lua "$TOKEN" "$RUN_TAG-$round"
+    INGEST_NON2XX=$(field "ingest.$round" non2xx)
+    if [[ $INGEST_NON2XX -ne 0 ]]; then
+        echo >&2
+        echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
+        echo "!! INGEST: $INGEST_NON2XX responses were not 2xx (receiver log: $WORK/alertray.log)" >&2
+        echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
+        grep -E "WARN|ERROR" "$WORK/alertray.log" | sort | uniq -c | sort -rn | head -20 >&2 || true
+        die "ingest run $round had non-2xx responses"
+    fi
+    check_all_2xx "ingest.$round"
+    OK_2XX=$((OK_2XX + $(field "ingest.$round" requests)))
+    generated=$(field "ingest.$round" generated)
+    [[ -n $generated ]] || die "wrk did not say how many bodies it generated (bench/post_unique.lua's done())"
+    GENERATED=$((GENERATED + generated))
+    # The receiver empties its WAL a second after its last write: done before the next bare
+    # run, which then has the cores to itself. (Also the last group commit, for requests
+    # still in flight when wrk stopped.)
+    sleep 2
+done
 
 # --- the store holds what was acknowledged -------------------------------------------------
-sleep 1 # the last group commit, for requests still in flight when wrk stopped
-COMPLETED=$(field ingest requests)
-OK_2XX=$((COMPLETED - INGEST_NON2XX))
-GENERATED=$(field ingest generated)
 STORED=$("$ALERTRAY" alerts --history --json --config "$CONFIG" --data-dir "$DATA" \
     | python3 -c 'import json, sys; rows = json.load(sys.stdin); print(sum(1 for r in rows if r["kind"] == "alert"))')
 DELIVERIES=$("$ALERTRAY" alerts --history --json --config "$CONFIG" --data-dir "$DATA" \
     | python3 -c 'import json, sys; print(sum(r["deliveries"] for r in json.load(sys.stdin)))')
+IN_FLIGHT=$((CONNECTIONS * ROUNDS))
 echo
 echo "== store check"
 echo "wrk completed requests with 2xx: $OK_2XX"
 echo "notifications in the store:      $STORED (deliveries counted: $DELIVERIES)"
-echo "bodies generated by the script:  ${GENERATED:-?}"
+echo "bodies generated by the script:  $GENERATED"
 if command -v sqlite3 >/dev/null; then
     echo "sqlite3 count(*):                $(sqlite3 "file:$DATA/alertray.db?mode=ro" 'SELECT count(*) FROM notifications')"
 fi
@@ -243,27 +254,36 @@ fi
 if [[ $DELIVERIES -ne $STORED ]]; then
     die "$((DELIVERIES - STORED)) deliveries were taken as duplicates, but every body had its own transition_id"
 fi
-if [[ -n $GENERATED && $STORED -gt $GENERATED ]]; then
+if [[ $STORED -gt $GENERATED ]]; then
     die "the store holds $STORED notifications, more than the $GENERATED bodies sent"
 fi
 if [[ $STORED -eq $OK_2XX ]]; then
     echo "OK: the store holds exactly the $OK_2XX notifications wrk saw acknowledged"
 else
-    echo "OK: the store holds every acknowledged notification, plus $((STORED - OK_2XX)) sent while wrk stopped (at most one per connection: $CONNECTIONS)"
-    [[ $((STORED - OK_2XX)) -le $CONNECTIONS ]] || die "more than one unacknowledged notification per connection was stored"
+    echo "OK: the store holds every acknowledged notification, plus $((STORED - OK_2XX)) sent while wrk stopped (at most one per connection and round: $IN_FLIGHT)"
+    [[ $((STORED - OK_2XX)) -le $IN_FLIGHT ]] || die "more than one unacknowledged notification per connection and round was stored"
 fi
 echo "receiver log: $(wc -l <"$WORK/alertray.log") lines, $(du -h "$WORK/alertray.log" | cut -f1); store: $(du -sh "$DATA" | cut -f1)"
 
 # --- summary -------------------------------------------------------------------------------
 echo
-echo "== summary ($THREADS threads, $CONNECTIONS connections, $DURATION per run, HTTPS keep-alive, loopback)"
-printf '%-10s %12s %10s %10s %10s %10s\n' run req/s p50_ms p90_ms p99_ms requests
-for run in bare_get bare_post challenge ingest; do
-    printf '%-10s %12s %10s %10s %10s %10s\n' "$run" "$(field $run rps)" "$(field $run p50)" "$(field $run p90)" "$(field $run p99)" "$(field $run requests)"
+echo "== summary ($THREADS threads, $CONNECTIONS connections, $DURATION per run, $ROUNDS rounds, HTTPS keep-alive, loopback)"
+printf '%-13s %12s %10s %10s %10s %10s\n' run req/s p50_ms p90_ms p99_ms requests
+RATES=()
+for round in $(seq 1 "$ROUNDS"); do
+    for run in bare_get challenge bare_post ingest; do
+        printf '%-13s %12s %10s %10s %10s %10s\n' "$run.$round" "$(field "$run.$round" rps)" "$(field "$run.$round" p50)" \
+            "$(field "$run.$round" p90)" "$(field "$run.$round" p99)" "$(field "$run.$round" requests)"
+    done
+    RATES+=("$(field "challenge.$round" rps),$(field "bare_get.$round" rps),$(field "ingest.$round" rps),$(field "bare_post.$round" rps)")
 done
-python3 - "$(field challenge rps)" "$(field bare_get rps)" "$(field ingest rps)" "$(field bare_post rps)" <<'PY'
-import sys
-ch, bg, ing, bp = map(float, sys.argv[1:])
-print(f"challenge / bare GET:  {ch / bg:.3f}")
-print(f"ingest / bare POST:    {ing / bp:.3f}")
+python3 - "${RATES[@]}" <<'PY'
+import statistics, sys
+rounds = [tuple(map(float, r.split(","))) for r in sys.argv[1:]]
+challenge = [ch / bg for ch, bg, _, _ in rounds]
+ingest = [ing / bp for _, _, ing, bp in rounds]
+def show(xs):
+    return ", ".join(f"{x:.3f}" for x in xs)
+print(f"challenge / bare GET:  median {statistics.median(challenge):.3f}  (rounds: {show(challenge)})")
+print(f"ingest / bare POST:    median {statistics.median(ingest):.3f}  (rounds: {show(ingest)})")
 PY
