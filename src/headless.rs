@@ -176,7 +176,8 @@ async fn log_events_until(mut events: broadcast::Receiver<Event>, core: Arc<Aler
 }
 
 /// Starts listening for SIGINT and SIGTERM at once; the future it returns ends at the first
-/// one, even one that came before it was awaited. (Elsewhere: Ctrl-C, once awaited.)
+/// one, even one that came before it was awaited. (On Windows: Ctrl-C, Ctrl-Break, the
+/// console closing and the system shutting down.)
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
@@ -200,8 +201,37 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             }
         }
     }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
+    #[cfg(windows)]
+    {
+        use tokio::signal::windows;
+        let (mut c, mut brk, mut close, mut shutdown) =
+            (windows::ctrl_c(), windows::ctrl_break(), windows::ctrl_close(), windows::ctrl_shutdown());
+        for (kind, failed) in [
+            ("Ctrl-C", c.as_ref().err()),
+            ("Ctrl-Break", brk.as_ref().err()),
+            ("the console closing", close.as_ref().err()),
+            ("the system shutting down", shutdown.as_ref().err()),
+        ] {
+            if let Some(e) = failed {
+                tracing::warn!("cannot listen for {kind}: {e}");
+            }
+        }
+        async move {
+            // A listener that could not be made never ends its branch.
+            tokio::select! {
+                Some(()) = async { c.as_mut().ok()?.recv().await } => {}
+                Some(()) = async { brk.as_mut().ok()?.recv().await } => {}
+                Some(()) = async { close.as_mut().ok()?.recv().await } => {}
+                Some(()) = async { shutdown.as_mut().ok()?.recv().await } => {}
+                else => std::future::pending::<()>().await,
+            }
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let ctrl_c = tokio::signal::ctrl_c();
+        async move {
+            let _ = ctrl_c.await;
+        }
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alert, Change, Event, Level};
+#[cfg(all(unix, not(target_os = "macos")))]
 use crate::lock::MutexExt as _;
 
 #[cfg(all(unix, not(target_os = "macos")))]

@@ -506,12 +506,12 @@ mod tests {
     #[test]
     fn self_signed_is_generated_once_and_covers_the_public_host() {
         let dir = tempfile::tempdir().unwrap();
-        let (c, k) = ensure_self_signed(dir.path(), None).unwrap();
+        let (c, _key) = ensure_self_signed(dir.path(), None).unwrap();
         let first = std::fs::read(&c).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(std::fs::metadata(&_key).unwrap().permissions().mode() & 0o777, 0o600);
         }
         ensure_self_signed(dir.path(), None).unwrap();
         assert_eq!(std::fs::read(&c).unwrap(), first, "reused, not regenerated");

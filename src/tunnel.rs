@@ -524,6 +524,7 @@ mod tests {
         assert_eq!(normalize_url("https://a.example/").as_deref(), Some("https://a.example"));
     }
 
+    #[cfg(unix)]
     fn config(command: &str) -> TunnelConfig {
         TunnelConfig {
             command: command.into(),
@@ -532,6 +533,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     async fn wait_for(w: &mut watch::Receiver<TunnelStatus>, f: impl Fn(&TunnelStatus) -> bool) -> TunnelStatus {
         tokio::time::timeout(Duration::from_secs(20), async {
             loop {

@@ -225,6 +225,7 @@ fn a_wal_that_cannot_be_flushed_stops_the_store_and_nothing_more_is_acknowledged
 
 /// Runs `alertray serve` as the unprivileged user `nobody` (root ignores file permissions),
 /// from a copy of the binary that user can reach.
+#[cfg(unix)]
 fn serve_as_nobody(dir: &std::path::Path, cfg: &std::path::Path, data: &std::path::Path) -> Option<Command> {
     if Command::new("setpriv").arg("--version").output().is_err() || !nix_is_root() {
         if std::env::var("ALERTRAY_REQUIRE_ROOT").as_deref() == Ok("1") {
@@ -246,10 +247,12 @@ fn serve_as_nobody(dir: &std::path::Path, cfg: &std::path::Path, data: &std::pat
     Some(c)
 }
 
+#[cfg(unix)]
 fn nix_is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+#[cfg(unix)]
 #[test]
 fn a_data_dir_without_permission_is_explained_and_nothing_is_stored_falsely() {
     use std::os::unix::fs::PermissionsExt as _;
