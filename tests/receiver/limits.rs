@@ -184,6 +184,17 @@ async fn oversized_headers_are_refused_with_a_reason() {
     let huge = format!("X-Huge: {}\r\n", "a".repeat(300 * 1024));
     let answer = raw_http1(&s, "POST / HTTP/1.1", &huge, &body).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // Over HTTP/2 too: a header list over 64 KiB is answered 431 (no body) by the library.
+    let r = s
+        .client()
+        .post(s.url("/"))
+        .bearer_auth("test-token")
+        .header("x-huge", "a".repeat(100 * 1024))
+        .body(body.clone())
+        .send()
+        .await;
+    let r = r.expect("an answer, not a reset");
+    assert_eq!((r.version(), r.status()), (reqwest::Version::HTTP_2, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
     assert!(s.history().is_empty(), "nothing refused was stored");
     // Just under the limits a delivery is stored: 30 KiB of headers, 90 headers.
     let near: String = (0..84).map(|i| format!("X-Near-{i:02}: {}\r\n", "d".repeat(350))).collect();
