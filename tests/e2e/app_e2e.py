@@ -833,8 +833,9 @@ def run_figures(work: Path, desktop: Desktop):
             # Pressed again until the window goes: the page may not listen for keys yet.
             if subprocess.run(["xdotool", "search", "--name", "Alertray: alerts"], capture_output=True).returncode != 0:
                 return True
-            subprocess.run(["xdotool", "key", "--window", win, "ctrl+w"], check=False)
-            subprocess.run(["xdotool", "key", "ctrl+w"], check=False)
+            # The window may be going already: xdotool's BadWindow then is no failure.
+            subprocess.run(["xdotool", "key", "--window", win, "ctrl+w"], check=False, stderr=subprocess.DEVNULL)
+            subprocess.run(["xdotool", "key", "ctrl+w"], check=False, stderr=subprocess.DEVNULL)
             return False
         wait_for("the window to close", closed_by_ctrl_w, 20, 1.0)
         state_file = work / "xdg-config" / "dev.alertray.app" / ".window-state.json"
