@@ -658,11 +658,18 @@ fn listen_address(v: Option<String>) -> Result<SocketAddr, ConfigError> {
 
 fn webhook_path(v: Option<String>) -> Result<String, ConfigError> {
     let path = v.unwrap_or_else(|| "/".into());
-    if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.contains("//") {
+    // Plain characters only: the router reads "{name}" and "*" as captures (and refuses a
+    // segment starting with ":"), and a client sends "." and ".." segments resolved.
+    let plain = path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | '~'));
+    let segments_ok = path.split('/').skip(1).enumerate().all(|(i, seg)| {
+        let last = i + 2 == path.split('/').count();
+        (!seg.is_empty() || last) && seg != "." && seg != ".."
+    });
+    if !path.starts_with('/') || !plain || !segments_ok {
         return Err(ConfigError::invalid(
             "server.path",
             format!("{path:?}"),
-            "a URL path starting with \"/\", without ?, # or spaces, like \"/\" or \"/netdata\"",
+            "a URL path starting with \"/\", of letters, digits, -, _, . and ~ between single slashes (no . or .. segments), like \"/\" or \"/netdata\"",
         ));
     }
     Ok(path)
@@ -1512,6 +1519,25 @@ mod tests {
         // Inside, and in a Basic password (sent encoded), spaces are fine.
         Config::from_toml("[auth]\nmethod = \"bearer\"\ntoken = \"a b\"").unwrap();
         Config::from_toml("[auth]\nmethod = \"basic\"\nusername = \"u\"\npassword = \" p \"").unwrap();
+    }
+
+    #[test]
+    fn webhook_paths_are_plain_and_every_accepted_one_makes_a_router() {
+        let base = "[auth]\nallow_unauthenticated = true\n[server]\n";
+        for good in ["/", "/netdata", "/hooks/netdata-alerts/", "/a.b_c~d-1", "/8f3a9c"] {
+            let cfg = Config::from_toml(&format!("{base}path = \"{good}\"")).unwrap();
+            assert_eq!(cfg.server.path, good);
+            // As the receiver routes it (a path the router cannot take would panic here).
+            let _ = axum::Router::<()>::new().route(&cfg.server.path, axum::routing::get(|| async {}));
+        }
+        // What the router would have panicked on, or read as a capture matching any path.
+        assert!(std::panic::catch_unwind(|| axum::Router::<()>::new().route("/:x", axum::routing::get(|| async {})))
+            .is_err());
+        for bad in
+            ["netdata", "/{x}", "/:x", "/*rest", "/a//b", "//", "/a b", "/a?b", "/a#b", "/./a", "/a/..", "/é", "/%41"]
+        {
+            assert_eq!(err(&format!("{base}path = \"{bad}\"")).key(), Some("server.path"), "{bad}");
+        }
     }
 
     #[test]
