@@ -227,8 +227,22 @@ struct Bucket {
     at: Instant,
 }
 
-/// The most peers tracked at once; beyond it, full buckets are forgotten first.
+/// The most peers tracked at once; beyond it, full buckets are forgotten first, then the
+/// one that failed longest ago.
 const MAX_TRACKED_PEERS: usize = 10_000;
+
+/// Who a bucket counts for: an IPv4 address (also when written as IPv4-mapped IPv6), or an
+/// IPv6 /64, since one host usually holds a whole /64 and could guess from each address in
+/// it.
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
 
 impl FailureThrottle {
     /// A throttle allowing `per_minute` failures a minute per peer (with that many in a burst).
@@ -246,7 +260,7 @@ impl FailureThrottle {
     /// `Err(retry_after)` if `peer` is refused now.
     pub fn check(&self, peer: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut peers = self.peers.locked();
-        let Some(b) = peers.get_mut(&peer) else {
+        let Some(b) = peers.get_mut(&peer_key(peer)) else {
             return Ok(());
         };
         self.refill(b, now);
@@ -260,11 +274,19 @@ impl FailureThrottle {
 
     /// Records one failure from `peer`.
     pub fn failed(&self, peer: IpAddr, now: Instant) {
+        let peer = peer_key(peer);
         let mut peers = self.peers.locked();
         if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&peer) {
             let full = f64::from(self.per_minute);
             let rate = full / 60.0;
             peers.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < full);
+            // Every tracked peer still failing (a guesser spread over many addresses): the
+            // one that failed longest ago makes room, so the map stays bounded.
+            if peers.len() >= MAX_TRACKED_PEERS {
+                if let Some(stalest) = peers.iter().min_by_key(|(_, b)| b.at).map(|(ip, _)| *ip) {
+                    peers.remove(&stalest);
+                }
+            }
         }
         let per_minute = f64::from(self.per_minute);
         let b = peers.entry(peer).or_insert(Bucket { tokens: per_minute, at: now });
@@ -395,5 +417,37 @@ mod tests {
         assert!(retry >= Duration::from_secs(1) && retry <= Duration::from_secs(13), "{retry:?}");
         assert!(t.check(other, t0).is_ok());
         assert!(t.check(ip, t0 + Duration::from_secs(12)).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_64_shares_one_allowance_and_a_mapped_ipv4_is_its_ipv4() {
+        let t = FailureThrottle::new(3);
+        let t0 = Instant::now();
+        // Three failures, each from another address of one /64.
+        for i in 1..=3 {
+            t.failed(format!("2001:db8:1:2::{i:x}").parse().unwrap(), t0);
+        }
+        assert!(t.check("2001:db8:1:2:ffff::9".parse().unwrap(), t0).is_err(), "the same /64");
+        assert!(t.check("2001:db8:1:3::1".parse().unwrap(), t0).is_ok(), "another /64");
+        for _ in 0..3 {
+            t.failed("::ffff:192.0.2.7".parse().unwrap(), t0);
+        }
+        assert!(t.check("192.0.2.7".parse().unwrap(), t0).is_err(), "IPv4-mapped is the IPv4 address");
+    }
+
+    #[test]
+    fn the_tracked_peers_stay_bounded_however_many_keep_failing() {
+        let t = FailureThrottle::new(1);
+        let t0 = Instant::now();
+        let n = MAX_TRACKED_PEERS as u32 + 500;
+        for i in 0..n {
+            t.failed(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)), t0 + Duration::from_millis(u64::from(i)));
+        }
+        assert_eq!(t.peers.locked().len(), MAX_TRACKED_PEERS);
+        // The latest failures are still counted; the first ones made room.
+        assert!(t
+            .check(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n - 1)), t0 + Duration::from_secs(20))
+            .is_err());
+        assert!(t.check(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000)), t0 + Duration::from_secs(20)).is_ok());
     }
 }
