@@ -77,6 +77,8 @@ pub struct ConnectionInfo {
     pub peer: SocketAddr,
     /// The verified client certificate, if one was presented.
     pub cert: PeerCertificate,
+    /// Set once a request on the connection passed authentication.
+    authenticated: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A refusal: a status and a short reason, sent as `{"error": reason}`.
@@ -301,7 +303,11 @@ async fn delivery_handler(
 ) -> Result<Response, ApiError> {
     let peer = peer_of(&info);
     let (parts, body) = req.into_parts();
-    let refused = match admit(&state, &info, &peer, &parts.headers) {
+    let admitted = admit(&state, &info, &peer, &parts.headers);
+    if let (Ok(_), Some(info)) = (&admitted, &info) {
+        info.authenticated.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    let refused = match admitted {
         Ok(Admitted::Deliver(how)) => return deliver(&state, &peer, how, body).await,
         Ok(Admitted::Check) => {
             tracing::info!(%peer, "connection check: credentials accepted");
@@ -618,6 +624,8 @@ struct Activity {
     /// HTTP/1: bytes of a request arrived that did not make a whole head yet (a client
     /// trickling its head in). Set by [`NotedReads`], cleared when a request begins.
     partial_head: std::sync::atomic::AtomicBool,
+    /// Set once a request on it passed authentication (shared with its [`ConnectionInfo`]).
+    authenticated: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Activity {
@@ -628,7 +636,14 @@ impl Activity {
             opened: Instant::now(),
             evict: CancellationToken::new(),
             partial_head: Default::default(),
+            authenticated: Default::default(),
         }
+    }
+
+    /// Whether none of its requests has passed authentication yet: all it did was refused
+    /// (or was a challenge).
+    fn unproven(&self) -> bool {
+        !self.authenticated.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Notes that a request was answered now.
@@ -757,15 +772,23 @@ impl ServedConnections {
         self.by_age.locked().remove(&id);
     }
 
-    /// Asks the connection idle the longest (no request in flight for at least
-    /// [`EVICTABLE_AFTER`]), if any, to close, so that its slot goes to a newcomer.
-    fn evict_idle(&self) {
+    /// Asks one connection to close, if one may, so that its slot goes to a newcomer: the one
+    /// idle the longest (no request in flight for at least [`EVICTABLE_AFTER`]), else the
+    /// oldest that has not authenticated a request, busy or not (open that long too). So
+    /// neither connections that only hold a slot nor ones sending refused requests one after
+    /// the other can keep a delivery out; connections answering authenticated requests keep
+    /// theirs.
+    fn make_room(&self) {
         let mut by_age = self.by_age.locked();
-        let longest = by_age
+        let longest_idle = by_age
             .iter()
             .filter_map(|(id, a)| a.idle_for().filter(|&idle| idle >= EVICTABLE_AFTER).map(|idle| (idle, *id)))
-            .max();
-        if let Some(a) = longest.and_then(|(_, id)| by_age.remove(&id)) {
+            .max()
+            .map(|(_, id)| id);
+        let chosen = longest_idle.or_else(|| {
+            by_age.iter().find(|(_, a)| a.unproven() && a.opened.elapsed() >= EVICTABLE_AFTER).map(|(id, _)| *id)
+        });
+        if let Some(a) = chosen.and_then(|id| by_age.remove(&id)) {
             a.evict.cancel();
         }
     }
@@ -840,7 +863,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
                     _ = evicted.cancelled() => break None,
                     _ = shutdown.cancelled() => break None,
                     _ = ask.tick() => {
-                        served.evict_idle();
+                        served.make_room();
                     }
                 }
             }
@@ -862,8 +885,8 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
             .map(|c| crate::tls::client_cert_names(c))
             .unwrap_or_default(),
     };
-    let info = ConnectionInfo { peer, cert };
     let activity = served.add(id);
+    let info = ConnectionInfo { peer, cert, authenticated: activity.authenticated.clone() };
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(info.clone());
@@ -935,7 +958,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
             }
             _ = shutdown.cancelled(), if !closing => "shutting down",
             _ = &mut age, if !closing => "it reached the longest connection age",
-            _ = activity.evict.cancelled(), if !closing => "every slot is taken (server.max_connections) and it was idle",
+            _ = activity.evict.cancelled(), if !closing => "every slot is taken (server.max_connections) and it was idle or had authenticated no request",
             _ = idle_check.tick(), if !closing => match activity.idle_for() {
                 Some(idle) if idle >= timeout && activity.partial_head.load(std::sync::atomic::Ordering::SeqCst) => {
                     head_refused = true;
@@ -948,8 +971,9 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         };
         tracing::debug!(%peer, "closing the connection: {why}");
         // With no request in flight there is nothing to finish: a client in the middle of
-        // sending a head (or of nothing) does not hold the shutdown up.
-        if activity.idle_for().is_some() {
+        // sending a head (or of nothing) does not hold the shutdown up. Nor, when its slot is
+        // needed, does one whose requests were all refused.
+        if activity.idle_for().is_some() || (activity.evict.is_cancelled() && activity.unproven()) {
             break;
         }
         conn.as_mut().graceful_shutdown();

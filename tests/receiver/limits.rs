@@ -342,6 +342,59 @@ async fn connections_beyond_the_cap_wait_while_every_slot_is_busy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_sending_refused_requests_give_their_slots_to_a_delivery() {
+    // Both slots held by clients that always have a refused request in flight: a POST with no
+    // credentials whose body trickles in over most of a second (the receiver reads a refused
+    // body for up to a second, so the connection stays usable), then the next one as soon as
+    // the 401 comes. No connection is ever idle, yet a delivery goes through well before the
+    // 30 s timeout.
+    let s = TestServer::start(&format!("[server]\nmax_connections = 2\nrequest_timeout_secs = 30\n{BEARER}")).await;
+    let mut attackers = Vec::new();
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..2 {
+        let mut tls = served_tls(&s).await;
+        let refused = refused.clone();
+        attackers.push(tokio::spawn(async move {
+            let head = "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n";
+            loop {
+                let sent = async {
+                    tls.write_all(head.as_bytes()).await?;
+                    for _ in 0..10 {
+                        tokio::time::sleep(Duration::from_millis(70)).await;
+                        tls.write_all(&[b' '; 10]).await?;
+                    }
+                    std::io::Result::Ok(())
+                };
+                if sent.await.is_err() {
+                    return;
+                }
+                let mut seen = Vec::new();
+                while !String::from_utf8_lossy(&seen).contains("\r\n\r\n{") {
+                    let mut buf = [0u8; 1024];
+                    match tls.read(&mut buf).await {
+                        Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                assert!(seen.starts_with(b"HTTP/1.1 401"), "{}", String::from_utf8_lossy(&seen));
+                refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }));
+    }
+    // Each has had a request refused and sent its next: the slots are both taken that way.
+    while refused.load(std::sync::atomic::Ordering::SeqCst) < 4 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = tokio::time::timeout(Duration::from_secs(10), s.post(unique_alert()))
+        .await
+        .expect("a delivery waited behind connections that authenticated nothing");
+    assert_eq!(resp.status(), StatusCode::OK);
+    for a in attackers {
+        a.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_gives_its_slot_to_a_delivery() {
     // Both slots held by connections that never send a request: a delivery still goes through
     // at once (not after the 30 s timeout), and the oldest idle connection is closed for it.
