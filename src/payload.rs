@@ -45,7 +45,7 @@ pub enum PayloadError {
 pub enum Status {
     /// The alert recovered.
     Clear,
-    /// A status word we do not know (e.g. `undefined`, `removed`); it changes no state.
+    /// A status word we do not know (e.g. `undefined`, `uninitialized`); it changes no state.
     Other,
     /// Raised to or still at Warning.
     Warning,
@@ -63,7 +63,9 @@ impl Status {
         Some(match w.to_ascii_lowercase().as_str() {
             "critical" | "crit" => Status::Critical,
             "warning" | "warn" => Status::Warning,
-            "clear" | "cleared" | "recovered" | "ok" | "normal" => Status::Clear,
+            // Netdata removes an alert whose chart or configuration went away: not raised any
+            // more, so it leaves the active list as a recovery does.
+            "clear" | "cleared" | "recovered" | "ok" | "normal" | "removed" => Status::Clear,
             _ => Status::Other,
         })
     }
@@ -996,17 +998,22 @@ mod tests {
     #[test]
     fn an_unknown_status_word_gives_way_to_the_message_in_both_shapes() {
         let nested = parse_value(json!({"message": "Recovered, x, on h",
-            "alert": {"name": "a", "state": {"status": "Removed"}}}));
+            "alert": {"name": "a", "state": {"status": "Undefined"}}}));
         let flat =
-            parse_value(json!({"message": "Recovered, x, on h", "alarm": "a", "chart": "c", "severity": "Removed"}));
+            parse_value(json!({"message": "Recovered, x, on h", "alarm": "a", "chart": "c", "severity": "Undefined"}));
         for n in [nested, flat] {
             let Notification::Alert(a) = n else { panic!() };
-            assert_eq!((a.status, a.raw_status.as_str()), (Status::Clear, "Removed"));
+            assert_eq!((a.status, a.raw_status.as_str()), (Status::Clear, "Undefined"));
         }
         let n =
-            parse_value(json!({"message": "something else", "alert": {"name": "a", "state": {"status": "Removed"}}}));
+            parse_value(json!({"message": "something else", "alert": {"name": "a", "state": {"status": "Undefined"}}}));
         let Notification::Alert(a) = n else { panic!() };
         assert_eq!(a.status, Status::Other, "no word or message we know: no state change");
+        // A removed alert is not raised any more, whatever its message says.
+        let n =
+            parse_value(json!({"message": "Removed, x, on h", "alert": {"name": "a", "state": {"status": "REMOVED"}}}));
+        let Notification::Alert(a) = n else { panic!() };
+        assert_eq!((a.status, a.raw_status.as_str()), (Status::Clear, "REMOVED"));
     }
 
     #[test]
