@@ -661,10 +661,12 @@ fn webhook_path(v: Option<String>) -> Result<String, ConfigError> {
     // Plain characters only: the router reads "{name}" and "*" as captures (and refuses a
     // segment starting with ":"), and a client sends "." and ".." segments resolved.
     let plain = path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | '~'));
-    let segments_ok = path.split('/').skip(1).enumerate().all(|(i, seg)| {
-        let last = i + 2 == path.split('/').count();
-        (!seg.is_empty() || last) && seg != "." && seg != ".."
-    });
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    // Only the last may be empty: "/" itself, or a trailing slash.
+    let segments_ok = segments
+        .iter()
+        .enumerate()
+        .all(|(i, seg)| (!seg.is_empty() || i + 1 == segments.len()) && *seg != "." && *seg != "..");
     if !path.starts_with('/') || !plain || !segments_ok {
         return Err(ConfigError::invalid(
             "server.path",
