@@ -316,7 +316,7 @@ pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, DataDirLockError> {
             let who =
                 pid.map_or("another Alertray".to_string(), |p| format!("another Alertray (process {})", p.trim()));
             Err(DataDirLockError::Taken(format!(
-                "{who} already uses the data dir {}: stop it, or give this one another data dir (--data-dir)",
+                "{who} already uses the data dir {}: stop it, or give this one another data dir (--data-dir, or ALERTRAY_DATA_DIR)",
                 dir.display()
             )))
         }
