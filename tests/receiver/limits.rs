@@ -168,15 +168,15 @@ async fn oversized_headers_are_refused_with_a_reason() {
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     assert!(answer.contains(r#"{"error":"the request has more than 100 headers"}"#), "{answer}");
     // HTTP/2 (what this client negotiates) gets the same answer.
-    let r = s
-        .client()
-        .post(s.url("/"))
-        .bearer_auth("test-token")
-        .header("x-big", "a".repeat(40 * 1024))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let h2_with_header_of = |bytes: usize| {
+        s.client()
+            .post(s.url("/"))
+            .bearer_auth("test-token")
+            .header("x-big", "a".repeat(bytes))
+            .body(body.clone())
+            .send()
+    };
+    let r = h2_with_header_of(40 * 1024).await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     assert_eq!(r.text().await.unwrap(), too_large);
@@ -185,15 +185,7 @@ async fn oversized_headers_are_refused_with_a_reason() {
     let answer = raw_http1(&s, "POST / HTTP/1.1", &huge, &body).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     // Over HTTP/2 too: a header list over 64 KiB is answered 431 (no body) by the library.
-    let r = s
-        .client()
-        .post(s.url("/"))
-        .bearer_auth("test-token")
-        .header("x-huge", "a".repeat(100 * 1024))
-        .body(body.clone())
-        .send()
-        .await;
-    let r = r.expect("an answer, not a reset");
+    let r = h2_with_header_of(100 * 1024).await.expect("an answer, not a reset");
     assert_eq!((r.version(), r.status()), (reqwest::Version::HTTP_2, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
     assert!(s.history().is_empty(), "nothing refused was stored");
     // Just under the limits a delivery is stored: 30 KiB of headers, 90 headers.
