@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -14,8 +14,6 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alert, Change, Event, Level};
-#[cfg(all(unix, not(target_os = "macos")))]
-use crate::lock::MutexExt as _;
 
 #[cfg(all(unix, not(target_os = "macos")))]
 mod fdo;
@@ -400,23 +398,13 @@ pub fn escape_markup(text: &str) -> String {
 }
 
 /// Desktop popups: the freedesktop notification service on Linux and the BSDs (see
-/// [`fdo`]), notify-rust elsewhere.
+/// [`fdo`]), notify-rust elsewhere (where popups are neither replaced nor clicked through).
 pub struct DesktopNotifier {
     app_name: String,
     icon: Option<String>,
-    /// The id of the popup shown last for each tag, for the next one to replace. (Elsewhere
-    /// than on the freedesktop service, popups are neither replaced nor clicked through.)
-    #[cfg_attr(not(all(unix, not(target_os = "macos"))), allow(dead_code))]
-    ids: Mutex<HashMap<String, u32>>,
-    /// Opens the alert a click asks for.
-    #[cfg_attr(not(all(unix, not(target_os = "macos"))), allow(dead_code))]
-    opener: Opener,
     #[cfg(all(unix, not(target_os = "macos")))]
     bus: fdo::Bus,
 }
-
-/// Opens what a click on a popup asks for.
-type Opener = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl DesktopNotifier {
     /// A notifier showing popups as `app_name`, with `icon` (a path or icon name).
@@ -424,12 +412,6 @@ impl DesktopNotifier {
         DesktopNotifier {
             app_name: app_name.into(),
             icon,
-            ids: Mutex::new(HashMap::new()),
-            opener: Arc::new(|url: &str| {
-                if let Err(e) = open_url(url) {
-                    tracing::warn!("{e}");
-                }
-            }),
             #[cfg(all(unix, not(target_os = "macos")))]
             bus: Default::default(),
         }
@@ -439,11 +421,7 @@ impl DesktopNotifier {
 impl Notifier for DesktopNotifier {
     #[cfg(all(unix, not(target_os = "macos")))]
     fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
-        let replaces = self.ids.locked().get(&popup.tag).copied().unwrap_or(0);
-        let icon = self.icon.as_deref().unwrap_or_default();
-        let id = self.bus.show(&self.app_name, icon, replaces, popup, &self.opener)?;
-        self.ids.locked().insert(popup.tag.clone(), id);
-        Ok(())
+        self.bus.show(&self.app_name, self.icon.as_deref().unwrap_or_default(), popup)
     }
 
     #[cfg(not(all(unix, not(target_os = "macos"))))]

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use futures_util::StreamExt as _;
 use zbus::Variant;
 
-use super::{NotifyError, Opener, Popup, Urgency};
+use super::{NotifyError, Popup, Urgency};
 use crate::lock::MutexExt as _;
 
 const SERVICE: &str = "org.freedesktop.Notifications";
@@ -31,6 +31,8 @@ const CLICKABLE: usize = 512;
 #[derive(Default)]
 pub(super) struct Bus {
     session: Mutex<Option<Arc<Session>>>,
+    /// The id of the popup shown last for each tag, for the next one to replace.
+    ids: Mutex<HashMap<String, u32>>,
 }
 
 struct Session {
@@ -44,16 +46,10 @@ struct Session {
 }
 
 impl Bus {
-    /// Shows `popup` in place of the popup `replaces` (0: none); returns its id.
-    pub(super) fn show(
-        &self,
-        app_name: &str,
-        icon: &str,
-        replaces: u32,
-        popup: &Popup,
-        opener: &Opener,
-    ) -> Result<u32, NotifyError> {
-        let session = self.session(opener)?;
+    /// Shows `popup`, in place of the last one shown with its tag.
+    pub(super) fn show(&self, app_name: &str, icon: &str, popup: &Popup) -> Result<(), NotifyError> {
+        let session = self.session()?;
+        let replaces = self.ids.locked().get(&popup.tag).copied().unwrap_or(0);
         // Servers that read bodies as markup would take "<a href=...>" in an alert's message
         // for a link, and drop "< 10%": the text goes as text.
         let body = if session.body_markup() { super::escape_markup(&popup.body) } else { popup.body.clone() };
@@ -73,15 +69,16 @@ impl Bus {
         .map_err(|e| NotifyError(e.to_string()))?;
         // No click can come before the server has answered: it is a person's, on a popup drawn.
         session.clicks.locked().shown(id, popup.url.as_deref());
-        Ok(id)
+        self.ids.locked().insert(popup.tag.clone(), id);
+        Ok(())
     }
 
-    fn session(&self, opener: &Opener) -> Result<Arc<Session>, NotifyError> {
+    fn session(&self) -> Result<Arc<Session>, NotifyError> {
         let mut current = self.session.locked();
         if let Some(s) = current.as_ref().filter(|s| !s.closed.load(Ordering::SeqCst)) {
             return Ok(s.clone());
         }
-        let s = Arc::new(Session::open(opener.clone())?);
+        let s = Arc::new(Session::open()?);
         *current = Some(s.clone());
         Ok(s)
     }
@@ -90,7 +87,7 @@ impl Bus {
 impl Session {
     /// Connects, subscribes to the service's signals, and starts the thread that hears them.
     /// The thread drives the connection and ends with it.
-    fn open(opener: Opener) -> Result<Session, NotifyError> {
+    fn open() -> Result<Session, NotifyError> {
         let clicks = Arc::new(Mutex::new(Clickable::default()));
         let closed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -115,7 +112,7 @@ impl Session {
                     match subscribed.await {
                         Ok((conn, signals)) => {
                             let _ = tx.send(Ok(conn));
-                            listen(signals, &heard, &opener).await;
+                            listen(signals, &heard).await;
                         }
                         Err(e) => {
                             let _ = tx.send(Err(e));
@@ -186,7 +183,7 @@ impl Clickable {
 }
 
 /// Opens what a click on one of Alertray's popups asks for, until the connection ends.
-async fn listen(mut signals: zbus::MessageStream, clicks: &Mutex<Clickable>, opener: &Opener) {
+async fn listen(mut signals: zbus::MessageStream, clicks: &Mutex<Clickable>) {
     while let Some(Ok(msg)) = signals.next().await {
         let header = msg.header();
         match header.member().map(|m| m.as_str()) {
@@ -195,7 +192,9 @@ async fn listen(mut signals: zbus::MessageStream, clicks: &Mutex<Clickable>, ope
                 // Other programs' popups have other ids.
                 let url = clicks.locked().url(id);
                 if let Some(url) = url.filter(|_| action == "default" || action == "open") {
-                    opener(&url);
+                    if let Err(e) = super::open_url(&url) {
+                        tracing::warn!("{e}");
+                    }
                 }
             }
             Some("NotificationClosed") => {
