@@ -410,12 +410,7 @@ fn an_edit_of_the_config_file_is_applied_and_a_broken_one_is_not() {
     let post = |token: &str| {
         serve.client().post(serve.url()).bearer_auth(token).body(body.clone()).send().unwrap().status().as_u16()
     };
-    // As an editor saves: a new file put in place.
-    let edit = |text: &str| {
-        let tmp = dir.path().join("config.toml.edit");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, &serve.config).unwrap();
-    };
+    let edit = |text: &str| save_as_an_editor_does(&serve.config, text);
     assert_eq!(post("test-token"), 200);
     let original = std::fs::read_to_string(&serve.config).unwrap();
     let edited = original.replace("test-token", "edited-token");

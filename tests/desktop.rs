@@ -456,11 +456,8 @@ fn popups_turned_on_by_an_edit_of_the_config_file_show_from_then_on() {
         .to_string()
     };
     assert_eq!(serve.post(alert("while-off")), 200);
-    // As an editor saves: a new file put in place.
     let text = std::fs::read_to_string(&serve.config).unwrap().replace("enabled = false", "enabled = true");
-    let edited = d.dir.path().join("config.toml.edit");
-    std::fs::write(&edited, text).unwrap();
-    std::fs::rename(&edited, &serve.config).unwrap();
+    save_as_an_editor_does(&serve.config, &text);
     serve.wait_for_line("the edited config file is in use", Duration::from_secs(20));
     assert_eq!(serve.post(alert("once-on")), 200);
     // Popups go out in the order of their events: the first was decided before this one.

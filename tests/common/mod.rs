@@ -16,6 +16,15 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Writes `text` to `path` as an editor saves: a new file beside it, put in place, so that a
+/// watcher never reads it half written.
+pub fn save_as_an_editor_does(path: &Path, text: &str) {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".edit");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Runs `alertray` with `args` and returns (exit code, stdout, stderr).
 pub fn run(args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
     let mut c = Command::new(BIN);
