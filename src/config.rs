@@ -522,13 +522,67 @@ fn error_key(text: &str, line_no: usize) -> Option<ErrorKey<'_>> {
     let table = header.trim_start_matches('[').split(']').next().unwrap_or_default().replace(['"', '\'', ' '], "");
     let full = if table.is_empty() { bare } else { format!("{table}.{bare}") };
     let shown = !inside && SHOWN_VALUES.contains(&full.to_ascii_lowercase().as_str());
-    let value = shown.then(|| value.trim());
+    let value = if shown { first_value(value) } else { None };
     Some(ErrorKey { full, value })
+}
+
+/// The value a key's line begins with (`rest` is what follows its `=`): one quoted string,
+/// one bare word or number, or a list of such on the line; `None` when it is none of these.
+/// Nothing after it is ever part of it: on `method = "bearer" token = "..."`, the secret
+/// after the value belongs to another key.
+fn first_value(rest: &str) -> Option<&str> {
+    let rest = rest.trim_start();
+    let end = match rest.chars().next()? {
+        '"' | '\'' => quoted_end(rest)?,
+        '[' => {
+            // A list: its items, quoted or bare, up to its closing bracket.
+            let mut at = 1;
+            loop {
+                let tail = &rest[at..];
+                let skipped = tail.len() - tail.trim_start_matches([' ', '\t', ',']).len();
+                at += skipped;
+                match rest[at..].chars().next()? {
+                    ']' => break at + 1,
+                    '"' | '\'' => at += quoted_end(&rest[at..])?,
+                    _ => {
+                        let word = bare_word(&rest[at..]);
+                        if word == 0 {
+                            return None;
+                        }
+                        at += word;
+                    }
+                }
+            }
+        }
+        _ => bare_word(rest),
+    };
+    Some(&rest[..end]).filter(|v| !v.is_empty())
+}
+
+/// The length of the quoted string `text` begins with, its quotes included.
+fn quoted_end(text: &str) -> Option<usize> {
+    let quote = text.chars().next()?;
+    let mut escaped = false;
+    for (i, c) in text.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quote == '"' => escaped = true,
+            c if c == quote => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The length of the bare word (`lots`, `12`, `true`, `1e3`) `text` begins with.
+fn bare_word(text: &str) -> usize {
+    text.find(|c: char| c.is_whitespace() || matches!(c, ',' | '#' | ']' | '[' | '=' | '"' | '\'' | '{' | '}'))
+        .unwrap_or(text.len())
 }
 
 /// serde's words for what a setting takes, in the config reference's words.
 fn plain_words(message: &str) -> String {
-    [
+    let message = [
         ("expected i64", "expected a whole number"),
         ("expected u64", "expected a whole number"),
         ("expected u32", "expected a whole number"),
@@ -541,7 +595,24 @@ fn plain_words(message: &str) -> String {
         ("expected a map", "expected a table"),
     ]
     .iter()
-    .fold(message.trim().to_string(), |m, (from, to)| m.replace(from, to))
+    .fold(message.trim().to_string(), |m, (from, to)| m.replace(from, to));
+    // A section (`[server]`, `[auth]`...) given a value or a list: serde names its type.
+    if message.contains("expected struct Raw") {
+        return "of the wrong type, expected a table: a [section] line with its settings below it".to_string();
+    }
+    message
+}
+
+/// The sections of the config file, as written in their `[section]` lines.
+const SECTIONS: &[&str] = &["server", "tls", "tls.acme", "auth", "auth.headers", "notifications", "store", "tunnel"];
+
+/// `[[section]]` (an array of tables) for one of [`SECTIONS`] on line `line_no`: its message.
+fn array_of_section(text: &str, line_no: usize) -> Option<String> {
+    let line = text.lines().nth(line_no.checked_sub(1)?)?.trim();
+    let name = line.strip_prefix("[[")?.split("]]").next()?.replace(['"', '\'', ' '], "");
+    SECTIONS
+        .contains(&name.as_str())
+        .then(|| format!("line {line_no}: [[{name}]]: [{name}] is one table, written with single brackets: [{name}]"))
 }
 
 impl RawConfig {
@@ -569,7 +640,7 @@ impl RawConfig {
                             format!("line {line_no}: {} = (hidden): of the wrong type, expected {expected}", k.full)
                         }
                         Some(k) => format!("line {line_no}: {} = (hidden): {what}", k.full),
-                        None => format!("line {line_no}: {what}"),
+                        None => array_of_section(text, line_no).unwrap_or_else(|| format!("line {line_no}: {what}")),
                     }
                 }
                 None => what,
@@ -589,17 +660,17 @@ impl RawConfig {
         let url = public_url(raw_server.public_url.take());
         let url_for_tls = url.as_ref().ok().cloned();
         let server = validate_server(raw_server, url).map_err(|e| problems.extend(e)).ok();
-        let tls = match url_for_tls {
-            Some(url) => keep(&mut problems, validate_tls(self.tls, url.as_ref(), &resolve)),
-            // server.public_url is wrong, and named as such: [tls] is still checked, but the
-            // ACME domain it would have given is not missing by another mistake.
-            None => match validate_tls(self.tls, None, &resolve) {
-                Err(ConfigError::Invalid { key, value, .. }) if key == "tls.acme.domain" && value == "(missing)" => {
-                    None
-                }
-                other => keep(&mut problems, other),
-            },
-        };
+        // When server.public_url is wrong, and named as such, [tls] is still checked, but the
+        // ACME domain it would have given is not missing by another mistake.
+        let url_right = url_for_tls.is_some();
+        let tls = validate_tls(self.tls, url_for_tls.flatten().as_ref(), &resolve)
+            .map_err(|e| {
+                let by_the_url = |e: &ConfigError| {
+                    matches!(e, ConfigError::Invalid { key, value, .. } if key == "tls.acme.domain" && value == "(missing)")
+                };
+                problems.extend(e.into_iter().filter(|e| url_right || !by_the_url(e)));
+            })
+            .ok();
         let auth = validate_auth(self.auth, &resolve).map_err(|e| problems.extend(e)).ok();
         let notifications = validate_notifications(self.notifications).map_err(|e| problems.extend(e)).ok();
         let store = keep(
@@ -685,7 +756,7 @@ fn public_url(v: Option<String>) -> Result<Option<Uri>, ConfigError> {
         ConfigError::invalid(
             "server.public_url",
             format!("{:?}", shown_url(&u)),
-            "an https:// URL with a host and no user name, password or query, like \"https://name.ngrok.app/\" (Netdata only posts to HTTPS; Basic credentials go in auth.username and auth.password)",
+            "an https:// URL with a host and no user name, password, query or #fragment, like \"https://name.ngrok.app/\" (Netdata only posts to HTTPS; Basic credentials go in auth.username and auth.password)",
         )
     };
     let uri: Uri = u.trim().parse().map_err(|_| bad())?;
@@ -698,6 +769,8 @@ fn public_url(v: Option<String>) -> Result<Option<Uri>, ConfigError> {
     if uri.scheme_str() != Some("https")
         || uri.host().is_none_or(str::is_empty)
         || uri.query().is_some()
+        // http's URI parser drops a fragment: the URL shown would not be the one written.
+        || u.contains('#')
         || userinfo
         || bad_port
     {
@@ -710,7 +783,7 @@ fn validate_tls(
     t: RawTls,
     public_url: Option<&Uri>,
     resolve: &dyn Fn(PathBuf) -> PathBuf,
-) -> Result<TlsConfig, ConfigError> {
+) -> Result<TlsConfig, Vec<ConfigError>> {
     // [tls.acme] is on when it says so, or when anything in it is set: an empty table, or
     // keys left empty (as an editor or a cleared form field may leave them), turn nothing on.
     let acme_on = |a: &RawAcme| {
@@ -729,29 +802,30 @@ fn validate_tls(
         None => None,
         Some(a) => Some(validate_acme(a, public_url, resolve)?),
     };
+    let one = |e: ConfigError| vec![e];
     Ok(match acme {
         Some(acme) if cert.is_none() && key.is_none() => TlsConfig::Acme(acme),
-        Some(_) => return Err(ConfigError::invalid(
+        Some(_) => return Err(one(ConfigError::invalid(
             "tls.acme",
             "(set with tls.cert/tls.key)",
             "either [tls.acme] (Alertray obtains the certificate) or tls.cert and tls.key (your own files), not both",
-        )),
+        ))),
         None => {
             match (cert, key) {
                 (None, None) => TlsConfig::SelfSigned,
                 (Some(cert), Some(key)) => TlsConfig::Files { cert: resolve(cert), key: resolve(key) },
                 (Some(_), None) => {
-                    return Err(ConfigError::invalid(
+                    return Err(one(ConfigError::invalid(
                         "tls.key",
                         "(missing)",
                         "a PEM private key path, since tls.cert is set (or neither, for a self-signed certificate)",
-                    ))
+                    )))
                 }
-                (None, Some(_)) => return Err(ConfigError::invalid(
+                (None, Some(_)) => return Err(one(ConfigError::invalid(
                     "tls.cert",
                     "(missing)",
                     "a PEM certificate chain path, since tls.key is set (or neither, for a self-signed certificate)",
-                )),
+                ))),
             }
         }
     })
@@ -761,7 +835,7 @@ fn validate_tls(
 fn validate_auth(a: RawAuth, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Result<AuthConfig, Vec<ConfigError>> {
     let mut problems = Vec::new();
     let client = keep(&mut problems, client_certificates(&a, resolve));
-    let method = keep(&mut problems, auth_method(&a));
+    let method = auth_method(&a).map_err(|e| problems.extend(e)).ok();
     let headers = extra_headers(&a).map_err(|e| problems.extend(e)).ok();
     let max_failures =
         keep(&mut problems, int_in("auth.max_failures_per_minute", a.max_failures_per_minute, 10, 1, 10_000));
@@ -841,39 +915,43 @@ fn client_certificates(
     Ok((client_certificate, client_ca, client_names))
 }
 
-/// `auth.method`, with the credentials it needs.
-fn auth_method(a: &RawAuth) -> Result<AuthMethod, ConfigError> {
+/// `auth.method`, with the credentials it needs: each one missing or wrong is named.
+fn auth_method(a: &RawAuth) -> Result<AuthMethod, Vec<ConfigError>> {
     let method_word = a.method.as_deref().map(str::trim).unwrap_or("none").to_ascii_lowercase();
-    let method = match method_word.as_str() {
-        "none" => AuthMethod::None,
+    match method_word.as_str() {
+        "none" => Ok(AuthMethod::None),
         "basic" => {
-            let username = a.username.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
-                ConfigError::invalid("auth.username", "(missing)", "a user name when auth.method = \"basic\"")
-            })?;
-            if username.contains(':') {
-                return Err(ConfigError::invalid(
+            let username = match a.username.clone().filter(|u| !u.is_empty()) {
+                None => {
+                    Err(ConfigError::invalid("auth.username", "(missing)", "a user name when auth.method = \"basic\""))
+                }
+                Some(u) if u.contains(':') => Err(ConfigError::invalid(
                     "auth.username",
-                    format!("{username:?}"),
+                    format!("{u:?}"),
                     "a user name without \":\" (Basic auth cannot carry one)",
-                ));
+                )),
+                Some(u) => Ok(u),
+            };
+            let password = required_secret("auth.password", a.password.clone(), "basic");
+            match (username, password) {
+                (Ok(username), Ok(password)) => Ok(AuthMethod::Basic { username, password }),
+                (username, password) => Err(username.err().into_iter().chain(password.err()).collect()),
             }
-            AuthMethod::Basic { username, password: required_secret("auth.password", a.password.clone(), "basic")? }
         }
         "bearer" => {
-            let token = required_secret("auth.token", a.token.clone(), "bearer")?;
+            let token = required_secret("auth.token", a.token.clone(), "bearer").map_err(|e| vec![e])?;
             if padded(&token) {
-                return Err(ConfigError::invalid("auth.token", "(hidden)", PADDED));
+                return Err(vec![ConfigError::invalid("auth.token", "(hidden)", PADDED)]);
             }
             if HeaderValue::from_str(token.expose()).is_err() {
-                return Err(ConfigError::invalid("auth.token", "(hidden)", CONTROL));
+                return Err(vec![ConfigError::invalid("auth.token", "(hidden)", CONTROL)]);
             }
-            AuthMethod::Bearer { token }
+            Ok(AuthMethod::Bearer { token })
         }
         other => {
-            return Err(ConfigError::invalid("auth.method", format!("{other:?}"), "\"none\", \"basic\" or \"bearer\""))
+            Err(vec![ConfigError::invalid("auth.method", format!("{other:?}"), "\"none\", \"basic\" or \"bearer\"")])
         }
-    };
-    Ok(method)
+    }
 }
 
 /// `[auth.headers]`.
@@ -886,7 +964,7 @@ fn extra_headers(a: &RawAuth) -> Result<Vec<(HeaderName, Secret)>, Vec<ConfigErr
             if headers.iter().any(|(seen, _): &(HeaderName, Secret)| *seen == h.0) {
                 problems.push(ConfigError::invalid(
                     &format!("auth.headers.{name}"),
-                    format!("{name:?}"),
+                    header_name_shown(&name),
                     "one entry per header: names are the same in any case, and a request carries one value",
                 ));
                 continue;
@@ -901,16 +979,22 @@ fn extra_headers(a: &RawAuth) -> Result<Vec<(HeaderName, Secret)>, Vec<ConfigErr
     }
 }
 
+/// How an `[auth.headers]` entry refused for its name shows: the name, said to be one (the
+/// entry's value is never shown).
+fn header_name_shown(name: &str) -> String {
+    format!("(the header name {name:?})")
+}
+
 /// One `[auth.headers]` entry.
 fn extra_header(name: &str, value: Secret) -> Result<(HeaderName, Secret), ConfigError> {
     let key = format!("auth.headers.{name}");
     let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
-        ConfigError::invalid(&key, format!("{name:?}"), "a valid HTTP header name (letters, digits, - and _)")
+        ConfigError::invalid(&key, header_name_shown(name), "a valid HTTP header name (letters, digits, - and _)")
     })?;
     if matches!(header.as_str(), "authorization" | "host" | "content-length" | "content-type" | "transfer-encoding") {
         return Err(ConfigError::invalid(
             &key,
-            format!("{name:?}"),
+            header_name_shown(name),
             "a header other than Authorization, Host, Content-Length, Content-Type or Transfer-Encoding",
         ));
     }
@@ -976,42 +1060,46 @@ fn validate_acme(
     a: RawAcme,
     public_url: Option<&Uri>,
     resolve: &dyn Fn(PathBuf) -> PathBuf,
-) -> Result<crate::acme::AcmeConfig, ConfigError> {
+) -> Result<crate::acme::AcmeConfig, Vec<ConfigError>> {
+    let mut problems = Vec::new();
     let domain = match a.domain.map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()) {
-        Some(d) => d,
-        None => public_url.and_then(|u| u.host()).map(str::to_ascii_lowercase).ok_or_else(|| {
-            ConfigError::invalid(
-                "tls.acme.domain",
-                "(missing)",
-                "the public host name to get a certificate for, like \"alerts.example.com\" (or set server.public_url)",
-            )
-        })?,
+        Some(d) => Some(d),
+        None => public_url.and_then(|u| u.host()).map(str::to_ascii_lowercase),
     };
-    let is_name = domain.parse::<std::net::IpAddr>().is_err()
-        && domain.contains('.')
-        && domain
-            .split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    if !is_name {
-        return Err(ConfigError::invalid(
+    let domain = match domain {
+        None => Err(ConfigError::invalid(
             "tls.acme.domain",
-            format!("{domain:?}"),
-            "a DNS host name with a dot, like \"alerts.example.com\" (ACME CAs do not certify IP addresses or bare names)",
-        ));
-    }
+            "(missing)",
+            "the public host name to get a certificate for, like \"alerts.example.com\" (or set server.public_url)",
+        )),
+        Some(domain) => {
+            let is_name = domain.parse::<std::net::IpAddr>().is_err()
+                && domain.contains('.')
+                && domain.split('.').all(|l| {
+                    !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if is_name {
+                Ok(domain)
+            } else {
+                Err(ConfigError::invalid(
+                    "tls.acme.domain",
+                    format!("{domain:?}"),
+                    "a DNS host name with a dot, like \"alerts.example.com\" (ACME CAs do not certify IP addresses or bare names)",
+                ))
+            }
+        }
+    };
+    let domain = keep(&mut problems, domain);
     let email = match a.email.map(|e| e.trim().to_string()).filter(|e| !e.is_empty()) {
-        None => None,
+        None => Ok(None),
         Some(e) if e.contains('@') && !e.contains(char::is_whitespace) && !e.starts_with('@') && !e.ends_with('@') => {
-            Some(e)
+            Ok(Some(e))
         }
         Some(e) => {
-            return Err(ConfigError::invalid(
-                "tls.acme.email",
-                format!("{e:?}"),
-                "an e-mail address, like \"you@example.com\"",
-            ))
+            Err(ConfigError::invalid("tls.acme.email", format!("{e:?}"), "an e-mail address, like \"you@example.com\""))
         }
     };
+    let email = keep(&mut problems, email);
     let directory = a
         .directory
         .map(|d| d.trim().to_string())
@@ -1019,14 +1107,19 @@ fn validate_acme(
         .unwrap_or_else(|| crate::acme::LETS_ENCRYPT.to_string());
     let ok = directory.parse::<Uri>().is_ok_and(|u| u.scheme_str() == Some("https") && u.host().is_some());
     if !ok {
-        return Err(ConfigError::invalid(
+        problems.push(ConfigError::invalid(
             "tls.acme.directory",
             format!("{:?}", shown_url(&directory)),
             format!("an https:// ACME directory URL, like \"{}\"", crate::acme::LETS_ENCRYPT),
         ));
     }
     let directory_ca = a.directory_ca.filter(|p| !p.as_os_str().to_string_lossy().trim().is_empty()).map(resolve);
-    Ok(crate::acme::AcmeConfig { directory, email, domain, directory_ca })
+    match (domain, email) {
+        (Some(domain), Some(email)) if problems.is_empty() => {
+            Ok(crate::acme::AcmeConfig { directory, email, domain, directory_ca })
+        }
+        _ => Err(problems),
+    }
 }
 
 fn validate_tunnel(t: RawTunnel) -> Result<Option<crate::tunnel::TunnelConfig>, ConfigError> {
@@ -1069,9 +1162,16 @@ impl Config {
 
     /// Parses and validates what the config file at `path` holds (`bytes`, read already).
     pub fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
-        let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Read {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            // Named by its line and key, as a syntax error is; the bytes are never shown.
+            let valid = &bytes[..e.valid_up_to()];
+            let line_no = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            let lossy = String::from_utf8_lossy(bytes);
+            let key = error_key(&lossy, line_no).map(|k| format!("{}: ", k.full)).unwrap_or_default();
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: format!("line {line_no}: {key}not UTF-8 text (save the file as UTF-8)"),
+            }
         })?;
         RawConfig::from_toml(text, path)?.validate(config_base(path))
     }
@@ -1407,6 +1507,37 @@ mod tests {
             assert!(!err.contains(secret), "{err}");
             assert!(err.contains("line "), "{err}");
         }
+        // A shown setting's value is shown alone: a secret written after it on its line (two
+        // settings run together) stays out of the message.
+        for (text, secret, shown) in [
+            ("[auth]\nmethod = \"bearer\" token = \"SECRETRT\"\n", "SECRETRT", "auth.method = \"bearer\":"),
+            (
+                "[auth]\nclient_certificate = \"off\", token = \"SECRETCO\"\n",
+                "SECRETCO",
+                "client_certificate = \"off\":",
+            ),
+            (
+                "[notifications]\nmin_severity = \"warning\"; password = \"SECRETSC\"\n",
+                "SECRETSC",
+                "min_severity = \"warning\":",
+            ),
+            ("[auth]\nmethod = 'basic' password = 'SECRETLQ'\n", "SECRETLQ", "auth.method = 'basic':"),
+            ("[server]\nmax_connections = 12 token = SECRETBW\n", "SECRETBW", "server.max_connections = 12:"),
+            ("[auth]\nclient_names = [\"a\", token = \"SECRETLI\"]\n", "SECRETLI", "auth.client_names = (hidden)"),
+            (
+                "[auth]\nclient_names = [\"a\", \"b\"] token = \"SECRETLT\"\n",
+                "SECRETLT",
+                "client_names = [\"a\", \"b\"]:",
+            ),
+        ] {
+            let err = RawConfig::from_toml(text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(!err.contains(secret), "{err}");
+            assert!(err.contains(shown), "{err}");
+        }
+        assert_eq!(first_value(" \"a \\\" b\" x"), Some("\"a \\\" b\""));
+        assert_eq!(first_value(" [1, 'x]', \"y\"] z"), Some("[1, 'x]', \"y\"]"));
+        assert_eq!(first_value(" \"unclosed"), None);
+        assert_eq!(first_value(" [\"a\", b = 1]"), None);
         // A line that is no `key = value` is not named after a key.
         let err = RawConfig::from_toml("[auth]\nthis is = = bad\n", Path::new("c.toml")).unwrap_err().to_string();
         assert!(err.contains("line 2: ") && !err.contains("thisis") && !err.contains("(hidden)"), "{err}");
@@ -1580,6 +1711,56 @@ mod tests {
         // A bad [server] does not hide [tls.acme], unless its public_url is what is wrong.
         let e = err("[server]\nlisten = \"x\"\npublic_url = \"https://a.example/\"\n[tls]\ncert = \"c.pem\"\n[tls.acme]\nemail = \"me@a.example\"\n[auth]\nallow_unauthenticated = true");
         assert_eq!(e.to_string().matches("\n  - ").count(), 2, "{e}");
+        // Each credential a method needs, and each [tls.acme] value, is named on its own.
+        let keys = |e: &ConfigError| match e {
+            ConfigError::Several(all) => all.iter().map(|p| p.key().unwrap_or("?").to_string()).collect::<Vec<_>>(),
+            one => vec![one.key().unwrap_or("?").to_string()],
+        };
+        assert_eq!(keys(&err("[auth]\nmethod = \"basic\"")), ["auth.username", "auth.password"]);
+        assert_eq!(keys(&err("[auth]\nmethod = \"basic\"\nusername = \"a:b\"")), ["auth.username", "auth.password"]);
+        assert_eq!(
+            keys(&err(
+                "[auth]\nmethod = \"bearer\"\ntoken = \"t\"\n[tls.acme]\nemail = \"bad\"\ndirectory = \"http://x\""
+            )),
+            ["tls.acme.domain", "tls.acme.email", "tls.acme.directory"]
+        );
+    }
+
+    #[test]
+    fn sections_given_a_value_or_written_as_lists_say_what_a_section_is() {
+        for (text, line) in [
+            ("server = 5\n", "line 1: server = (hidden): of the wrong type, expected a table"),
+            ("store = []\n", "line 1: store = (hidden): of the wrong type, expected a table"),
+            ("[tls]\nacme = \"yes\"\n", "line 2: tls.acme = (hidden): of the wrong type, expected a table"),
+            ("[[server]]\nlisten = \"x\"\n", "line 1: [[server]]: [server] is one table"),
+            ("[server]\n[[ 'auth' ]]\nmethod = \"none\"\n", "line 2: [[auth]]: [auth] is one table"),
+        ] {
+            let e = RawConfig::from_toml(text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(e.contains(line), "{text}: {e}");
+            assert!(!e.contains("Raw"), "no type of the code's: {e}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_named_by_line_and_key_without_its_bytes() {
+        let e =
+            Config::from_file_bytes(Path::new("c.toml"), b"[auth]\nmethod = \"bearer\"\ntoken = \"ab\xff\xfecd\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("line 3: auth.token: not UTF-8 text"), "{e}");
+        assert!(!e.contains("ab") && !e.contains("index"), "{e}");
+        let e = Config::from_file_bytes(Path::new("c.toml"), b"\xff").unwrap_err().to_string();
+        assert!(e.contains("line 1: not UTF-8 text"), "{e}");
+    }
+
+    #[test]
+    fn an_extra_header_refused_for_its_name_says_so() {
+        for name in ["Authorization", "host", "Bad Name", ""] {
+            let e = err(&format!("[auth.headers]\n\"{name}\" = \"SECRETHV\""));
+            let text = e.to_string();
+            assert!(text.contains(&format!("= (the header name {name:?}) is not accepted")), "{text}");
+            assert!(!text.contains("SECRETHV"), "{text}");
+        }
     }
 
     #[test]
@@ -1589,9 +1770,14 @@ mod tests {
         let e = err("[server]\nlisten = \"localhost\"\n[auth]\nallow_unauthenticated = true");
         assert_eq!(e.key(), Some("server.listen"));
         assert!(e.to_string().contains("\"localhost\""));
-        for url in
-            ["http://x", "https://a.example:99999/", "https://a.example:0/", "https://user:pw@a.example/", "https:///x"]
-        {
+        for url in [
+            "http://x",
+            "https://a.example:99999/",
+            "https://a.example:0/",
+            "https://user:pw@a.example/",
+            "https:///x",
+            "https://a.example/#frag",
+        ] {
             let e = err(&format!("[server]\npublic_url = \"{url}\"\n[auth]\nallow_unauthenticated = true"));
             assert_eq!(e.key(), Some("server.public_url"), "{url}");
         }
