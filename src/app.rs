@@ -331,7 +331,8 @@ impl Alertray {
     /// that Netdata retries, and [`Alertray::store_error`] says why.
     ///
     /// One Alertray at a time uses a data dir: another one (the app, or `alertray serve`)
-    /// already there leaves this one degraded, and [`Alertray::data_dir_taken`] says by whom.
+    /// already there leaves this one degraded, and [`Alertray::data_dir_taken`] says by whom
+    /// (not logged here: the caller says what it does about it).
     pub fn open(paths: Paths) -> Alertray {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let lock = lock_data_dir(&paths.data_dir);
@@ -340,9 +341,12 @@ impl Alertray {
             _ => Store::open(&paths.db(), events.clone(), 90).map_err(|e| e.to_string()),
         };
         let store = opened.unwrap_or_else(|e| {
-            tracing::error!(
-                "cannot open the store, so deliveries are answered 503 until this is fixed and Alertray restarted: {e}"
-            );
+            // A data dir taken is the caller's to report: `alertray serve` stops there.
+            if !matches!(lock, Err(DataDirLockError::Taken(_))) {
+                tracing::error!(
+                    "cannot open the store, so deliveries are answered 503 until this is fixed and Alertray restarted: {e}"
+                );
+            }
             Store::unavailable(&paths.db(), e)
         });
         let data_dir_taken = match lock {

@@ -127,15 +127,37 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
 /// logs each handshake that fails, with the peer.
 pub const DEFAULT_LOG_FILTER: &str = "alertray=info,alertray_app=info,rustls=error,warn";
 
+/// The log filter `ALERTRAY_LOG` sets ([`DEFAULT_LOG_FILTER`] when it is unset or empty),
+/// and, when it is set to a filter that is none, a warning saying so (to log once logging
+/// runs: the default filter is used then).
+pub fn log_filter() -> (tracing_subscriber::EnvFilter, Option<String>) {
+    use tracing_subscriber::EnvFilter;
+    match std::env::var("ALERTRAY_LOG") {
+        Ok(v) if !v.trim().is_empty() => match EnvFilter::try_new(&v) {
+            Ok(filter) => (filter, None),
+            Err(e) => (
+                EnvFilter::new(DEFAULT_LOG_FILTER),
+                Some(format!(
+                    "ALERTRAY_LOG = {:?} is not accepted ({e}): a filter like \"alertray=debug\" or \"info\" is; using \"{DEFAULT_LOG_FILTER}\"",
+                    for_log(&v)
+                )),
+            ),
+        },
+        _ => (EnvFilter::new(DEFAULT_LOG_FILTER), None),
+    }
+}
+
 /// Logs to stderr, filtered by `ALERTRAY_LOG` (default: [`DEFAULT_LOG_FILTER`]).
 pub fn init_logging() {
+    let (filter, warning) = log_filter();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ALERTRAY_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// One log line per alert event, for whoever watches the terminal.

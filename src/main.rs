@@ -52,7 +52,7 @@ enum Command {
         /// At most this many, 1 or more (history).
         #[arg(long, value_name = "N", requires = "history", value_parser = clap::value_parser!(u32).range(1..))]
         limit: Option<u32>,
-        /// Only since this long ago (30m, 12h, 7d) or this RFC 3339 time (history).
+        /// Only since this long ago (45s, 30m, 12h, 7d, 2w) or this RFC 3339 time (history).
         #[arg(long, value_name = "WHEN", requires = "history")]
         since: Option<String>,
         /// Only this status (history).
@@ -178,9 +178,10 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
             })
         }
         Command::Alerts { history, json, limit, since, status, host, search } => {
+            // A wrong argument is named before the store is looked for.
+            let since_ms = since.as_deref().map(parse_since).transpose()?;
             let conn = store::open_reader(&paths.db()).map_err(other)?;
             if history {
-                let since_ms = since.as_deref().map(parse_since).transpose()?;
                 let limit = limit.map(|n| n as usize);
                 let filtered = since_ms.is_some() || status.is_some() || host.is_some() || search.is_some();
                 let q = HistoryQuery { since_ms, status, host, text: search, limit, ..Default::default() };
@@ -310,7 +311,7 @@ fn parse_since(s: &str) -> Result<i64, Failure> {
         return Ok(t.timestamp_millis());
     }
     let bad = || {
-        Failure::Config(format!("--since {s:?} is not accepted: a duration like 30m, 12h or 7d, or an RFC 3339 time"))
+        Failure::Config(format!("--since {s:?} is not accepted: a number of s, m, h, d or w (like 45s, 30m, 12h, 7d or 2w), or an RFC 3339 time like 2026-11-30T08:00:00Z"))
     };
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
     // More digits than an i64 holds is still a number: longer ago than the epoch.

@@ -99,6 +99,12 @@ pub enum StoreError {
         /// The path.
         path: PathBuf,
     },
+    /// The data dir is a file.
+    #[error("the data dir {} is a file, not a folder: name a folder with --data-dir or ALERTRAY_DATA_DIR", .path.display())]
+    DataDirIsAFile {
+        /// The data dir.
+        path: PathBuf,
+    },
     /// There is no store at the path yet.
     #[error("there is no store at {} yet: `alertray serve` or the app makes it when first run with this data dir", .path.display())]
     Missing {
@@ -1337,7 +1343,10 @@ fn like_escape(text: &str) -> String {
 /// Opens a read-only connection to the store, for queries.
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
-        return Err(StoreError::Missing { path: path.to_path_buf() });
+        return Err(match path.parent().filter(|dir| dir.is_file()) {
+            Some(dir) => StoreError::DataDirIsAFile { path: dir.to_path_buf() },
+            None => StoreError::Missing { path: path.to_path_buf() },
+        });
     }
     if path.is_dir() {
         return Err(StoreError::Folder { path: path.to_path_buf() });

@@ -192,6 +192,13 @@ fn a_missing_config_or_store_says_how_to_make_it() {
         run(&["serve", "--no-popups", "--config", cfg.to_str().unwrap(), "--data-dir", file.to_str().unwrap()], &[]);
     assert_ne!(code, 0);
     assert!(err.contains("it is a file, not a folder"), "{err}");
+    let (code, _, err) = run(&["alerts", "--data-dir", file.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("the data dir") && err.contains("is a file, not a folder"), "{err}");
+    // A wrong argument is named first, whether or not there is a store.
+    let (code, _, err) = run(&["alerts", "--history", "--since", "5M", "--data-dir", empty.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--since \"5M\" is not accepted"), "{err}");
 }
 
 #[test]
@@ -375,6 +382,14 @@ fn a_taken_port_is_a_clear_error() {
     );
     assert_eq!(code, 1);
     assert_eq!(err.matches("cannot listen on").count(), 1, "{err}");
+    // A log filter that is none is named, and the default one still logs the failure.
+    let (code, _, err) = run(
+        &["serve", "--no-popups", "--config", p.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()],
+        &[("ALERTRAY_LOG", Path::new("alertray=verbose"))],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("ALERTRAY_LOG = \"alertray=verbose\" is not accepted"), "{err}");
+    assert_eq!(err.matches("cannot listen on").count(), 1, "{err}");
 }
 
 /// ALERTRAY_CONFIG and ALERTRAY_DATA_DIR name the files unless the command line does; set
@@ -556,6 +571,7 @@ fn a_second_serve_on_the_same_data_dir_is_refused() {
     assert_eq!(code, Some(1), "{err}");
     let pid = first.pid().to_string();
     assert!(err.contains("already uses the data dir") && err.contains(&pid), "{err}");
+    assert!(!err.contains("503"), "it stops, so it answers nothing: {err}");
     assert_eq!(first.post(captured("netdata-alert-critical.json")), 200, "the first one is untouched");
     let (code, out, err) = run(&["alerts", "--data-dir", &data], &[]);
     assert!(code == 0 && out.contains("1 critical"), "{out}{err}");

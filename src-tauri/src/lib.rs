@@ -57,10 +57,7 @@ fn paths_from_env() -> Paths {
 fn init_logging(log_dir: &std::path::Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_env("ALERTRAY_LOG")
-            .unwrap_or_else(|_| alertray::headless::DEFAULT_LOG_FILTER.into())
-    };
+    let filter = || alertray::headless::log_filter().0;
     let _ = alertray::store::create_private_dir(log_dir);
     let file = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
@@ -75,6 +72,9 @@ fn init_logging(log_dir: &std::path::Path) -> Option<tracing_appender::non_block
             let file_layer =
                 tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer).with_filter_boxed(filter());
             let _ = tracing_subscriber::registry().with(stderr).with(file_layer).try_init();
+            if let Some(warning) = alertray::headless::log_filter().1 {
+                tracing::warn!("{warning}");
+            }
             Some(guard)
         }
         Err(e) => {
@@ -192,6 +192,9 @@ pub fn run() -> i32 {
     }
     alertray::app::raise_open_file_limit();
     let core = Arc::new(Alertray::open(paths));
+    if let Some(why) = core.data_dir_taken() {
+        tracing::error!("deliveries are answered 503 until the other Alertray stops and this one is restarted: {why}");
+    }
     let builder = tauri::Builder::default()
         // First, so that a second start only opens the Alerts window of the first.
         .plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
