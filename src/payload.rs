@@ -548,7 +548,12 @@ fn host_from_message(message: &str) -> Option<String> {
 
 /// The node id in an alert URL of the form `.../alerts/<context>.<alert>:::<node id>?...`.
 fn node_id_from_url(url: &str) -> Option<String> {
-    let (_, tail) = url.split_once(":::")?;
+    leading_id(url.split_once(":::")?.1)
+}
+
+/// The id `tail` begins with (letters, digits and `-`), without what may follow it in a URL
+/// (`/`, `?from=...`, `#...`).
+fn leading_id(tail: &str) -> Option<String> {
     let id: String = tail.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
     (!id.is_empty()).then_some(id)
 }
@@ -751,7 +756,7 @@ fn reachability(obj: &Object<'_>) -> ReachabilityNotification {
     let url = text(obj.get("url"));
     let node_id = node
         .and_then(|n| text(n.get("id")))
-        .or_else(|| url.as_deref().and_then(|u| u.rsplit_once("/nodes/")).map(|(_, id)| id.to_string()));
+        .or_else(|| url.as_deref().and_then(|u| u.rsplit_once("/nodes/")).and_then(|(_, tail)| leading_id(tail)));
     let host = node
         .and_then(|n| text(n.get("hostname")))
         .or_else(|| text(first(obj, &["host", "hostname"])))
@@ -1026,6 +1031,12 @@ mod tests {
         assert!(!r.reachable);
         assert_eq!(r.host.as_deref(), Some("web1"));
         assert_eq!(r.node_id.as_deref(), Some("n9"));
+        // The node's page however the URL ends: the same node, so the same key.
+        for url in ["https://u/nodes/n9?from=alert", "https://u/nodes/n9/", "https://u/nodes/n9#top"] {
+            let n = parse_value(json!({"message": "node web1 is reachable", "url": url, "status": "reachable"}));
+            let Notification::Reachability(again) = n else { panic!("{n:?}") };
+            assert_eq!((again.key.as_str(), again.node_id.as_deref()), (r.key.as_str(), Some("n9")), "{url}");
+        }
     }
 
     #[test]
