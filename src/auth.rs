@@ -42,14 +42,25 @@ pub struct AuthFailure {
 /// The TLS client certificate a connection presented, already verified against the roots.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerCertificate {
-    /// Its subject CN and DNS SANs, lowercased; empty when none was presented.
+    /// `true` when one was presented (and verified).
+    pub presented: bool,
+    /// Its subject CN and DNS SANs, lowercased: none when none was presented, and maybe none
+    /// when one was (a certificate naming nobody).
     pub names: Vec<String>,
 }
 
 impl PeerCertificate {
+    /// The certificate a client presented (its DER), named by [`crate::tls::client_cert_names`].
+    pub fn from_der(der: Option<&[u8]>) -> PeerCertificate {
+        match der {
+            Some(der) => PeerCertificate { presented: true, names: crate::tls::client_cert_names(der) },
+            None => PeerCertificate::default(),
+        }
+    }
+
     /// `true` when a certificate was presented.
     pub fn presented(&self) -> bool {
-        !self.names.is_empty()
+        self.presented
     }
 }
 
@@ -121,7 +132,9 @@ pub fn check(cfg: &AuthConfig, cert: &PeerCertificate, headers: &HeaderMap) -> R
     if !cfg.headers.is_empty() {
         let (mut all, mut presented) = (true, false);
         for (name, expected) in &cfg.headers {
-            let given = headers.get(name).map(|v| v.as_bytes()).unwrap_or_default();
+            // Without the spaces around it, which HTTP/1.1's parser drops and HTTP/2's keeps:
+            // the same header passes or fails over both (a configured value has none).
+            let given = headers.get(name).map(|v| v.as_bytes().trim_ascii()).unwrap_or_default();
             presented |= headers.contains_key(name);
             all &= headers.get_all(name).iter().count() <= 1 && secret_eq(given, expected.expose().as_bytes());
         }
@@ -374,9 +387,9 @@ mod tests {
     #[test]
     fn client_certificate_names() {
         let c = cfg(AuthMethod::None, ClientCertMode::Required);
-        let good = PeerCertificate { names: vec!["x".into(), "app.netdata.cloud".into()] };
+        let good = PeerCertificate { presented: true, names: vec!["x".into(), "app.netdata.cloud".into()] };
         assert_eq!(check(&c, &good, &HeaderMap::new()).unwrap(), "mtls:app.netdata.cloud");
-        let wrong = PeerCertificate { names: vec!["evil.example".into()] };
+        let wrong = PeerCertificate { presented: true, names: vec!["evil.example".into()] };
         assert_eq!(check(&c, &wrong, &HeaderMap::new()).unwrap_err().status, StatusCode::FORBIDDEN);
         assert_eq!(
             check(&c, &PeerCertificate::default(), &HeaderMap::new()).unwrap_err().status,
@@ -385,6 +398,23 @@ mod tests {
         let opt = cfg(AuthMethod::Bearer { token: Secret::new("t") }, ClientCertMode::Optional);
         assert_eq!(check(&opt, &PeerCertificate::default(), &with_auth("Bearer t")).unwrap(), "bearer");
         assert!(check(&opt, &wrong, &with_auth("Bearer t")).is_err());
+        // A certificate naming nobody (no CN, no DNS SAN) was still presented: its name is
+        // what is wrong, in either mode, not its absence.
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "Netdata");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        let nameless = PeerCertificate::from_der(Some(&der));
+        assert!(nameless.presented() && nameless.names.is_empty(), "{nameless:?}");
+        for c in [&c, &opt] {
+            let e = check(c, &nameless, &with_auth("Bearer t")).unwrap_err();
+            assert_eq!(
+                (e.status, e.reason),
+                (StatusCode::FORBIDDEN, "the client certificate's name is not in auth.client_names")
+            );
+        }
+        assert!(!PeerCertificate::from_der(None).presented());
     }
 
     #[test]
@@ -399,6 +429,12 @@ mod tests {
         assert!(check(&c, &none, &h).is_err());
         h.insert("X-Api-Key", HeaderValue::from_static("k1"));
         assert_eq!(check(&c, &none, &h).unwrap(), "headers");
+        // Spaces around it, as HTTP/2 keeps them: the same value.
+        h.insert("X-Api-Key", HeaderValue::from_static(" \tk1 "));
+        assert_eq!(check(&c, &none, &h).unwrap(), "headers");
+        h.insert("X-Api-Key", HeaderValue::from_static("k 1"));
+        assert!(check(&c, &none, &h).is_err(), "inner spaces are part of the value");
+        h.insert("X-Api-Key", HeaderValue::from_static("k1"));
         h.append("x-api-key", HeaderValue::from_static("k1"));
         assert!(check(&c, &none, &h).is_err(), "a repeated header is refused");
     }

@@ -315,7 +315,12 @@ async fn delivery_handler(
         }
         Err(e) => Err(e),
     };
-    discard_body(body).await;
+    // A client that waits to be asked for its body (`Expect: 100-continue`) is answered
+    // without being asked: reading it would invite the body of a request already refused.
+    let waits = parts.headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !waits {
+        discard_body(body).await;
+    }
     refused
 }
 
@@ -876,15 +881,8 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         }
         return;
     };
-    let cert = PeerCertificate {
-        names: tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| crate::tls::client_cert_names(c))
-            .unwrap_or_default(),
-    };
+    let cert =
+        PeerCertificate::from_der(tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.as_ref()));
     let activity = served.add(id);
     let info = ConnectionInfo { peer, cert, authenticated: activity.authenticated.clone() };
     let requests = activity.clone();

@@ -313,6 +313,23 @@ async fn busy_connection(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpS
     tls
 }
 
+/// A refused POST whose client waits to be asked for the body is answered at once, not
+/// asked for a body only to be thrown away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_that_waits_for_100_continue_is_not_asked_for_its_body() {
+    let s = TestServer::start(BEARER).await;
+    for auth in ["", "Authorization: Bearer wrong\r\n"] {
+        let mut tls = raw_tls(&s).await;
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 100\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let answer = read_to_close(&mut tls, Duration::from_secs(10)).await.expect("answered and closed");
+        assert!(answer.starts_with("HTTP/1.1 401"), "{auth:?}: {answer}");
+        assert!(!answer.contains("100 Continue"), "{auth:?}: {answer}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_while_every_slot_is_busy() {
     let s = TestServer::start(&format!("[server]\nmax_connections = 2\nrequest_timeout_secs = 30\n{BEARER}")).await;
