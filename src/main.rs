@@ -232,7 +232,18 @@ fn run(cli: Cli, paths: &Paths) -> Result<(), Failure> {
         Command::Guide => {
             let cfg = Config::load(&paths.config_file)?;
             let url = alertray::check::current_webhook_url(&cfg, &paths.data_dir);
-            emit(&alertray::guide::ConnectGuide::of(&cfg).with_webhook_url(url).text());
+            let guide = alertray::guide::ConnectGuide::of(&cfg).with_webhook_url(url).text();
+            // The form's last field, once Netdata's Test notification has brought it.
+            let token = store::open_reader(&paths.db()).ok().and_then(|c| store::latest_token(&c).ok().flatten());
+            let token = match token {
+                Some(t) => format!(
+                    "Verification token: {}  (from the Test notification received {} ago)\n",
+                    one_line(&t.token),
+                    ago(t.received_ms)
+                ),
+                None => "Verification token: (press Test in Netdata's form, then run this again)\n".to_string(),
+            };
+            emit(&format!("{guide}{token}"));
             Ok(())
         }
         Command::Check { url, ca, json } => {

@@ -160,6 +160,7 @@ fn the_guide_waits_for_the_configured_tunnel() {
     let (cfg, _) = write_config(dir.path(), "");
     let (_, out, _) = run(&["guide", "--config", cfg.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], &[]);
     assert!(out.contains("(set tunnel.command, or server.public_url"), "{out}");
+    assert!(out.contains("Verification token: (press Test in Netdata's form"), "no Test notification yet: {out}");
 }
 
 /// What is missing is named, with how to make it.
@@ -274,11 +275,12 @@ fn serve_then_read_the_store_from_other_processes() {
     assert!(out.starts_with("2b633082-34ec-4ec3-946c-5e81076c39af"), "{out}");
     let (_, out, _) = run(&["token", "--json", "--data-dir", d], &[]);
     assert!(out.contains("\"received_ms\""));
-    let (_, out, _) = run(&["guide", "--config", c], &[]);
+    let (_, out, _) = run(&["guide", "--config", c, "--data-dir", d], &[]);
     assert!(
         out.contains("Bearer") && out.contains("test-token") && out.contains("Challenge secret:   secret"),
         "{out}"
     );
+    assert!(out.contains("Verification token: 2b633082-34ec-4ec3-946c-5e81076c39af  (from the Test"), "{out}");
     assert_eq!(serve.terminate(), Some(0), "SIGTERM shuts down cleanly");
 }
 
