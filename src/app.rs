@@ -126,9 +126,9 @@ pub struct Running {
     /// The store it writes to.
     pub store: Store,
     task: JoinHandle<()>,
-    /// Fires once it no longer listens (its port is free again), after its shutdown token
-    /// is cancelled.
-    released: tokio::sync::oneshot::Receiver<()>,
+    /// Gives its listener back once it no longer accepts, after its shutdown token is
+    /// cancelled.
+    released: tokio::sync::oneshot::Receiver<TcpListener>,
 }
 
 impl Running {
@@ -143,11 +143,12 @@ impl Running {
         let _ = self.task.await;
     }
 
-    /// Waits until the receiver no longer listens (after its shutdown token is cancelled),
+    /// Waits until the receiver no longer accepts (after its shutdown token is cancelled),
     /// leaving the requests it was answering to finish on their own: what a restart waits
-    /// for, so that a slow client cannot keep the new receiver from listening.
-    pub async fn released(self) {
-        let _ = self.released.await;
+    /// for, so that a slow client cannot keep the new receiver from listening. Returns the
+    /// listener, still bound: dropped, the port is free.
+    pub async fn released(self) -> Option<TcpListener> {
+        self.released.await.ok()
     }
 }
 
@@ -160,23 +161,32 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
     let store = Store::open(&store::db_path(data_dir), events.clone(), config.store.retention_days)?;
-    let running = start_with(config, data_dir, store, shutdown).await?;
+    let running = start_with(config, data_dir, store, shutdown, None).await?;
     let _ = events.send(running.listening());
     Ok(running)
 }
 
 /// Like [`start`], with a store that is already open (so that restarts keep it), and
 /// without publishing [`Event::Listening`]: the caller does, once it has noted the new state.
+/// `previous` is the listener of the receiver this one replaces: kept when it is bound to
+/// `server.listen`, so that no connection is refused during the restart, else closed first.
 pub async fn start_with(
     config: Arc<Config>,
     data_dir: &Path,
     store: Store,
     shutdown: CancellationToken,
+    previous: Option<TcpListener>,
 ) -> Result<Running, StartError> {
+    let want = config.server.listen;
+    let same = |l: &TcpListener| {
+        l.local_addr().is_ok_and(|a| a.ip() == want.ip() && (want.port() == 0 || a.port() == want.port()))
+    };
+    let previous = previous.filter(same);
     let tls = tls::receiver_tls(&config, data_dir)?;
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|source| StartError::Bind { addr: config.server.listen, source })?;
+    let listener = match previous {
+        Some(listener) => listener,
+        None => TcpListener::bind(want).await.map_err(|source| StartError::Bind { addr: want, source })?,
+    };
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.server.listen, source })?;
     let router = server::router(ReceiverState::new(config.clone(), store.clone()));
     let acceptor = TlsAcceptor::from(tls.config.clone());
@@ -397,9 +407,10 @@ impl Alertray {
     /// publishes it as [`Event::Listening`] or [`Event::ReceiverFailed`].
     pub async fn apply(&self, config: Result<Config, ConfigError>) -> ReceiverStatus {
         let mut slot = self.slot.lock().await;
+        let mut previous = None;
         if let Some((running, token)) = slot.running.take() {
             token.cancel();
-            running.released().await;
+            previous = running.released().await;
         }
         let status = match config {
             Err(e) => ReceiverStatus::Stopped { key: e.key().map(str::to_string), reason: e.to_string() },
@@ -415,7 +426,7 @@ impl Alertray {
                 });
                 slot.config = Some(cfg.clone());
                 let token = CancellationToken::new();
-                match start_with(cfg, &self.paths.data_dir, self.store.clone(), token.clone()).await {
+                match start_with(cfg, &self.paths.data_dir, self.store.clone(), token.clone(), previous).await {
                     Ok(running) => {
                         let status = ReceiverStatus::Running {
                             addr: running.addr.to_string(),

@@ -476,16 +476,18 @@ fn content_coding(headers: &HeaderMap) -> Option<String> {
     (!codings.is_empty()).then(|| codings.join(", "))
 }
 
-/// Serves `router` over TLS on `listener` until `shutdown`; then stops listening (and says
-/// so on `released`), closes the connections with no request in flight, and lets the
-/// requests in flight finish (up to the request timeout) before returning.
+/// Serves `router` over TLS on `listener` until `shutdown`; then stops accepting (and hands
+/// the listener over on `released`, for a restart on the same address to go on with: the
+/// connections made meanwhile wait in its queue, none is refused), closes the connections
+/// with no request in flight, and lets the requests in flight finish (up to the request
+/// timeout) before returning.
 pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     router: Router,
     config: Arc<Config>,
     shutdown: CancellationToken,
-    released: tokio::sync::oneshot::Sender<()>,
+    released: tokio::sync::oneshot::Sender<TcpListener>,
 ) {
     let active = Arc::new(Semaphore::new(config.server.max_connections));
     let served = Arc::new(ServedConnections::default());
@@ -517,10 +519,9 @@ pub async fn serve(
             serve_connection(tcp, conn, id, evicted, slots).await;
         });
     }
-    // The port is free at once (a restart may listen there again); the connections left
-    // finish what they are answering.
-    drop(listener);
-    let _ = released.send(());
+    // The listener goes at once (to a restart, or closed if nobody takes it); the
+    // connections left finish what they are answering.
+    let _ = released.send(listener);
     tracker.close();
     let left = tracker.len();
     let started = Instant::now();

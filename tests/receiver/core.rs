@@ -536,3 +536,51 @@ async fn a_database_from_a_newer_release_is_refused_and_left_alone() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 9);
 }
+
+/// A restart on the same address (an edit of the credentials, say) keeps the listening
+/// socket: a client connecting meanwhile waits in its queue and is served by the new
+/// receiver, never refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_the_same_address_refuses_no_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths { config_file: dir.path().join("c.toml"), data_dir: dir.path().join("data") };
+    let core = Alertray::open(paths);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let with_token = |token: &str| {
+        let text = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{BEARER}").replace("test-token", token);
+        Config::from_toml(&text).unwrap()
+    };
+    let addr = addr_of(&core.apply(Ok(with_token("first-token"))).await);
+    // Connections opened one after the other while the receiver restarts.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let knocking = {
+        let stop = stop.clone();
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        tokio::spawn(async move {
+            let (mut made, mut refused) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match tokio::net::TcpStream::connect(addr).await {
+                    Ok(_) => made += 1,
+                    Err(e) => refused.push(e.to_string()),
+                }
+            }
+            (made, refused)
+        })
+    };
+    for round in 0..10 {
+        let token = if round % 2 == 0 { "second-token" } else { "first-token" };
+        assert_eq!(addr_of(&core.apply(Ok(with_token(token))).await), addr);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (made, refused) = knocking.await.unwrap();
+    assert!(made > 10, "{made} connections made");
+    assert!(refused.is_empty(), "{} of {} refused: {:?}", refused.len(), made + refused.len(), refused.first());
+    // The last settings are the ones in use.
+    let (c, url) = client_for(&dir.path().join("data"), &addr);
+    let post =
+        |token: &'static str| c.post(&url).bearer_auth(token).body(captured("netdata-alert-warning.json")).send();
+    assert_eq!(post("second-token").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(post("first-token").await.unwrap().status(), StatusCode::OK);
+    core.stop().await;
+}
