@@ -420,10 +420,10 @@ impl Summary {
         s
     }
 
-    /// "2 critical, 3 warning, 1 unreachable", or "All clear".
+    /// "2 critical, 1 unreachable, 3 warning" (worst first, as everywhere), or "All clear".
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
-        for (n, word) in [(self.critical, "critical"), (self.warning, "warning"), (self.unreachable, "unreachable")] {
+        for (n, word) in [(self.critical, "critical"), (self.unreachable, "unreachable"), (self.warning, "warning")] {
             if n > 0 {
                 parts.push(format!("{n} {word}"));
             }
@@ -583,5 +583,8 @@ mod tests {
         let s = Summary::of(&[a, b]);
         assert_eq!(s.describe(), "1 critical, 1 acknowledged");
         assert_eq!(Summary::default().describe(), "All clear");
+        // Worst first, as the window's counts and the menu's list go.
+        let s = Summary { critical: 2, warning: 3, unreachable: 1, acknowledged: 0 };
+        assert_eq!(s.describe(), "2 critical, 1 unreachable, 3 warning");
     }
 }

@@ -99,10 +99,11 @@ async function drawReceiver() {
 
 // ---- Alerts --------------------------------------------------------------------------------
 
-const alertsView = { tab: "active", tools: null, activeFilter: "", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [], armed: null, acted: null, historyLoads: 0 };
+const alertsView = { tab: "active", tools: null, activeFilter: "", filters: { text: "", status: "", host: "", range: "" }, pages: [], rows: [], armed: null, acted: null, historyLoads: 0, snoozesOpen: false };
 
 function levelWord(level) {
-  return { critical: "Critical", warning: "Warning", unreachable: "Unreachable", clear: "Clear", reachable: "Reachable" }[level] || level;
+  return { critical: "Critical", warning: "Warning", unreachable: "Unreachable", clear: "Clear", reachable: "Reachable",
+    test: "Test", unknown: "Unknown" }[level] || level;
 }
 
 // Which control has the keyboard focus, in terms that survive a redraw: its id, or its row's
@@ -225,7 +226,7 @@ async function drawActive(body) {
   const pills = h("div", { class: "summary" },
     ["critical", "unreachable", "warning"].filter((l) => counts[l]).map((l) => h("span", { class: `pill ${l}` }, `${counts[l]} ${l}`)),
     acked ? h("span", { class: "pill muted" }, `${acked} acknowledged`) : null,
-    st.snoozes.length ? h("span", { class: "pill muted" }, `${st.snoozes.length} snooze${st.snoozes.length > 1 ? "s" : ""} in force`) : null);
+    snoozeList(st.snoozes, active));
   // The receiver not running is the first thing to fix.
   const stopped = st.receiver.state !== "running"
     ? h("div", { class: "note warn", id: "receiver-stopped" }, `The receiver is not running: ${st.receiver.reason} `,
@@ -238,7 +239,8 @@ async function drawActive(body) {
   if (ackShown) {
     const open = shown.filter((a) => !a.acknowledged).length;
     ackShown.disabled = !open;
-    ackShown.textContent = alertsView.activeFilter ? `Acknowledge the ${open} shown` : `Acknowledge all ${open}`;
+    ackShown.textContent = !open ? "All acknowledged"
+      : alertsView.activeFilter ? `Acknowledge the ${open} shown` : `Acknowledge all ${open}`;
   }
   if (active.length && !shown.length) {
     redraw(body, stopped, pills, h("div", { class: "empty", id: "no-match" }, "No active alert matches the filter."));
@@ -308,6 +310,33 @@ function dismissArmed(key) {
   return Boolean(alertsView.armed && alertsView.armed.key === key && Date.now() < alertsView.armed.until);
 }
 
+// The snoozes in force, each with what it holds back and a Resume: also those of a node or
+// an alert no longer listed (recovered since), which no row shows.
+function snoozeList(snoozes, active) {
+  const live = snoozes.filter((s) => s.until_ms > Date.now());
+  if (!live.length) return null;
+  const what = (s) => {
+    if (s.scope === "all") return "All popups";
+    if (s.scope === "node") return `Node ${s.target}`;
+    const a = active.find((x) => x.key === s.target);
+    return a ? `${a.name} on ${a.host}` : `Alert ${s.target.split("|").filter(Boolean).pop() || s.target}`;
+  };
+  return h("details", { class: "snoozes", id: "snoozes", open: alertsView.snoozesOpen,
+    ontoggle: (e) => { alertsView.snoozesOpen = e.target.open; } },
+    h("summary", { class: "pill muted" }, `${live.length} snooze${live.length > 1 ? "s" : ""} in force`),
+    h("ul", {}, live.map((s) => h("li", { "data-scope": s.scope },
+      `${what(s)}: none until ${untilText(s.until_ms)} `,
+      h("button", { class: "btn", onclick: async () => {
+        try { await invoke("resume", { scope: { scope: s.scope, target: s.target } }); toast(`${what(s)}: popups again`); } catch (e) { toast(errorText(e)); }
+        redrawActive();
+      } }, "Resume")))));
+}
+
+// When a snooze ends, as the tray says it: "Mon 17:24".
+function untilText(ms) {
+  return new Date(ms).toLocaleString([], { weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+}
+
 // The snooze in force that holds back `a`'s popups, if any.
 function snoozedBy(snoozes, a) {
   const now = Date.now();
@@ -319,7 +348,7 @@ function snoozedBy(snoozes, a) {
 
 function snoozedText(s) {
   if (!s) return null;
-  const until = new Date(s.until_ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const until = untilText(s.until_ms);
   return h("span", { class: "small snoozed" }, s.scope === "all" ? `all popups snoozed until ${until}` : `no popups until ${until}`);
 }
 
@@ -396,7 +425,7 @@ async function loadHistory(list) {
     h("tbody", {}, rows.map((r) => h("tr", { "data-id": r.id },
       h("td", { class: `sev ${r.status || ""}` }),
       h("td", { title: r.triggered_at ? `Triggered ${r.triggered_at}` : "" }, when(r.received_ms)),
-      h("td", {}, h("span", { class: `pill ${r.status || "muted"}` }, r.status ? levelWord(r.status) : r.kind)),
+      h("td", {}, h("span", { class: `pill ${r.status || "muted"}` }, levelWord(r.status || r.kind))),
       h("td", { class: "host" }, breakable(r.host || "")),
       h("td", {}, r.name ? [h("strong", { class: "alert-name" }, breakable(r.name)), " "] : null, r.message, r.deliveries > 1 ? h("span", { class: "small" }, ` (delivered ${r.deliveries} times)`) : null,
         r.url ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); openLink(r.url); } }, "open")] : null)))));
@@ -625,7 +654,7 @@ function numberProblem() {
     if (f.type !== "number") continue;
     const el = document.getElementById(fieldId(f.key));
     if (el && (el.validity.badInput || (el.value !== "" && !Number.isInteger(Number(el.value))))) {
-      return { key: f.key, message: `${f.key}: a whole number is needed` };
+      return { key: f.key, message: "a whole number is needed" };
     }
   }
   return null;
@@ -651,12 +680,14 @@ function showErrors(err) {
       const prefix = `${p.key} = `;
       const text = field.dataset.key === p.key && p.message.startsWith(prefix) ? p.message.slice(prefix.length) : p.message;
       const box = $(".error", field);
-      box.textContent = box.textContent ? `${box.textContent}\n${text}` : text;
+      // Other settings it names link to their fields, by their labels.
+      if (box.textContent) box.append("\n");
+      box.append(...settingLinks(text));
     } else {
       formErrors.push(p.message);
     }
   }
-  $("#form-error").textContent = formErrors.join("\n");
+  fill($("#form-error"), formErrors.map((m, i) => [i ? "\n" : null, settingLinks(m)]));
 }
 
 async function validate() {
@@ -712,6 +743,13 @@ async function drawSettings(anchor) {
   showMethodFields();
   noteFormSaved();
   if (!s.load_error) await validate();
+  // A receiver stopped by a setting the form cannot fault (a port another program holds)
+  // says why at that setting.
+  const st = await invoke("status").catch(() => null);
+  const r = st && st.receiver;
+  if (r && r.state !== "running" && r.key && !page.querySelector(".field.invalid")) {
+    showErrors({ key: r.key, message: r.reason });
+  }
   syncDiscard();
   if (anchor) pointAt(anchor);
 }
@@ -1033,6 +1071,9 @@ async function drawGuide(anchor) {
   // "#guide/check" (or "#guide/check-<n>" from the tray, new at each click) runs the check.
   if (anchor && anchor.startsWith("check") && anchor !== checkView.ranFor && !checkView.running) {
     checkView.ranFor = anchor;
+    // Asked for from the tray: where its report appears is brought into view.
+    const box = $("#check");
+    if (box) box.scrollIntoView({ block: "start" });
     runCheck();
   }
 }

@@ -642,6 +642,10 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             wait_for("the alert to snooze", lambda: state() == ["Snooze 1 h", ""], 10)
             driver.execute_script(row + "r.querySelector('[data-action=snooze]').click()")
             wait_for("the row snoozed", lambda: state()[0] == "Resume" and state()[1].startswith("no popups until"), 10)
+            # Listed among the snoozes in force, with a Resume of its own.
+            listed = wait_for("the snooze listed", lambda: driver.execute_script(
+                "return [...document.querySelectorAll('#snoozes li[data-scope=alert]')].map((li) => li.textContent)"), 10)
+            assert any("e2e_snooze" in t and "Resume" in t for t in listed), listed
             active = driver.execute_async_script(
                 "const done = arguments[arguments.length - 1]; invoke('status').then((s) => done(s.snoozes), (e) => done(String(e)));")
             assert any(s["scope"] == "alert" and "e2e_snooze" in s["target"] for s in active), active
@@ -725,6 +729,37 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             driver.execute_script(status, "")
             driver.execute_script("document.getElementById('tab-active').click()")
         check("History counts every match across its pages", history_pages_and_total)
+
+        def history_fits_the_window_whatever_the_names():
+            host = "a-really-long-host-name-for-checking-the-history-layout." * 2 + "node.example.net"
+            receiver.post(fixture("netdata-alert-critical.json", node__hostname=host,
+                                  alert__name="e2e_" + "long_alert_name_" * 6, alert__transition_id="e2e-long-host"))
+            driver.execute_script("document.getElementById('tab-history').click()")
+            wait_for("the long host listed", lambda: driver.execute_script(
+                "const t = document.getElementById('history-table');"
+                " return !!t && t.textContent.includes('a-really-long-host-name')"), 10)
+            # The table's width is the page's, at the window's width and at its least (560 px),
+            # and nothing in it reaches past its edge; the message keeps a third of it.
+            fits = ("const t = document.getElementById('history-table'); const left = t.getBoundingClientRect().left;"
+                    " const text = document.createRange(); text.selectNodeContents(t);"
+                    " const reach = Math.max(text.getBoundingClientRect().right - left,"
+                    "   ...[...t.querySelectorAll('*')].map((e) => e.getBoundingClientRect().right - left));"
+                    " const message = t.querySelector('th:last-child').getBoundingClientRect().width;"
+                    " return [Math.round(reach), t.offsetWidth, t.parentElement.clientWidth, Math.round(message),"
+                    " document.documentElement.clientWidth]")
+            size = driver.get_window_size()
+            try:
+                for shot, width in (("history-long-names.png", None), ("history-long-names-narrow.png", 560)):
+                    if width:
+                        driver.set_window_size(width, size["height"])
+                        wait_for("the window narrowed", lambda: driver.execute_script(fits)[4] <= width, 10)
+                    reach, table, room, message, page_width = driver.execute_script(fits)
+                    assert reach <= table <= room and message >= table / 3, (page_width, reach, table, room, message)
+                    driver.save_screenshot(str(shots / shot))
+            finally:
+                driver.set_window_size(size["width"], size["height"])
+            driver.execute_script("document.getElementById('tab-active').click()")
+        check("History fits the window however long a node's name", history_fits_the_window_whatever_the_names)
 
         def tunnel_use_fills_settings():
             driver.execute_script("location.hash = 'guide'")
