@@ -108,7 +108,8 @@ pub fn serve(paths: &Paths, config_given: bool, no_popups: bool) -> Result<(), H
                     shutdown.clone(),
                 );
             } else if cfg.notifications.enabled {
-                tracing::warn!("no desktop session bus found: desktop notifications are off (alerts are still stored)");
+                let stored = if core.store_error().is_none() { " (alerts are still stored)" } else { "" };
+                tracing::warn!("no desktop session bus found: desktop notifications are off{stored}");
             }
         }
         tokio::spawn(log_events_until(log_events, core.clone(), shutdown.clone()));

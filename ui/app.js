@@ -223,10 +223,11 @@ async function drawActive(body) {
   const counts = {};
   for (const a of active) if (!a.acknowledged) counts[a.level] = (counts[a.level] || 0) + 1;
   const acked = active.filter((a) => a.acknowledged).length;
+  const snoozed = snoozeList(st.snoozes, active);
   const pills = h("div", { class: "summary" },
     ["critical", "unreachable", "warning"].filter((l) => counts[l]).map((l) => h("span", { class: `pill ${l}` }, `${counts[l]} ${l}`)),
     acked ? h("span", { class: "pill muted" }, `${acked} acknowledged`) : null,
-    snoozeList(st.snoozes, active));
+    snoozed.toggle);
   // The receiver not running is the first thing to fix.
   const stopped = st.receiver.state !== "running"
     ? h("div", { class: "note warn", id: "receiver-stopped" }, `The receiver is not running: ${st.receiver.reason} `,
@@ -243,13 +244,13 @@ async function drawActive(body) {
       : alertsView.activeFilter ? `Acknowledge the ${open} shown` : `Acknowledge all ${open}`;
   }
   if (active.length && !shown.length) {
-    redraw(body, stopped, pills, h("div", { class: "empty", id: "no-match" }, "No active alert matches the filter."));
+    redraw(body, stopped, pills, snoozed.list, h("div", { class: "empty", id: "no-match" }, "No active alert matches the filter."));
     return;
   }
   if (!active.length) {
     // Nothing received at all yet: say where to start rather than "all clear".
     const any = await invoke("history", { query: { limit: 1 } }).then((r) => r.length > 0, () => true);
-    redraw(body, stopped, pills, any
+    redraw(body, stopped, pills, snoozed.list, any
       ? h("div", { class: "empty", id: "all-clear" }, "All clear: no active alerts.")
       : h("div", { class: "empty", id: "all-clear" }, "Nothing received yet. ",
         h("button", { class: "btn", id: "open-guide", onclick: () => invoke("open_window", { page: "guide" }) }, "Connect Netdata Cloud")));
@@ -293,7 +294,7 @@ async function drawActive(body) {
         try { await invoke("dismiss", { key: a.key }); toast(`${a.name} on ${a.host} dismissed`); } catch (err) { toast(errorText(err)); }
         drawAlerts();
       } }, dismissArmed(a.key) ? "Click to dismiss" : "Dismiss"))));
-  redraw(body, stopped, pills, h("table", { id: "active-table" },
+  redraw(body, stopped, pills, snoozed.list, h("table", { id: "active-table" },
     h("thead", {}, h("tr", {}, h("th", {}), h("th", {}, "Node"), h("th", {}, "Alert"), h("th", {}, "State"), h("th", {}, "Since"), h("th", {}, "Rooms"), h("th", {}))),
     h("tbody", {}, rows)));
 }
@@ -311,25 +312,31 @@ function dismissArmed(key) {
 }
 
 // The snoozes in force, each with what it holds back and a Resume: also those of a node or
-// an alert no longer listed (recovered since), which no row shows.
+// an alert no longer listed (recovered since), which no row shows. A pill among the counts
+// opens the list, drawn below them.
 function snoozeList(snoozes, active) {
   const live = snoozes.filter((s) => s.until_ms > Date.now());
-  if (!live.length) return null;
+  if (!live.length) {
+    alertsView.snoozesOpen = false;
+    return { toggle: null, list: null };
+  }
   const what = (s) => {
     if (s.scope === "all") return "All popups";
     if (s.scope === "node") return `Node ${s.target}`;
     const a = active.find((x) => x.key === s.target);
-    return a ? `${a.name} on ${a.host}` : `Alert ${s.target.split("|").filter(Boolean).pop() || s.target}`;
+    return a ? `${a.name} on ${a.host}` : `Alert ${s.target.split("|").filter(Boolean).pop() || s.target} (no longer active)`;
   };
-  return h("details", { class: "snoozes", id: "snoozes", open: alertsView.snoozesOpen,
-    ontoggle: (e) => { alertsView.snoozesOpen = e.target.open; } },
-    h("summary", { class: "pill muted" }, `${live.length} snooze${live.length > 1 ? "s" : ""} in force`),
-    h("ul", {}, live.map((s) => h("li", { "data-scope": s.scope },
-      `${what(s)}: none until ${untilText(s.until_ms)} `,
-      h("button", { class: "btn", onclick: async () => {
-        try { await invoke("resume", { scope: { scope: s.scope, target: s.target } }); toast(`${what(s)}: popups again`); } catch (e) { toast(errorText(e)); }
-        redrawActive();
-      } }, "Resume")))));
+  const open = alertsView.snoozesOpen;
+  const toggle = h("button", { class: "pill muted toggle", id: "snoozes-toggle", "aria-expanded": String(open), "aria-controls": "snoozes",
+    onclick: () => { alertsView.snoozesOpen = !alertsView.snoozesOpen; redrawActive(); } },
+    `${live.length} snooze${live.length > 1 ? "s" : ""} in force ${open ? "▴" : "▾"}`);
+  const list = open ? h("ul", { id: "snoozes", class: "snoozes card" }, live.map((s) => h("li", { "data-scope": s.scope },
+    h("span", {}, `${what(s)}: none until ${untilText(s.until_ms)}`),
+    h("button", { class: "btn", onclick: async () => {
+      try { await invoke("resume", { scope: { scope: s.scope, target: s.target } }); toast(`${what(s)}: popups again`); } catch (e) { toast(errorText(e)); }
+      redrawActive();
+    } }, "Resume")))) : null;
+  return { toggle, list };
 }
 
 // When a snooze ends, as the tray says it: "Mon 17:24".
@@ -372,7 +379,7 @@ function snoozeButton(snoozes, scope, action, what, name, label) {
 async function snooze(scope, what) {
   try {
     const until = await invoke("snooze", { snooze: { ...scope, minutes: 60 } });
-    toast(`${what}: no popups until ${new Date(until).toLocaleTimeString()}`);
+    toast(`${what}: no popups until ${untilText(until)}`);
   } catch (e) {
     toast(errorText(e));
   }
@@ -525,7 +532,7 @@ const SETTINGS = [
 
 // raw: what the file held when the form was drawn; drawn: each field's value then (JSON);
 // fresh: what the file holds since an edit by hand arrived while the form held edits.
-const settingsView = { raw: {}, errors: {}, drawn: {}, fresh: null };
+const settingsView = { raw: {}, errors: {}, drawn: {}, fresh: null, stoppedBy: null };
 
 function getPath(obj, key) {
   return key.split(".").reduce((o, k) => (o == null ? undefined : o[k]), obj);
@@ -699,7 +706,8 @@ async function validate() {
   }
   try {
     await invoke("validate_settings", { raw: readForm() });
-    showErrors(null);
+    // Nothing wrong with the form; what stopped the receiver, if anything, still stands.
+    showErrors(settingsView.stoppedBy || null);
     return true;
   } catch (e) {
     showErrors(e);
@@ -747,9 +755,8 @@ async function drawSettings(anchor) {
   // says why at that setting.
   const st = await invoke("status").catch(() => null);
   const r = st && st.receiver;
-  if (r && r.state !== "running" && r.key && !page.querySelector(".field.invalid")) {
-    showErrors({ key: r.key, message: r.reason });
-  }
+  settingsView.stoppedBy = r && r.state !== "running" && r.key ? { key: r.key, message: r.reason } : null;
+  if (settingsView.stoppedBy && !page.querySelector(".field.invalid")) showErrors(settingsView.stoppedBy);
   syncDiscard();
   if (anchor) pointAt(anchor);
 }
@@ -777,7 +784,7 @@ function syncDiscard() {
 // Puts the form back as the config file has it.
 async function discard() {
   await drawSettings(null);
-  showErrors(null);
+  showErrors(settingsView.stoppedBy || null);
   toast("Changes discarded");
   const first = page.querySelector(".field input, .field select");
   if (first) first.focus({ preventScroll: true });
@@ -846,6 +853,9 @@ function focusField(key) {
   const field = fieldOf(key) || document.getElementById(`group-${key.split(".")[0]}`);
   if (!field) return;
   field.scrollIntoView({ block: "center" });
+  // The highlight plays again at each visit.
+  field.classList.remove("flash");
+  void field.offsetWidth;
   field.classList.add("flash");
   const input = field.querySelector("input, select");
   if (input) input.focus();
@@ -874,12 +884,14 @@ async function saveNow() {
   if (bad) {
     showErrors(bad);
     result.className = "result bad";
-    result.textContent = `Not saved: ${bad.message}`;
+    const f = SETTINGS.flatMap((g) => g.fields).find((x) => x.key === bad.key);
+    result.textContent = `Not saved: ${f ? f.label : bad.key}: ${bad.message}`;
     focusField(bad.key);
     return;
   }
   try {
-    const st = await invoke("save_settings", { raw: readForm() });
+    const raw = readForm();
+    const st = await invoke("save_settings", { raw });
     if (settingsView.fresh) {
       // Merged with an edit by hand: the form shows the file as saved.
       await drawSettings(null);
@@ -892,12 +904,16 @@ async function saveNow() {
       // What was saved replaced any edit by hand left unapplied.
       showRefused(null);
     }
+    settingsView.stoppedBy = st.state !== "running" && st.key ? { key: st.key, message: st.reason } : null;
     if (st.state === "running") {
       result.className = "result ok";
-      result.textContent = `Saved. The receiver is listening on ${st.addr}.`;
+      // A tunnel starts on its own time, and may fail: where to see how it goes.
+      const tunnel = raw.tunnel && raw.tunnel.command ? " The tunnel starts with it: the Connect guide shows whether it is up." : "";
+      result.textContent = `Saved. The receiver is listening on ${st.addr}.${tunnel}`;
     } else {
       result.className = "result bad";
       result.textContent = `Saved, but the receiver is not running: ${st.reason}`;
+      if (settingsView.stoppedBy) showErrors(settingsView.stoppedBy);
       if (st.key) focusField(st.key);
     }
   } catch (e) {
@@ -935,7 +951,7 @@ function copyLine(label, value, id, secret) {
       h("button", { class: "btn", disabled: shown === null, onclick: () => copy(shown, label) }, "Copy")));
 }
 
-const checkView = { running: false, report: null, error: null, ranFor: null };
+const checkView = { running: false, report: null, error: null, ranFor: null, stale: false };
 
 const STEP_MARK = { ok: "✓", warning: "!", failed: "✗", skipped: "–" };
 
@@ -943,6 +959,7 @@ async function runCheck() {
   if (checkView.running) return;
   checkView.running = true;
   checkView.error = null;
+  checkView.stale = false;
   drawCheck();
   try {
     checkView.report = await invoke("check_connection");
@@ -967,9 +984,20 @@ function settingLinks(text) {
   for (const m of text.matchAll(pattern)) {
     const f = keys.get(m[1]);
     parts.push(text.slice(last, m.index));
-    parts.push(h("a", { href: "#", class: "setting-link", title: `${m[1]} in Settings`, "data-key": f.key,
-      onclick: (e) => { e.preventDefault(); invoke("open_window", { page: "settings", anchor: f.key }).catch((err) => toast(errorText(err))); } },
-      f.label));
+    // In the Settings window, a field hidden (another method's credentials) has no place to go.
+    const here = route().name === "settings" ? fieldOf(f.key) : null;
+    if (here && here.offsetParent === null) {
+      parts.push(f.label);
+    } else {
+      parts.push(h("a", { href: "#", class: "setting-link", title: `${m[1]} in Settings`, "data-key": f.key,
+        onclick: (e) => {
+          e.preventDefault();
+          // Already in the Settings window: straight to the field, however often.
+          if (route().name === "settings" && fieldOf(f.key)) { focusField(f.key); return; }
+          invoke("open_window", { page: "settings", anchor: f.key }).catch((err) => toast(errorText(err)));
+        } },
+        f.label));
+    }
     last = m.index + m[0].length;
   }
   parts.push(text.slice(last));
@@ -985,6 +1013,7 @@ function drawCheck() {
       h("button", { class: "btn primary", id: "check-run", disabled: checkView.running, onclick: runCheck }, checkView.running ? "Checking..." : "Check connection"),
       h("span", { class: "small" }, "Goes through the public URL as Netdata would: DNS, connection, certificate, challenge, credentials.")),
     checkView.error ? h("div", { class: "note warn" }, checkView.error) : null,
+    r && checkView.stale ? h("div", { class: "note", id: "check-stale" }, "The receiver or the tunnel has changed since this check: run it again to see where things stand now.") : null,
     r ? h("div", { id: "check-report" },
       h("p", { id: "check-verdict", class: r.passed ? "ok" : "bad" },
         !r.passed ? `Netdata Cloud cannot deliver${r.url ? ` to ${r.url}` : ""} yet:`
@@ -1178,6 +1207,8 @@ const redrawChanged = throttle(async () => {
     }
   } else if (r.name === "guide" && [...what].some((w) => w !== "alerts")) {
     // The guide shows no alerts: a stream of them leaves it (and a token shown) alone.
+    // A check's report from before the receiver or the tunnel changed may no longer hold.
+    if (checkView.report && ["receiver", "config", "tunnel"].some((w) => what.has(w))) checkView.stale = true;
     drawGuide();
   }
 }, 150);

@@ -642,10 +642,21 @@ def run_ui_test(args, work: Path, desktop: Desktop):
             wait_for("the alert to snooze", lambda: state() == ["Snooze 1 h", ""], 10)
             driver.execute_script(row + "r.querySelector('[data-action=snooze]').click()")
             wait_for("the row snoozed", lambda: state()[0] == "Resume" and state()[1].startswith("no popups until"), 10)
-            # Listed among the snoozes in force, with a Resume of its own.
-            listed = wait_for("the snooze listed", lambda: driver.execute_script(
-                "return [...document.querySelectorAll('#snoozes li[data-scope=alert]')].map((li) => li.textContent)"), 10)
-            assert any("e2e_snooze" in t and "Resume" in t for t in listed), listed
+            # Listed among the snoozes in force, with a Resume of its own; the list stays open
+            # across a live update, and closes again.
+            driver.execute_script("document.getElementById('snoozes-toggle').click()")
+            listed = lambda: driver.execute_script(  # noqa: E731
+                "return [...document.querySelectorAll('#snoozes li[data-scope=alert]')].map((li) => li.textContent)")
+            wait_for("the snooze listed", lambda: any("e2e_snooze" in t and "Resume" in t for t in listed()), 10)
+            receiver.post(fixture("netdata-alert-warning.json", alert__name="e2e_live_update",
+                                  alert__transition_id="e2e-live-update"))
+            wait_for("the other alert shown", lambda: driver.execute_script(
+                "return document.getElementById('active-table').textContent.includes('e2e_live_update')"), 10)
+            assert listed(), "the list closed on a live update"
+            driver.execute_script("document.getElementById('snoozes').scrollIntoView({block: 'center'})")
+            driver.save_screenshot(str(shots / "snoozes.png"))
+            driver.execute_script("document.getElementById('snoozes-toggle').click()")
+            wait_for("the list closed", lambda: not driver.find_elements(By.ID, "snoozes"), 10)
             active = driver.execute_async_script(
                 "const done = arguments[arguments.length - 1]; invoke('status').then((s) => done(s.snoozes), (e) => done(String(e)));")
             assert any(s["scope"] == "alert" and "e2e_snooze" in s["target"] for s in active), active
