@@ -140,7 +140,10 @@ impl Running {
     /// Waits until the receiver has stopped (after its shutdown token is cancelled): it
     /// listens no more, and the requests it was answering are answered.
     pub async fn stopped(self) {
-        let _ = self.task.await;
+        // Nobody takes the listener over: the port is free as soon as it stops accepting.
+        let Running { task, released, .. } = self;
+        drop(released);
+        let _ = task.await;
     }
 
     /// Waits until the receiver no longer accepts (after its shutdown token is cancelled),
@@ -413,7 +416,11 @@ impl Alertray {
             previous = running.released().await;
         }
         let status = match config {
-            Err(e) => ReceiverStatus::Stopped { key: e.key().map(str::to_string), reason: e.to_string() },
+            Err(e) => {
+                // Nothing listens now: the port is free at once.
+                drop(previous.take());
+                ReceiverStatus::Stopped { key: e.key().map(str::to_string), reason: e.to_string() }
+            }
             Ok(cfg) => {
                 let cfg = Arc::new(cfg);
                 self.store.set_retention_days(cfg.store.retention_days);

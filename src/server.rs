@@ -496,6 +496,9 @@ pub async fn serve(
     let timeout = config.server.request_timeout;
     loop {
         let (tcp, peer) = tokio::select! {
+            // Once stopping, a connection waiting in the queue stays there, for the receiver
+            // that takes the listener over (a restart) to accept.
+            biased;
             _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -632,6 +635,8 @@ struct Activity {
     partial_head: std::sync::atomic::AtomicBool,
     /// Set once a request on it passed authentication (shared with its [`ConnectionInfo`]).
     authenticated: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests begun on it.
+    requests: std::sync::atomic::AtomicUsize,
 }
 
 impl Activity {
@@ -643,7 +648,13 @@ impl Activity {
             evict: CancellationToken::new(),
             partial_head: Default::default(),
             authenticated: Default::default(),
+            requests: Default::default(),
         }
+    }
+
+    /// Whether no request has begun on it yet.
+    fn fresh(&self) -> bool {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst) == 0
     }
 
     /// Whether none of its requests has passed authentication yet: all it did was refused
@@ -671,6 +682,7 @@ impl Activity {
     /// Marks a request begun; the guard marks it done when dropped.
     fn begin(self: &Arc<Activity>) -> RequestGuard {
         self.partial_head.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         RequestGuard(self.clone())
     }
@@ -818,15 +830,26 @@ struct Conn {
     shutdown: CancellationToken,
 }
 
+/// How long, after a shutdown or a restart begins, a connection the receiver had already
+/// accepted may take to finish its TLS handshake and begin its first request.
+const FRESH_GRACE: Duration = Duration::from_secs(1);
+
+/// Resolves [`FRESH_GRACE`] after `shutdown` is cancelled.
+async fn grace_after(shutdown: &CancellationToken) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(FRESH_GRACE).await;
+}
+
 async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: CancellationToken, slots: Slots) {
     let Conn { peer, acceptor, router, timeout, shutdown } = conn;
     let Slots { pending, active, served } = slots;
     let _ = tcp.set_nodelay(true);
-    // A handshake has nothing to finish at shutdown either.
+    // A handshake under way at shutdown (or a restart) gets a moment to finish, and its
+    // connection a moment to send its request: its client is already connected.
     let handshake = tokio::select! {
         r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => Some(r),
         _ = evicted.cancelled() => None,
-        _ = shutdown.cancelled() => None,
+        _ = grace_after(&shutdown) => None,
     };
     let tls = match handshake {
         None => {
@@ -867,7 +890,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
                     p = active.clone().acquire_owned() => break p.ok(),
                     _ = &mut waited => break None,
                     _ = evicted.cancelled() => break None,
-                    _ = shutdown.cancelled() => break None,
+                    _ = grace_after(&shutdown) => break None,
                     _ = ask.tick() => {
                         served.make_room();
                     }
@@ -939,6 +962,11 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
     let mut closing = false;
     // A head that trickled in was refused (and said so) when the connection was closed.
     let mut head_refused = false;
+    // At shutdown, a connection that has not sent its first request yet gets a moment to.
+    let mut stopping = false;
+    let fresh_grace = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(fresh_grace);
+    let mut grace_armed = false;
     loop {
         let why = tokio::select! {
             r = conn.as_mut() => {
@@ -955,7 +983,16 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
                 tracing::debug!(%peer, "connection did not close within {}s of being asked to; dropped", timeout.as_secs());
                 break;
             }
-            _ = shutdown.cancelled(), if !closing => "shutting down",
+            _ = shutdown.cancelled(), if !closing && !stopping => {
+                stopping = true;
+                if activity.fresh() {
+                    fresh_grace.as_mut().reset(tokio::time::Instant::now() + FRESH_GRACE);
+                    grace_armed = true;
+                    continue;
+                }
+                "shutting down"
+            }
+            _ = &mut fresh_grace, if grace_armed && !closing => "shutting down",
             _ = &mut age, if !closing => "it reached the longest connection age",
             _ = activity.evict.cancelled(), if !closing => "every slot is taken (server.max_connections) and it was idle or had authenticated no request",
             _ = idle_check.tick(), if !closing => match activity.idle_for() {

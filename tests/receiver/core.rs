@@ -538,10 +538,11 @@ async fn a_database_from_a_newer_release_is_refused_and_left_alone() {
 }
 
 /// A restart on the same address (an edit of the credentials, say) keeps the listening
-/// socket: a client connecting meanwhile waits in its queue and is served by the new
-/// receiver, never refused.
+/// socket, and lets the connections the old receiver had just accepted send their request: a
+/// client connecting meanwhile is answered, by one receiver or the other, never refused or
+/// dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_on_the_same_address_refuses_no_connection() {
+async fn a_restart_on_the_same_address_answers_every_connection() {
     let dir = tempfile::tempdir().unwrap();
     let paths = Paths { config_file: dir.path().join("c.toml"), data_dir: dir.path().join("data") };
     let core = Alertray::open(paths);
@@ -551,36 +552,68 @@ async fn a_restart_on_the_same_address_refuses_no_connection() {
         Config::from_toml(&text).unwrap()
     };
     let addr = addr_of(&core.apply(Ok(with_token("first-token"))).await);
-    // Connections opened one after the other while the receiver restarts.
+    let (c, url) = client_for(&dir.path().join("data"), &addr);
+    // A new connection for every request: the challenge, asked over and over while the
+    // receiver restarts.
+    let fresh = {
+        let pem = std::fs::read(dir.path().join("data/tls/cert.pem")).unwrap();
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .resolve("localhost", addr.parse().unwrap())
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let knocking = {
-        let stop = stop.clone();
-        let addr: std::net::SocketAddr = addr.parse().unwrap();
-        tokio::spawn(async move {
-            let (mut made, mut refused) = (0, Vec::new());
+    let mut askers = Vec::new();
+    for _ in 0..2 {
+        let (stop, fresh, url) = (stop.clone(), fresh.clone(), format!("{url}?crc_token=t"));
+        askers.push(tokio::spawn(async move {
+            let (mut answered, mut failed) = (0, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match tokio::net::TcpStream::connect(addr).await {
-                    Ok(_) => made += 1,
-                    Err(e) => refused.push(e.to_string()),
+                match fresh.get(&url).send().await {
+                    Ok(r) if r.status() == StatusCode::OK => answered += 1,
+                    Ok(r) => failed.push(format!("status {}", r.status())),
+                    Err(e) => failed.push(format!("{e:?}")),
                 }
             }
-            (made, refused)
-        })
-    };
+            (answered, failed)
+        }));
+    }
     for round in 0..10 {
         let token = if round % 2 == 0 { "second-token" } else { "first-token" };
         assert_eq!(addr_of(&core.apply(Ok(with_token(token))).await), addr);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (made, refused) = knocking.await.unwrap();
-    assert!(made > 10, "{made} connections made");
-    assert!(refused.is_empty(), "{} of {} refused: {:?}", refused.len(), made + refused.len(), refused.first());
+    let (mut answered, mut failed) = (0, Vec::new());
+    for asker in askers {
+        let (a, f) = asker.await.unwrap();
+        answered += a;
+        failed.extend(f);
+    }
+    assert!(answered > 20, "{answered} answered");
+    assert!(failed.is_empty(), "{} of {} failed: {:?}", failed.len(), answered + failed.len(), failed.first());
     // The last settings are the ones in use.
-    let (c, url) = client_for(&dir.path().join("data"), &addr);
     let post =
         |token: &'static str| c.post(&url).bearer_auth(token).body(captured("netdata-alert-warning.json")).send();
     assert_eq!(post("second-token").await.unwrap().status(), StatusCode::UNAUTHORIZED);
     assert_eq!(post("first-token").await.unwrap().status(), StatusCode::OK);
-    core.stop().await;
+    // Stopping, the port is free at once, while a connection that sends nothing gets its
+    // moment to.
+    let _open = tokio::net::TcpStream::connect(addr.parse::<std::net::SocketAddr>().unwrap()).await.unwrap();
+    let stopping = core.stop();
+    tokio::pin!(stopping);
+    let freed = async {
+        while std::net::TcpListener::bind(addr.as_str()).is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        _ = &mut stopping => panic!("the port was still taken when the receiver had stopped"),
+        _ = freed => {}
+    }
+    stopping.await;
 }
