@@ -93,7 +93,7 @@ pub fn open_at<R: Runtime>(app: &tauri::AppHandle<R>, page: Page, anchor: Option
         let _ = w.set_focus();
         return;
     }
-    let (w, h) = page.size();
+    let (w, h) = remembered_size(app, page.label()).unwrap_or_else(|| page.size());
     let built = WebviewWindowBuilder::new(app, page.label(), WebviewUrl::App(route.into()))
         .title(page.title())
         .inner_size(w, h)
@@ -118,4 +118,22 @@ pub fn open_at<R: Runtime>(app: &tauri::AppHandle<R>, page: Page, anchor: Option
         }
         Err(e) => tracing::error!("cannot open the {} window: {e}", page.label()),
     }
+}
+
+/// The size (logical) the window `label` was left at, as the state plugin saved it: the
+/// window is made at that size, rather than made at its default and resized by the plugin.
+/// Resized before it first shows, a window may never hear of its new size where no window
+/// manager tells it (GTK reports sizes as the window manager configures them), and the size
+/// saved when it next closes would be the default again.
+fn remembered_size<R: Runtime>(app: &tauri::AppHandle<R>, label: &str) -> Option<(f64, f64)> {
+    let path = app.path().app_config_dir().ok()?.join(tauri_plugin_window_state::DEFAULT_FILENAME);
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let window = saved.get(label)?;
+    let (width, height) = (window.get("width")?.as_u64()?, window.get("height")?.as_u64()?);
+    if width == 0 || height == 0 {
+        return None;
+    }
+    // Saved in physical pixels.
+    let scale = app.primary_monitor().ok().flatten().map_or(1.0, |m| m.scale_factor());
+    Some((width as f64 / scale, height as f64 / scale))
 }

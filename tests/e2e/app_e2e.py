@@ -950,6 +950,9 @@ def run_figures(work: Path, desktop: Desktop):
         code = app.wait(30)
         figures["quit_ms"] = round((time.monotonic() - t_quit) * 1000)
         assert code == 0, f"Quit ended the app with {code}"
+        # Quitting with the window open, as it was opened again, keeps its size too.
+        saved = json.loads(state_file.read_text()).get("alerts", {})
+        assert (saved.get("width"), saved.get("height")) == (880, 590), saved
     finally:
         if app.poll() is None:
             app.send_signal(signal.SIGTERM)
