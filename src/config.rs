@@ -1162,18 +1162,7 @@ impl Config {
 
     /// Parses and validates what the config file at `path` holds (`bytes`, read already).
     pub fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            // Named by its line and key, as a syntax error is; the bytes are never shown.
-            let valid = &bytes[..e.valid_up_to()];
-            let line_no = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-            let lossy = String::from_utf8_lossy(bytes);
-            let key = error_key(&lossy, line_no).map(|k| format!("{}: ", k.full)).unwrap_or_default();
-            ConfigError::Syntax {
-                path: path.to_path_buf(),
-                message: format!("line {line_no}: {key}not UTF-8 text (save the file as UTF-8)"),
-            }
-        })?;
-        RawConfig::from_toml(text, path)?.validate(config_base(path))
+        RawConfig::from_toml(utf8_text(path, bytes)?, path)?.validate(config_base(path))
     }
 
     /// Parses and validates TOML text (relative paths are taken from the current directory).
@@ -1351,8 +1340,23 @@ pub fn write_private_replace(path: &Path, contents: &str) -> std::io::Result<()>
 
 /// Reads a config file as written, without validating it.
 pub fn load_raw(path: &Path) -> Result<RawConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::reading(path, source))?;
-    RawConfig::from_toml(&text, path)
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::reading(path, source))?;
+    RawConfig::from_toml(utf8_text(path, &bytes)?, path)
+}
+
+/// The text of the config file at `path` (`bytes`, read already); one that is not UTF-8 is
+/// refused, named by its line and key, as a syntax error is (its bytes are never shown).
+fn utf8_text<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, ConfigError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let valid = &bytes[..e.valid_up_to()];
+        let line_no = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let lossy = String::from_utf8_lossy(bytes);
+        let key = error_key(&lossy, line_no).map(|k| format!("{}: ", k.full)).unwrap_or_default();
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: format!("line {line_no}: {key}not UTF-8 text (save the file as UTF-8)"),
+        }
+    })
 }
 
 /// What can be read of a config file that [`load_raw`] refuses for a value of the wrong type
@@ -1751,6 +1755,12 @@ mod tests {
         assert!(!e.contains("ab") && !e.contains("index"), "{e}");
         let e = Config::from_file_bytes(Path::new("c.toml"), b"\xff").unwrap_err().to_string();
         assert!(e.contains("line 1: not UTF-8 text"), "{e}");
+        // As the Settings window reads it, too.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, b"[server]\nlisten = \"127.0.0.1:1\"\n[auth]\ntoken = \"\xfe\"\n").unwrap();
+        let e = load_raw(&path).unwrap_err().to_string();
+        assert!(e.contains("line 4: auth.token: not UTF-8 text"), "{e}");
     }
 
     #[test]

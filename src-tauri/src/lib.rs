@@ -66,15 +66,12 @@ fn init_logging(log_dir: &std::path::Path) -> Option<tracing_appender::non_block
         .max_log_files(7)
         .build(log_dir);
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter_boxed(filter());
-    match file {
+    let guard = match file {
         Ok(appender) => {
             let (writer, guard) = tracing_appender::non_blocking(appender);
             let file_layer =
                 tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer).with_filter_boxed(filter());
             let _ = tracing_subscriber::registry().with(stderr).with(file_layer).try_init();
-            if let Some(warning) = alertray::headless::log_filter().1 {
-                tracing::warn!("{warning}");
-            }
             Some(guard)
         }
         Err(e) => {
@@ -82,7 +79,11 @@ fn init_logging(log_dir: &std::path::Path) -> Option<tracing_appender::non_block
             tracing::warn!("cannot write logs to {}: {e}", log_dir.display());
             None
         }
+    };
+    if let Some(warning) = alertray::headless::log_filter().1 {
+        tracing::warn!("{warning}");
     }
+    guard
 }
 
 /// A small extension so both layers can take a boxed filter without naming its type.
