@@ -707,7 +707,7 @@ async function validate() {
   try {
     await invoke("validate_settings", { raw: readForm() });
     // Nothing wrong with the form; what stopped the receiver, if anything, still stands.
-    showErrors(settingsView.stoppedBy || null);
+    showErrors(stoppedByShown());
     return true;
   } catch (e) {
     showErrors(e);
@@ -715,7 +715,25 @@ async function validate() {
   }
 }
 
+// What stopped the receiver, at its setting, while that setting holds the value it had:
+// changed, the next save tells.
+function stoppedByShown() {
+  const s = settingsView.stoppedBy;
+  if (!s) return null;
+  const now = formValues().find(([k]) => k === s.key);
+  return now && JSON.stringify(now[1]) === settingsView.drawn[s.key] ? s : null;
+}
+
+// Notes what stopped the receiver, when the form cannot see it (its values are right): a
+// port another program holds, TLS files that do not load.
+async function noteStoppedBy(formOk) {
+  const st = await invoke("status").catch(() => null);
+  const r = st && st.receiver;
+  settingsView.stoppedBy = formOk && r && r.state !== "running" && r.key ? { key: r.key, message: r.reason } : null;
+}
+
 async function drawSettings(anchor) {
+  settingsView.stoppedBy = null;
   const s = await invoke("settings");
   settingsView.raw = s.raw || {};
   settingsView.fresh = null;
@@ -750,13 +768,11 @@ async function drawSettings(anchor) {
   // are not the user's mistakes, so they show once the form is edited or saved.
   showMethodFields();
   noteFormSaved();
-  if (!s.load_error) await validate();
+  const formOk = s.load_error ? false : await validate();
   // A receiver stopped by a setting the form cannot fault (a port another program holds)
   // says why at that setting.
-  const st = await invoke("status").catch(() => null);
-  const r = st && st.receiver;
-  settingsView.stoppedBy = r && r.state !== "running" && r.key ? { key: r.key, message: r.reason } : null;
-  if (settingsView.stoppedBy && !page.querySelector(".field.invalid")) showErrors(settingsView.stoppedBy);
+  await noteStoppedBy(formOk);
+  if (settingsView.stoppedBy) showErrors(settingsView.stoppedBy);
   syncDiscard();
   if (anchor) pointAt(anchor);
 }
@@ -784,7 +800,7 @@ function syncDiscard() {
 // Puts the form back as the config file has it.
 async function discard() {
   await drawSettings(null);
-  showErrors(settingsView.stoppedBy || null);
+  showErrors(stoppedByShown());
   toast("Changes discarded");
   const first = page.querySelector(".field input, .field select");
   if (first) first.focus({ preventScroll: true });
@@ -1205,6 +1221,12 @@ const redrawChanged = throttle(async () => {
       await drawSettings(null);
       if (!rejected) toast("The config file changed on disk; the form shows it");
     }
+  } else if (r.name === "settings" && what.has("receiver") && document.getElementById("save")) {
+    // The receiver started or stopped on its own (a port freed, TLS files in place): what
+    // the form says of it follows, without touching the form's edits.
+    const formOk = await validate();
+    await noteStoppedBy(formOk);
+    if (formOk) showErrors(stoppedByShown());
   } else if (r.name === "guide" && [...what].some((w) => w !== "alerts")) {
     // The guide shows no alerts: a stream of them leaves it (and a token shown) alone.
     // A check's report from before the receiver or the tunnel changed may no longer hold.
