@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -455,12 +458,7 @@ pub fn receiver_tls(cfg: &Config, data_dir: &Path) -> Result<ReceiverTls, TlsErr
         // HTTP layer can answer the challenge GET and refuse a POST with a readable 403.
         // A certificate that is presented must chain to the roots, or the handshake fails.
         ClientCertMode::Required | ClientCertMode::Optional => {
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots(&cfg.auth.client_ca)?), provider())
-                    .allow_unauthenticated()
-                    .build()
-                    .map_err(|e| TlsError::Setup(format!("client certificate verifier: {e}")))?;
-            builder.with_client_cert_verifier(verifier)
+            builder.with_client_cert_verifier(client_verifier(&cfg.auth.client_ca)?)
         }
     };
     let mut config = builder.with_cert_resolver(resolver);
@@ -471,6 +469,93 @@ pub fn receiver_tls(cfg: &Config, data_dir: &Path) -> Result<ReceiverTls, TlsErr
         config.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());
     }
     Ok(ReceiverTls { config: Arc::new(config), cert: ServerCertInfo { cert_path, fingerprint: fp, self_signed }, acme })
+}
+
+/// The most intermediate certificates a client's chain may carry. Netdata's has one; each
+/// more lets a client that presents certificates of one name (to no trusted root) make the
+/// path search try more paths, each a signature check, all while the handshake holds a
+/// worker thread: ten such certificates cost over a second of CPU per handshake.
+pub const MAX_CLIENT_INTERMEDIATES: usize = 3;
+
+/// The client-certificate verifier for `ca`: webpki's, for chains of at most
+/// [`MAX_CLIENT_INTERMEDIATES`] intermediates; a handshake without a certificate is let
+/// through (the HTTP layer refuses a POST without one, readably, when one is required).
+pub fn client_verifier(ca: &ClientCa) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots(ca)?), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Setup(format!("client certificate verifier: {e}")))?;
+    Ok(Arc::new(ShortChains(webpki)))
+}
+
+/// A chain longer than [`MAX_CLIENT_INTERMEDIATES`] intermediates, refused before any of it
+/// is checked.
+#[derive(Error)]
+#[error(
+    "the client certificate chain has {0} intermediate certificates; at most {MAX_CLIENT_INTERMEDIATES} are accepted"
+)]
+struct ChainTooLong(usize);
+
+/// As its message: rustls shows the reason of a refused certificate by its `Debug`, in the
+/// log line of the failed handshake.
+impl std::fmt::Debug for ChainTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// Refuses long client chains, then leaves the rest to webpki.
+#[derive(Debug)]
+struct ShortChains(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for ShortChains {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if intermediates.len() > MAX_CLIENT_INTERMEDIATES {
+            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                Arc::new(ChainTooLong(intermediates.len())),
+            ))));
+        }
+        self.0.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// The names a verified client certificate carries: its subject CN and DNS SANs, lowercased.
@@ -569,5 +654,58 @@ mod tests {
             cert.display()
         );
         assert_eq!(e, expected);
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+
+    use super::*;
+
+    fn ca(name: &str, signer: Option<&CertifiedIssuer<'static, KeyPair>>) -> CertifiedIssuer<'static, KeyPair> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().unwrap();
+        match signer {
+            None => CertifiedIssuer::self_signed(params, key).unwrap(),
+            Some(s) => CertifiedIssuer::signed_by(params, key, s).unwrap(),
+        }
+    }
+
+    fn leaf(issuer: &CertifiedIssuer<'static, KeyPair>) -> CertificateDer<'static> {
+        let mut params = CertificateParams::new(vec!["app.netdata.cloud".to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "app.netdata.cloud");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.signed_by(&KeyPair::generate().unwrap(), issuer).unwrap().der().clone()
+    }
+
+    #[test]
+    fn a_client_chain_is_checked_only_when_it_is_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = ca("Test Root", None);
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, root.as_ref().pem()).unwrap();
+        let verifier = client_verifier(&ClientCa::File(path)).unwrap();
+        let now = UnixTime::now();
+        // A chain through intermediates to the trusted root, up to the cap: accepted.
+        let mut chain = vec![ca("Intermediate 0", Some(&root))];
+        for i in 1..MAX_CLIENT_INTERMEDIATES {
+            let next = ca(&format!("Intermediate {i}"), Some(&chain[i - 1]));
+            chain.push(next);
+        }
+        let ders: Vec<CertificateDer<'static>> = chain.iter().rev().map(|c| c.as_ref().der().clone()).collect();
+        let end = leaf(chain.last().unwrap());
+        assert!(verifier.verify_client_cert(&end, &ders, now).is_ok());
+        // Certificates of one name, none trusted: refused by their number alone, past the cap.
+        let same_name: Vec<_> = (0..10).map(|_| ca("L", None)).collect();
+        let ders: Vec<CertificateDer<'static>> = same_name.iter().map(|c| c.as_ref().der().clone()).collect();
+        let end = leaf(&same_name[0]);
+        let e = verifier.verify_client_cert(&end, &ders, now).unwrap_err().to_string();
+        assert!(e.contains("10 intermediate certificates"), "{e}");
+        let e = verifier.verify_client_cert(&end, &ders[..MAX_CLIENT_INTERMEDIATES], now).unwrap_err().to_string();
+        assert!(!e.contains("intermediate certificates"), "at the cap, the chain is checked: {e}");
     }
 }
