@@ -991,11 +991,15 @@ fn extra_header(name: &str, value: Secret) -> Result<(HeaderName, Secret), Confi
     let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
         ConfigError::invalid(&key, header_name_shown(name), "a valid HTTP header name (letters, digits, - and _)")
     })?;
-    if matches!(header.as_str(), "authorization" | "host" | "content-length" | "content-type" | "transfer-encoding") {
+    // Alertray's own "Check connection" probe is told by its header: a delivery carrying it
+    // would be answered without being stored.
+    if matches!(header.as_str(), "authorization" | "host" | "content-length" | "content-type" | "transfer-encoding")
+        || header.as_str() == crate::check::CHECK_HEADER
+    {
         return Err(ConfigError::invalid(
             &key,
             header_name_shown(name),
-            "a header other than Authorization, Host, Content-Length, Content-Type or Transfer-Encoding",
+            "a header other than Authorization, Host, Content-Length, Content-Type, Transfer-Encoding or X-Alertray-Check",
         ));
     }
     if padded(&value) {
@@ -1765,7 +1769,7 @@ mod tests {
 
     #[test]
     fn an_extra_header_refused_for_its_name_says_so() {
-        for name in ["Authorization", "host", "Bad Name", ""] {
+        for name in ["Authorization", "host", "Bad Name", "", "X-Alertray-Check"] {
             let e = err(&format!("[auth.headers]\n\"{name}\" = \"SECRETHV\""));
             let text = e.to_string();
             assert!(text.contains(&format!("= (the header name {name:?}) is not accepted")), "{text}");
