@@ -81,6 +81,52 @@ pub struct ConnectionInfo {
     authenticated: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// At most this many lines a second say refused requests and failed handshakes; past it, a
+/// flood of them is said by its count, once a second at most, so that it cannot fill the
+/// disk the log is kept on.
+const REFUSAL_LINES_PER_SECOND: u64 = 20;
+
+/// The log lines of refusals left this second, shared by every receiver.
+static REFUSAL_LOG: LogBudget = LogBudget::new(REFUSAL_LINES_PER_SECOND);
+
+/// Lines a second for one kind of log line, and a count of those left out.
+struct LogBudget {
+    per_second: u64,
+    second: std::sync::atomic::AtomicU64,
+    used: std::sync::atomic::AtomicU64,
+    left_out: std::sync::atomic::AtomicU64,
+}
+
+impl LogBudget {
+    const fn new(per_second: u64) -> LogBudget {
+        use std::sync::atomic::AtomicU64;
+        LogBudget { per_second, second: AtomicU64::new(0), used: AtomicU64::new(0), left_out: AtomicU64::new(0) }
+    }
+
+    /// Whether one more line may be logged now. The first line of a new second says first
+    /// how many were left out before it.
+    fn allow(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let second = self.second.load(SeqCst);
+        if now != second && self.second.compare_exchange(second, now, SeqCst, SeqCst).is_ok() {
+            self.used.store(0, SeqCst);
+            let left_out = self.left_out.swap(0, SeqCst);
+            if left_out > 0 {
+                tracing::warn!(
+                    "{left_out} more refused requests and failed handshakes were not logged (over {} a second)",
+                    self.per_second
+                );
+            }
+        }
+        if self.used.fetch_add(1, SeqCst) < self.per_second {
+            return true;
+        }
+        self.left_out.fetch_add(1, SeqCst);
+        false
+    }
+}
+
 /// A refusal: a status and a short reason, sent as `{"error": reason}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -98,7 +144,9 @@ impl ApiError {
     /// (what may be a misconfigured sender, or an attack).
     fn refuse(peer: impl std::fmt::Display, status: StatusCode, reason: impl Into<Cow<'static, str>>) -> ApiError {
         let e = ApiError::new(status, reason);
-        tracing::warn!(%peer, status = status.as_u16(), "refused: {}", e.reason);
+        if REFUSAL_LOG.allow() {
+            tracing::warn!(%peer, status = status.as_u16(), "refused: {}", e.reason);
+        }
         e
     }
 
@@ -128,6 +176,12 @@ fn log_connection_error(
     timeout: Duration,
     partial_head: bool,
 ) {
+    let refused = e.downcast_ref::<hyper::Error>().is_some_and(|h| {
+        h.is_parse_too_large() || h.is_parse() || h.is_parse_status() || (h.is_timeout() && partial_head)
+    });
+    if refused && !REFUSAL_LOG.allow() {
+        return;
+    }
     match e.downcast_ref::<hyper::Error>() {
         Some(h) if h.is_parse_too_large() => {
             // hyper says which: "URI too long" (answered 414) or a head too large (431).
@@ -169,7 +223,9 @@ fn logged_path(uri: &axum::http::Uri) -> String {
 
 async fn no_such_path(info: Option<Extension<ConnectionInfo>>, req: Request) -> ApiError {
     // Info, not a warning: the internet's scanners knock on every path of every address.
-    tracing::info!(peer = %peer_of(&info), status = 404, path = logged_path(req.uri()), "refused: no such path");
+    if REFUSAL_LOG.allow() {
+        tracing::info!(peer = %peer_of(&info), status = 404, path = logged_path(req.uri()), "refused: no such path");
+    }
     discard_body(req.into_body()).await;
     ApiError::new(StatusCode::NOT_FOUND, "no such path")
 }
@@ -177,7 +233,9 @@ async fn no_such_path(info: Option<Extension<ConnectionInfo>>, req: Request) -> 
 async fn method_not_allowed(info: Option<Extension<ConnectionInfo>>, req: Request) -> ApiError {
     let method = shorten(req.method().as_str(), 20);
     let path = logged_path(req.uri());
-    tracing::info!(peer = %peer_of(&info), status = 405, method, path, "refused: method not allowed");
+    if REFUSAL_LOG.allow() {
+        tracing::info!(peer = %peer_of(&info), status = 405, method, path, "refused: method not allowed");
+    }
     discard_body(req.into_body()).await;
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "only GET (challenge) and POST (notifications) are served")
         .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"))
@@ -238,11 +296,15 @@ async fn challenge_handler(
     let token = match challenge::crc_token_from_query(req.uri().query()) {
         Ok(Some(t)) => t,
         Ok(None) => {
-            tracing::info!(%peer, status = 400, "challenge refused: no crc_token in the query");
+            if REFUSAL_LOG.allow() {
+                tracing::info!(%peer, status = 400, "challenge refused: no crc_token in the query");
+            }
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "missing crc_token query parameter"));
         }
         Err(reason) => {
-            tracing::info!(%peer, status = 400, "challenge refused: {reason}");
+            if REFUSAL_LOG.allow() {
+                tracing::info!(%peer, status = 400, "challenge refused: {reason}");
+            }
             return Err(ApiError::new(StatusCode::BAD_REQUEST, reason));
         }
     };
@@ -696,9 +758,9 @@ struct NotedReads<T> {
     io: T,
     /// `None` over HTTP/2, whose pings and settings arrive with no request in flight.
     activity: Option<Arc<Activity>>,
-    /// Whether the first bytes were looked at (HTTP/2 spoken without ALPN starts with its
-    /// preface).
-    started: bool,
+    /// How many of the first bytes matched HTTP/2's preface (HTTP/2 spoken without ALPN
+    /// starts with it); `None` once they are known to be HTTP/1 (or HTTP/2).
+    preface_matched: Option<usize>,
 }
 
 /// How an HTTP/2 connection begins, ALPN or not.
@@ -714,11 +776,19 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for NotedReads<T> {
         let before = buf.filled().len();
         let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
         let read = &buf.filled()[before..];
-        if !self.started && !read.is_empty() {
-            self.started = true;
-            // Prior knowledge of HTTP/2, without ALPN: noted as HTTP/2.
-            if read.starts_with(&H2_PREFACE[..read.len().min(H2_PREFACE.len())]) {
-                self.activity = None;
+        if let Some(matched) = self.preface_matched {
+            // Prior knowledge of HTTP/2, without ALPN: noted as HTTP/2 once its whole preface
+            // is in. Until then its first bytes are those of an HTTP/1 head too ("P" of POST).
+            let more = read.iter().zip(&H2_PREFACE[matched..]).take_while(|(a, b)| a == b).count();
+            if matched + more == H2_PREFACE.len() {
+                if let Some(a) = self.activity.take() {
+                    a.partial_head.store(false, SeqCst);
+                }
+                self.preface_matched = None;
+            } else if more < read.len() {
+                self.preface_matched = None;
+            } else {
+                self.preface_matched = Some(matched + more);
             }
         }
         if let Some(a) = self.activity.as_ref().filter(|_| buf.filled().len() > before) {
@@ -834,6 +904,10 @@ struct Conn {
 /// accepted may take to finish its TLS handshake and begin its first request.
 const FRESH_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a connection asked to close with no request in flight has to send what it was
+/// still sending (the answer to its last request) before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_millis(200);
+
 /// Resolves [`FRESH_GRACE`] after `shutdown` is cancelled.
 async fn grace_after(shutdown: &CancellationToken) {
     shutdown.cancelled().await;
@@ -860,12 +934,16 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         Some(Ok(Ok(s))) => s,
         Some(Ok(Err(e))) => {
             pending.done(id);
-            tracing::info!(%peer, "TLS handshake failed: {e}");
+            if REFUSAL_LOG.allow() {
+                tracing::info!(%peer, "TLS handshake failed: {e}");
+            }
             return;
         }
         Some(Err(_)) => {
             pending.done(id);
-            tracing::info!(%peer, "TLS handshake did not finish within {}s", timeout.as_secs());
+            if REFUSAL_LOG.allow() {
+                tracing::info!(%peer, "TLS handshake did not finish within {}s", timeout.as_secs());
+            }
             return;
         }
     };
@@ -900,7 +978,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
     };
     pending.done(id);
     let Some(_permit) = permit else {
-        if !shutdown.is_cancelled() {
+        if !shutdown.is_cancelled() && REFUSAL_LOG.allow() {
             tracing::warn!(%peer, "no free connection slot within {}s (server.max_connections); closing", timeout.as_secs());
         }
         return;
@@ -946,7 +1024,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
         .keep_alive_interval(Some(Duration::from_secs(20).min(timeout / 2)))
         .keep_alive_timeout(timeout);
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let io = NotedReads { io: tls, activity: (!h2).then(|| activity.clone()), started: false };
+    let io = NotedReads { io: tls, activity: (!h2).then(|| activity.clone()), preface_matched: Some(0) };
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let age = tokio::time::sleep(MAX_CONNECTION_AGE);
@@ -980,7 +1058,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
                 break;
             }
             _ = &mut hard_stop, if closing => {
-                tracing::debug!(%peer, "connection did not close within {}s of being asked to; dropped", timeout.as_secs());
+                tracing::debug!(%peer, "connection did not close in time once asked to; dropped");
                 break;
             }
             _ = shutdown.cancelled(), if !closing && !stopping => {
@@ -998,7 +1076,9 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
             _ = idle_check.tick(), if !closing => match activity.idle_for() {
                 Some(idle) if idle >= timeout && activity.partial_head.load(std::sync::atomic::Ordering::SeqCst) => {
                     head_refused = true;
-                    log_slow_head(peer, timeout);
+                    if REFUSAL_LOG.allow() {
+                        log_slow_head(peer, timeout);
+                    }
                     "its request's head did not arrive in time"
                 }
                 Some(idle) if idle >= timeout => "it sent no request within server.request_timeout_secs",
@@ -1006,15 +1086,19 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
             },
         };
         tracing::debug!(%peer, "closing the connection: {why}");
-        // With no request in flight there is nothing to finish: a client in the middle of
-        // sending a head (or of nothing) does not hold the shutdown up. Nor, when its slot is
-        // needed, does one whose requests were all refused.
-        if activity.idle_for().is_some() || (activity.evict.is_cancelled() && activity.unproven()) {
+        let idle = activity.idle_for().is_some();
+        // When its slot is needed, one with no request in flight, or whose requests were all
+        // refused, goes at once.
+        if activity.evict.is_cancelled() && (idle || activity.unproven()) {
             break;
         }
         conn.as_mut().graceful_shutdown();
         closing = true;
-        hard_stop.as_mut().reset(tokio::time::Instant::now() + timeout);
+        // With no request in flight, the answer to the last one may still be on its way out:
+        // it gets a moment, and a client in the middle of sending a head (or of nothing) does
+        // not hold the shutdown up. A request in flight gets the request timeout to finish.
+        let finish = if idle { CLOSE_GRACE } else { timeout };
+        hard_stop.as_mut().reset(tokio::time::Instant::now() + finish);
     }
     served.remove(id);
 }
@@ -1022,6 +1106,22 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_is_logged_up_to_its_budget_then_counted() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let budget = LogBudget::new(3);
+        let allowed = (0..10).filter(|_| budget.allow()).count();
+        // Within one second (or, across its end, the next one's budget begins).
+        assert!((3..=6).contains(&allowed), "{allowed}");
+        if allowed == 3 {
+            assert_eq!(budget.left_out.load(SeqCst), 7);
+        }
+        // A new second: its budget, and the count of those left out said and reset.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(budget.allow());
+        assert_eq!(budget.left_out.load(SeqCst), 0);
+    }
 
     #[test]
     fn head_refusals_name_the_limits_they_enforce() {

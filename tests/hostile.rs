@@ -268,9 +268,21 @@ fn a_head_that_trickles_in_is_cut_off_and_logged() {
     let started = Instant::now();
     let answer = serve.raw_http1(b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ", Duration::from_secs(30));
     assert!(!answer.contains("200") && started.elapsed() < Duration::from_secs(25), "{answer:?}");
+    // One byte at a time from the start: "P" begins HTTP/2's preface ("PRI * HTTP/2.0") too,
+    // and is still an HTTP/1 head once the next byte says so.
+    {
+        use std::io::{Read as _, Write as _};
+        let mut tls = serve.raw_tls(Duration::from_secs(30));
+        for byte in b"POST / HTTP/1.1\r\nHost: local" {
+            tls.write_all(&[*byte]).and_then(|_| tls.flush()).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut got = Vec::new();
+        let _ = tls.read_to_end(&mut got);
+    }
     let log = serve.terminate_and_read_log();
     let cut: Vec<_> = log.iter().filter(|l| l.contains("refused") && l.contains("did not arrive within 2 s")).collect();
-    assert_eq!(cut.len(), 1, "the trickle, and not the idle keep-alive connection: {log:#?}");
+    assert_eq!(cut.len(), 2, "the two trickles, and not the idle keep-alive connection: {log:#?}");
 }
 
 /// Someone trying the receiver by hand with curl over HTTP/2 sees each refusal's status and

@@ -58,7 +58,9 @@ async fn a_bad_config_stops_the_receiver_with_the_key_and_a_good_one_restarts_it
         other => panic!("{other:?}"),
     }
     assert_eq!(core.status(), status);
-    assert!(c.post(&url).body("{}").send().await.is_err(), "nothing listens any more");
+    // A new connection (the pooled one closes on its own time, as its task gets to it).
+    let (fresh, _) = client_for(&dir.path().join("data"), &addr);
+    assert!(fresh.post(&url).body("{}").send().await.is_err(), "nothing listens any more");
     let mut saw_failure = false;
     while let Ok(e) = failures.try_recv() {
         saw_failure |= matches!(e, alertray::alerts::Event::ReceiverFailed { .. });
@@ -601,9 +603,10 @@ async fn a_restart_on_the_same_address_answers_every_connection() {
         |token: &'static str| c.post(&url).bearer_auth(token).body(captured("netdata-alert-warning.json")).send();
     assert_eq!(post("second-token").await.unwrap().status(), StatusCode::UNAUTHORIZED);
     assert_eq!(post("first-token").await.unwrap().status(), StatusCode::OK);
-    // Stopping, the port is free at once, while a connection that sends nothing gets its
-    // moment to.
-    let _open = tokio::net::TcpStream::connect(addr.parse::<std::net::SocketAddr>().unwrap()).await.unwrap();
+    // Stopping, the port is free at once, while a connection that has sent nothing yet
+    // gets its moment to.
+    let pem = std::fs::read(dir.path().join("data/tls/cert.pem")).unwrap();
+    let _open = connect(addr.parse().unwrap(), client_config(&pem)).await.unwrap();
     let stopping = core.stop();
     tokio::pin!(stopping);
     let freed = async {

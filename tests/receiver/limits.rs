@@ -3,34 +3,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use reqwest::StatusCode;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A TLS client trusting the PEM certificates in `roots_pem`, speaking HTTP/1.1.
-fn client_config(roots_pem: &[u8]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(roots_pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(cfg)
-}
-
-/// Connects to `addr` over TLS as `localhost`.
-async fn connect(
-    addr: std::net::SocketAddr,
-    cfg: Arc<rustls::ClientConfig>,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    tokio_rustls::TlsConnector::from(cfg).connect(ServerName::try_from("localhost").unwrap(), tcp).await
-}
 
 /// A raw TLS connection to the receiver, for clients that misbehave on purpose.
 async fn raw_tls(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
