@@ -190,7 +190,7 @@ pub async fn start_with(
         Some(listener) => listener,
         None => TcpListener::bind(want).await.map_err(|source| StartError::Bind { addr: want, source })?,
     };
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.server.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: want, source })?;
     let router = server::router(ReceiverState::new(config.clone(), store.clone()));
     let acceptor = TlsAcceptor::from(tls.config.clone());
     if let (Some(resolver), TlsConfig::Acme(acme)) = (&tls.acme, &config.tls) {

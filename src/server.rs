@@ -176,20 +176,18 @@ fn log_connection_error(
     timeout: Duration,
     partial_head: bool,
 ) {
-    let refused = e.downcast_ref::<hyper::Error>().is_some_and(|h| {
-        h.is_parse_too_large() || h.is_parse() || h.is_parse_status() || (h.is_timeout() && partial_head)
-    });
-    if refused && !REFUSAL_LOG.allow() {
-        return;
-    }
     match e.downcast_ref::<hyper::Error>() {
         Some(h) if h.is_parse_too_large() => {
             // hyper says which: "URI too long" (answered 414) or a head too large (431).
             let status = if h.to_string().contains("URI too long") { 414 } else { 431 };
-            tracing::warn!(%peer, status, "refused: the request's head is far over the limits ({h})")
+            if REFUSAL_LOG.allow() {
+                tracing::warn!(%peer, status, "refused: the request's head is far over the limits ({h})")
+            }
         }
         Some(h) if h.is_parse() || h.is_parse_status() => {
-            tracing::warn!(%peer, status = 400, "refused: the request is not valid HTTP ({h})")
+            if REFUSAL_LOG.allow() {
+                tracing::warn!(%peer, status = 400, "refused: the request is not valid HTTP ({h})")
+            }
         }
         Some(h) if h.is_timeout() && partial_head => log_slow_head(peer, timeout),
         _ => tracing::debug!(%peer, "connection ended: {e}"),
@@ -199,11 +197,13 @@ fn log_connection_error(
 /// Says that a request's head began to arrive and did not finish within `timeout`, which
 /// either hyper's timer or the idle check cut off.
 fn log_slow_head(peer: SocketAddr, timeout: Duration) {
-    tracing::warn!(
-        %peer,
-        "refused: the request's head did not arrive within {} s; connection closed (no answer)",
-        timeout.as_secs()
-    );
+    if REFUSAL_LOG.allow() {
+        tracing::warn!(
+            %peer,
+            "refused: the request's head did not arrive within {} s; connection closed (no answer)",
+            timeout.as_secs()
+        );
+    }
 }
 
 /// The receiver's routes: GET (challenge) and POST (delivery) on `server.path`.
@@ -1040,8 +1040,8 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
     let mut closing = false;
     // A head that trickled in was refused (and said so) when the connection was closed.
     let mut head_refused = false;
-    // At shutdown, a connection that has not sent its first request yet gets a moment to.
-    let mut stopping = false;
+    // At shutdown, a connection that has not sent its first request yet gets a moment to
+    // (any other is closing once it has seen the shutdown).
     let fresh_grace = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(fresh_grace);
     let mut grace_armed = false;
@@ -1061,8 +1061,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
                 tracing::debug!(%peer, "connection did not close in time once asked to; dropped");
                 break;
             }
-            _ = shutdown.cancelled(), if !closing && !stopping => {
-                stopping = true;
+            _ = shutdown.cancelled(), if !closing && !grace_armed => {
                 if activity.fresh() {
                     fresh_grace.as_mut().reset(tokio::time::Instant::now() + FRESH_GRACE);
                     grace_armed = true;
@@ -1076,9 +1075,7 @@ async fn serve_connection(tcp: TcpStream, conn: Conn, id: u64, evicted: Cancella
             _ = idle_check.tick(), if !closing => match activity.idle_for() {
                 Some(idle) if idle >= timeout && activity.partial_head.load(std::sync::atomic::Ordering::SeqCst) => {
                     head_refused = true;
-                    if REFUSAL_LOG.allow() {
-                        log_slow_head(peer, timeout);
-                    }
+                    log_slow_head(peer, timeout);
                     "its request's head did not arrive in time"
                 }
                 Some(idle) if idle >= timeout => "it sent no request within server.request_timeout_secs",

@@ -57,7 +57,8 @@ fn paths_from_env() -> Paths {
 fn init_logging(log_dir: &std::path::Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = || alertray::headless::log_filter().0;
+    // One filter per layer (a filter serves one); the warning, if any, is said once.
+    let (stderr_filter, warning) = alertray::headless::log_filter();
     let _ = alertray::store::create_private_dir(log_dir);
     let file = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
@@ -65,12 +66,14 @@ fn init_logging(log_dir: &std::path::Path) -> Option<tracing_appender::non_block
         .filename_suffix("log")
         .max_log_files(7)
         .build(log_dir);
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter_boxed(filter());
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter_boxed(stderr_filter);
     let guard = match file {
         Ok(appender) => {
             let (writer, guard) = tracing_appender::non_blocking(appender);
-            let file_layer =
-                tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer).with_filter_boxed(filter());
+            let file_layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer)
+                .with_filter_boxed(alertray::headless::log_filter().0);
             let _ = tracing_subscriber::registry().with(stderr).with(file_layer).try_init();
             Some(guard)
         }
@@ -80,7 +83,7 @@ fn init_logging(log_dir: &std::path::Path) -> Option<tracing_appender::non_block
             None
         }
     };
-    if let Some(warning) = alertray::headless::log_filter().1 {
+    if let Some(warning) = warning {
         tracing::warn!("{warning}");
     }
     guard
