@@ -333,7 +333,7 @@ function snoozeList(snoozes, active) {
   const list = open ? h("ul", { id: "snoozes", class: "snoozes card" }, live.map((s) => h("li", { "data-scope": s.scope },
     h("span", {}, `${what(s)}: none until ${untilText(s.until_ms)}`),
     h("button", { class: "btn", onclick: async () => {
-      try { await invoke("resume", { scope: { scope: s.scope, target: s.target } }); toast(`${what(s)}: popups again`); } catch (e) { toast(errorText(e)); }
+      await resume(s, what(s));
       redrawActive();
     } }, "Resume")))) : null;
   return { toggle, list };
@@ -366,7 +366,7 @@ function snoozeButton(snoozes, scope, action, what, name, label) {
     && (scope.scope === "node" ? s.target.toLowerCase() === scope.target.toLowerCase() : s.target === scope.target));
   if (on) {
     return h("button", { class: "btn", "data-action": action, title: `Popups for ${what} again, now`, onclick: async () => {
-      try { await invoke("resume", { scope: { scope: on.scope, target: on.target } }); toast(`${name}: popups again`); } catch (e) { toast(errorText(e)); }
+      await resume(on, name);
       redrawActive();
     } }, scope.scope === "node" ? "Resume node" : "Resume");
   }
@@ -374,6 +374,16 @@ function snoozeButton(snoozes, scope, action, what, name, label) {
     await snooze(scope, name);
     redrawActive();
   } }, label);
+}
+
+// Lifts the snooze `s` (its scope and target), saying so with `what` it held back.
+async function resume(s, what) {
+  try {
+    await invoke("resume", { scope: { scope: s.scope, target: s.target } });
+    toast(`${what}: popups again`);
+  } catch (e) {
+    toast(errorText(e));
+  }
 }
 
 async function snooze(scope, what) {
@@ -728,8 +738,12 @@ function stoppedByShown() {
 // port another program holds, TLS files that do not load.
 async function noteStoppedBy(formOk) {
   const st = await invoke("status").catch(() => null);
-  const r = st && st.receiver;
-  settingsView.stoppedBy = formOk && r && r.state !== "running" && r.key ? { key: r.key, message: r.reason } : null;
+  settingsView.stoppedBy = formOk ? stoppedAt(st && st.receiver) : null;
+}
+
+// The setting a stopped receiver names, with why it stopped; none while it runs.
+function stoppedAt(receiver) {
+  return receiver && receiver.state !== "running" && receiver.key ? { key: receiver.key, message: receiver.reason } : null;
 }
 
 async function drawSettings(anchor) {
@@ -920,7 +934,7 @@ async function saveNow() {
       // What was saved replaced any edit by hand left unapplied.
       showRefused(null);
     }
-    settingsView.stoppedBy = st.state !== "running" && st.key ? { key: st.key, message: st.reason } : null;
+    settingsView.stoppedBy = stoppedAt(st);
     if (st.state === "running") {
       result.className = "result ok";
       // A tunnel starts on its own time, and may fail: where to see how it goes.
